@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine:
+#   - Debian packages: prometheus (prometheus, promtool), prometheus-alertmanager,
+#     docker-compose (only `docker-compose config` is used: no engine needed)
+#   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
+# Idempotent: what is already there is not installed again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # --no-install-recommends keeps it small; the services are not started by us.
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian's packages start their services on install; the tests start their own.
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+    pkill -x "$svc" >/dev/null 2>&1 || true
+done
+
+if [ ! -x .venv/bin/moto_server ]; then
+    echo "setup: creating .venv with moto[server]"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5,<6'
+fi
+
+for tool in promtool prometheus prometheus-alertmanager docker-compose .venv/bin/moto_server; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
+done
+echo "setup: ok ($(promtool --version 2>&1 | head -1); $(prometheus-alertmanager --version 2>&1 | head -1))"

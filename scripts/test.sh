@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what the tests
+# need, then runs the Rust tests (unit, parser fixtures, golden exposition,
+# replay CLI, CloudWatch against moto_server, the Prometheus/Alertmanager
+# end-to-end stack) and the monitoring-mixin checks (promtool, dashboards).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-test-deps.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export AWS_EC2_METADATA_DISABLED=true
+
+cargo build --locked --all-targets
+cargo test --locked -- --test-threads=2
+if [ -x scripts/check-mixin.sh ]; then
+    scripts/check-mixin.sh
+fi
+echo "test.sh: all checks passed"

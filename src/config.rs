@@ -1,0 +1,541 @@
+//! Configuration: the YAML file, read in three steps — raw (serde, strict: every
+//! unknown key is an error) → defaults → a validated [`Config`] whose types are
+//! the ones the pipeline uses (compiled formats, parsed CIDRs, durations).
+//! Every error names the key it is about, as a dotted path
+//! (`detections.top_k.window: ...`), so a bad file fails at start-up with a
+//! message that says what to fix. Relative paths are resolved against the
+//! folder of the configuration file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::parse::Format;
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`cloudwatch.log_groups[1].name`), or empty for the
+    /// file as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+// ---------------------------------------------------------------- raw model
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    log_format: Option<String>,
+    #[serde(default)]
+    detections: RawDetections,
+    geoip: Option<RawGeoIp>,
+    #[serde(default)]
+    limits: RawLimits,
+    cloudwatch: Option<RawCloudWatch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetections {
+    #[serde(default)]
+    allowed_source_cidrs: Vec<String>,
+    #[serde(default)]
+    approved_destination_cidrs: Vec<String>,
+    forbidden_ports: Option<Vec<u16>>,
+    watch_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    top_k: RawTopK,
+    #[serde(default)]
+    port_scan: RawPortScan,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopK {
+    size: Option<usize>,
+    window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortScan {
+    window: Option<String>,
+    min_distinct_ports: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeoIp {
+    database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_interfaces: Option<usize>,
+    max_tracked_addresses: Option<usize>,
+    max_port_scan_sources: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloudWatch {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    role_arn: Option<String>,
+    poll_interval: Option<String>,
+    lookback: Option<String>,
+    start_from: Option<String>,
+    state_file: Option<String>,
+    max_requests_per_second: Option<f64>,
+    #[serde(default)]
+    log_groups: Vec<RawLogGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogGroup {
+    name: Option<String>,
+    log_format: Option<String>,
+    log_stream_prefix: Option<String>,
+}
+
+// ---------------------------------------------------------- validated model
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The log format of files, stdin and log groups without their own.
+    pub log_format: Format,
+    pub detections: Detections,
+    pub geoip: Option<GeoIpConfig>,
+    pub limits: Limits,
+    pub cloudwatch: Option<CloudWatchConfig>,
+}
+
+/// The detection rules and windows.
+#[derive(Debug, Clone)]
+pub struct Detections {
+    /// Illegal-traffic rule: ACCEPTs from a source in none of these. Off when empty.
+    pub allowed_source_cidrs: Vec<IpNet>,
+    /// NAT-breach rule: pkt-dstaddr in none of these. Off when empty.
+    pub approved_destination_cidrs: Vec<IpNet>,
+    pub forbidden_ports: Vec<u16>,
+    pub watch_ports: Vec<u16>,
+    pub top_k: TopKConfig,
+    pub port_scan: PortScanConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TopKConfig {
+    pub size: usize,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PortScanConfig {
+    pub window: Duration,
+    pub min_distinct_ports: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoIpConfig {
+    pub database: PathBuf,
+}
+
+/// Bounds on label values and tracker memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Distinct `interface_id` values; beyond, records count under `other`.
+    pub max_interfaces: usize,
+    /// Addresses each top-K tracker (rejected sources, rejected destinations) holds.
+    pub max_tracked_addresses: usize,
+    /// Sources the port-scan tracker holds.
+    pub max_port_scan_sources: usize,
+}
+
+/// The live source.
+#[derive(Debug, Clone)]
+pub struct CloudWatchConfig {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub role_arn: Option<String>,
+    pub poll_interval: Duration,
+    pub lookback: Duration,
+    pub start_from: Duration,
+    pub state_file: Option<PathBuf>,
+    pub max_requests_per_second: f64,
+    pub log_groups: Vec<LogGroupConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogGroupConfig {
+    pub name: String,
+    pub log_format: Format,
+    pub log_stream_prefix: Option<String>,
+}
+
+/// Defaults, named so that docs and code agree.
+pub mod defaults {
+    use std::time::Duration;
+    pub const FORBIDDEN_PORTS: &[u16] = &[23];
+    pub const WATCH_PORTS: &[u16] = &[22, 23, 25, 53, 80, 443, 445, 1433, 3306, 3389, 5432, 6379];
+    pub const TOP_K_SIZE: usize = 25;
+    pub const TOP_K_WINDOW: Duration = Duration::from_secs(15 * 60);
+    pub const PORT_SCAN_WINDOW: Duration = Duration::from_secs(10 * 60);
+    pub const PORT_SCAN_MIN_DISTINCT_PORTS: u32 = 20;
+    pub const MAX_INTERFACES: usize = 10_000;
+    pub const MAX_TRACKED_ADDRESSES: usize = 50_000;
+    pub const MAX_PORT_SCAN_SOURCES: usize = 20_000;
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
+    pub const LOOKBACK: Duration = Duration::from_secs(20 * 60);
+    pub const MAX_REQUESTS_PER_SECOND: f64 = 4.0;
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            log_format: Format::default_v2(),
+            detections: Detections {
+                allowed_source_cidrs: Vec::new(),
+                approved_destination_cidrs: Vec::new(),
+                forbidden_ports: defaults::FORBIDDEN_PORTS.to_vec(),
+                watch_ports: defaults::WATCH_PORTS.to_vec(),
+                top_k: TopKConfig { size: defaults::TOP_K_SIZE, window: defaults::TOP_K_WINDOW },
+                port_scan: PortScanConfig {
+                    window: defaults::PORT_SCAN_WINDOW,
+                    min_distinct_ports: defaults::PORT_SCAN_MIN_DISTINCT_PORTS,
+                },
+            },
+            geoip: None,
+            limits: Limits {
+                max_interfaces: defaults::MAX_INTERFACES,
+                max_tracked_addresses: defaults::MAX_TRACKED_ADDRESSES,
+                max_port_scan_sources: defaults::MAX_PORT_SCAN_SOURCES,
+            },
+            cloudwatch: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("", format!("cannot read config file {}: {e}", path.display())))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_yaml(&text, &base)
+    }
+
+    /// Parses and validates YAML text; relative paths are resolved against `base`.
+    pub fn from_yaml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_norway::from_str(text).map_err(yaml_error)?
+        };
+        validate(raw, base)
+    }
+
+    /// The formats that name fields AWS does not define, with those fields, for the
+    /// start-up warning: (key, unknown field names).
+    pub fn unknown_format_fields(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut push = |key: String, f: &Format| {
+            let unknown: Vec<String> = f.unknown_fields().into_iter().map(str::to_owned).collect();
+            if !unknown.is_empty() {
+                out.push((key, unknown));
+            }
+        };
+        push("log_format".to_owned(), &self.log_format);
+        if let Some(cw) = &self.cloudwatch {
+            for (i, g) in cw.log_groups.iter().enumerate() {
+                push(format!("cloudwatch.log_groups[{i}].log_format"), &g.log_format);
+            }
+        }
+        out
+    }
+}
+
+/// serde's message already carries the dotted path of the key (`detections.top_k:
+/// unknown field ...`); keep it whole and split off the path when there is one.
+fn yaml_error(e: serde_norway::Error) -> ConfigError {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((path, rest))
+            if !path.is_empty()
+                && path.chars().all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c)) =>
+        {
+            err(path, rest)
+        }
+        _ => err("", text),
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let d = Config::default();
+    let log_format = match raw.log_format {
+        Some(spec) => compile_format("log_format", &spec)?,
+        None => d.log_format,
+    };
+
+    let rd = raw.detections;
+    let top_k_size = rd.top_k.size.unwrap_or(defaults::TOP_K_SIZE);
+    if top_k_size == 0 || top_k_size > 1000 {
+        return Err(err("detections.top_k.size", format!("must be between 1 and 1000, got {top_k_size}")));
+    }
+    let min_ports = rd.port_scan.min_distinct_ports.unwrap_or(defaults::PORT_SCAN_MIN_DISTINCT_PORTS);
+    if min_ports == 0 || min_ports > 65536 {
+        return Err(err(
+            "detections.port_scan.min_distinct_ports",
+            format!("must be between 1 and 65536, got {min_ports}"),
+        ));
+    }
+    let detections = Detections {
+        allowed_source_cidrs: cidrs("detections.allowed_source_cidrs", &rd.allowed_source_cidrs)?,
+        approved_destination_cidrs: cidrs(
+            "detections.approved_destination_cidrs",
+            &rd.approved_destination_cidrs,
+        )?,
+        forbidden_ports: dedup_ports(rd.forbidden_ports.unwrap_or(d.detections.forbidden_ports)),
+        watch_ports: dedup_ports(rd.watch_ports.unwrap_or(d.detections.watch_ports)),
+        top_k: TopKConfig {
+            size: top_k_size,
+            window: window("detections.top_k.window", rd.top_k.window.as_deref(), defaults::TOP_K_WINDOW)?,
+        },
+        port_scan: PortScanConfig {
+            window: window(
+                "detections.port_scan.window",
+                rd.port_scan.window.as_deref(),
+                defaults::PORT_SCAN_WINDOW,
+            )?,
+            min_distinct_ports: min_ports,
+        },
+    };
+
+    let geoip = match raw.geoip {
+        None => None,
+        Some(RawGeoIp { database: None }) => {
+            return Err(err("geoip.database", "missing: the path of a .mmdb country or city database"))
+        }
+        Some(RawGeoIp { database: Some(p) }) => {
+            if p.trim().is_empty() {
+                return Err(err("geoip.database", "must not be empty"));
+            }
+            Some(GeoIpConfig { database: resolve(base, &p) })
+        }
+    };
+
+    let limits = Limits {
+        max_interfaces: positive("limits.max_interfaces", raw.limits.max_interfaces, defaults::MAX_INTERFACES)?,
+        max_tracked_addresses: at_least(
+            "limits.max_tracked_addresses",
+            raw.limits.max_tracked_addresses,
+            defaults::MAX_TRACKED_ADDRESSES,
+            64,
+        )?,
+        max_port_scan_sources: at_least(
+            "limits.max_port_scan_sources",
+            raw.limits.max_port_scan_sources,
+            defaults::MAX_PORT_SCAN_SOURCES,
+            64,
+        )?,
+    };
+    if limits.max_tracked_addresses < detections.top_k.size * 4 {
+        return Err(err(
+            "limits.max_tracked_addresses",
+            format!("must be at least 4 x detections.top_k.size ({})", detections.top_k.size * 4),
+        ));
+    }
+
+    let cloudwatch = match raw.cloudwatch {
+        None => None,
+        Some(cw) => Some(validate_cloudwatch(cw, base, &log_format)?),
+    };
+
+    Ok(Config { log_format, detections, geoip, limits, cloudwatch })
+}
+
+fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> Result<CloudWatchConfig, ConfigError> {
+    let poll_interval = duration_or("cloudwatch.poll_interval", cw.poll_interval.as_deref(), defaults::POLL_INTERVAL)?;
+    if poll_interval < Duration::from_secs(1) {
+        return Err(err("cloudwatch.poll_interval", "must be at least 1s"));
+    }
+    let lookback = duration_or("cloudwatch.lookback", cw.lookback.as_deref(), defaults::LOOKBACK)?;
+    if lookback < Duration::from_secs(60) || lookback > Duration::from_secs(24 * 3600) {
+        return Err(err("cloudwatch.lookback", "must be between 1m and 24h"));
+    }
+    let start_from = duration_or("cloudwatch.start_from", cw.start_from.as_deref(), lookback)?;
+    if start_from > Duration::from_secs(14 * 24 * 3600) {
+        return Err(err("cloudwatch.start_from", "must be at most 14d"));
+    }
+    let rps = cw.max_requests_per_second.unwrap_or(defaults::MAX_REQUESTS_PER_SECOND);
+    if !(rps.is_finite() && rps > 0.0 && rps <= 100.0) {
+        return Err(err("cloudwatch.max_requests_per_second", format!("must be above 0 and at most 100, got {rps}")));
+    }
+    if let Some(url) = &cw.endpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(err("cloudwatch.endpoint_url", format!("must start with http:// or https://, got {url:?}")));
+        }
+    }
+    if let Some(r) = &cw.region {
+        if r.trim().is_empty() {
+            return Err(err("cloudwatch.region", "must not be empty"));
+        }
+    }
+    if let Some(arn) = &cw.role_arn {
+        if !arn.starts_with("arn:") {
+            return Err(err("cloudwatch.role_arn", format!("must be an IAM role ARN (arn:aws:iam::...), got {arn:?}")));
+        }
+    }
+    if cw.log_groups.is_empty() {
+        return Err(err("cloudwatch.log_groups", "at least one log group is required"));
+    }
+    let mut groups = Vec::with_capacity(cw.log_groups.len());
+    for (i, g) in cw.log_groups.into_iter().enumerate() {
+        let key = format!("cloudwatch.log_groups[{i}]");
+        let name = match g.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => return Err(err(format!("{key}.name"), "missing: the log group's name")),
+        };
+        if groups.iter().any(|x: &LogGroupConfig| x.name == name) {
+            return Err(err(format!("{key}.name"), format!("log group {name:?} is listed twice")));
+        }
+        let log_format = match g.log_format {
+            Some(spec) => compile_format(&format!("{key}.log_format"), &spec)?,
+            None => log_format.clone(),
+        };
+        groups.push(LogGroupConfig { name, log_format, log_stream_prefix: g.log_stream_prefix.filter(|p| !p.is_empty()) });
+    }
+    Ok(CloudWatchConfig {
+        region: cw.region,
+        endpoint_url: cw.endpoint_url,
+        role_arn: cw.role_arn,
+        poll_interval,
+        lookback,
+        start_from,
+        state_file: cw.state_file.map(|p| resolve(base, &p)),
+        max_requests_per_second: rps,
+        log_groups: groups,
+    })
+}
+
+fn compile_format(key: &str, spec: &str) -> Result<Format, ConfigError> {
+    Format::parse(spec).map_err(|e| err(key, e.to_string()))
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+fn dedup_ports(mut ports: Vec<u16>) -> Vec<u16> {
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+fn positive(key: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    at_least(key, v, default, 1)
+}
+
+fn at_least(key: &str, v: Option<usize>, default: usize, min: usize) -> Result<usize, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < min {
+        return Err(err(key, format!("must be at least {min}, got {v}")));
+    }
+    Ok(v)
+}
+
+fn cidrs(key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| parse_cidr(s).ok_or_else(|| err(format!("{key}[{i}]"), format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))))
+        .collect()
+}
+
+/// A CIDR, or a bare address taken as a single-host network.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>().ok().map(IpNet::from)
+}
+
+fn window(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    let d = duration_or(key, v, default)?;
+    if d < Duration::from_secs(60) || d > Duration::from_secs(24 * 3600) {
+        return Err(err(key, format!("must be between 1m and 24h, got {}", v.unwrap_or(""))));
+    }
+    Ok(d)
+}
+
+fn duration_or(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).map_err(|m| err(key, m)),
+    }
+}
+
+/// Parses a Prometheus-style duration: one or more `<number><unit>` with units
+/// `ms`, `s`, `m`, `h`, `d`, `w`, `y` (`90s`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 30s, 10m, 1h30m)");
+    let b = s.trim().as_bytes();
+    if b.is_empty() {
+        return Err(bad());
+    }
+    let mut i = 0;
+    let mut total_ms: u128 = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start || i - start > 12 {
+            return Err(bad());
+        }
+        let n: u128 = std::str::from_utf8(&b[start..i]).ok().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        let unit_start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let ms: u128 = match &b[unit_start..i] {
+            b"ms" => 1,
+            b"s" => 1000,
+            b"m" => 60_000,
+            b"h" => 3_600_000,
+            b"d" => 86_400_000,
+            b"w" => 7 * 86_400_000,
+            b"y" => 365 * 86_400_000,
+            _ => return Err(bad()),
+        };
+        total_ms += n * ms;
+    }
+    u64::try_from(total_ms).map(Duration::from_millis).map_err(|_| bad())
+}

@@ -1,0 +1,1 @@
+//! Detections over flow time: CIDR and port rules, windowed top-K addresses, port scans.

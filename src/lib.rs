@@ -1,0 +1,16 @@
+//! vpc-flow-exporter turns AWS VPC Flow Logs into Prometheus metrics.
+//!
+//! The data flow, one module a stage:
+//! `source` (CloudWatch Logs poller, file/stdin replay, demo generator) yields
+//! lines → `parse` turns each line into a typed record without allocating →
+//! `aggregate` counts records into per-interface counters and histograms and
+//! feeds `detect` (CIDR rules, top-K windows, port scans) → `expose` encodes the
+//! in-memory aggregates as the Prometheus exposition at scrape time and serves it.
+//! `config` turns the YAML file into a validated model whose errors name the key.
+
+pub mod parse;
+pub mod config;
+pub mod aggregate;
+pub mod detect;
+pub mod expose;
+pub mod source;
