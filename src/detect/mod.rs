@@ -1,1 +1,10 @@
-//! Detections over flow time: CIDR and port rules, windowed top-K addresses, port scans.
+//! Detections over flow time: the stateless rules (CIDR sets, port sets) and
+//! the windowed, memory-bounded trackers — top-K rejected addresses and port
+//! scanners — plus the GeoIP country lookup. Windows run on flow time: the
+//! caller passes the newest record time seen, and a window of length W holds
+//! the records whose time is later than that minus W.
+
+pub mod geo;
+pub mod portscan;
+pub mod rules;
+pub mod topk;
