@@ -3,33 +3,324 @@
 //! protocol, per watched port, per country — and histograms per action; the
 //! windowed detections of `detect` are fed from here. Nothing here touches a
 //! Prometheus label map: `expose` encodes these aggregates at scrape time.
-//! Label values are bounded by construction (interface cap, fixed enums).
+//! Label values are bounded by construction: interfaces by
+//! `limits.max_interfaces` (beyond it, `other`, counted), protocols by their
+//! 8-bit number, ports by the configured lists, countries by ISO codes.
 
+pub mod histogram;
+
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashMap;
+
 use crate::config::Config;
-use crate::parse::LineParser;
+use crate::detect::geo::{Country, CountryLookup};
+use crate::detect::portscan::PortScanTracker;
+use crate::detect::rules::{is_private, CidrSet, PortTable};
+use crate::detect::topk::WindowedTopK;
+use crate::parse::{Action, Line, LineParser, LogStatus, ParseError, Record};
+use histogram::{IntHistogram, BYTES_BUCKETS, DURATION_BUCKETS, PACKETS_BUCKETS};
 
 /// The aggregates of one exporter, shared by the sources (writers, one lock per
 /// batch) and the scrape handler (reader).
 pub type SharedAggregator = Arc<Mutex<Aggregator>>;
 
+/// Interface slot of records without an interface-id.
+pub const IFACE_UNKNOWN: usize = 0;
+/// Interface slot of records beyond `limits.max_interfaces`.
+pub const IFACE_OTHER: usize = 1;
+
+/// Counters of one `interface_id` label value. Arrays are indexed by
+/// [`Action::index`] or [`LogStatus::index`].
+#[derive(Debug, Clone)]
+pub struct InterfaceCounters {
+    pub name: Box<str>,
+    pub records: [u64; 3],
+    pub bytes: [u64; 3],
+    pub packets: [u64; 3],
+    pub log_status: [u64; 3],
+    pub illegal_source_accepts: u64,
+    pub short_connections: u64,
+    pub unapproved_destination: [u64; 3],
+    /// `forbidden_ports.len() * 3`, by port position then action.
+    pub forbidden: Box<[u64]>,
+}
+
+impl InterfaceCounters {
+    fn new(name: &str, n_forbidden: usize) -> InterfaceCounters {
+        InterfaceCounters {
+            name: name.into(),
+            records: [0; 3],
+            bytes: [0; 3],
+            packets: [0; 3],
+            log_status: [0; 3],
+            illegal_source_accepts: 0,
+            short_connections: 0,
+            unapproved_destination: [0; 3],
+            forbidden: vec![0; n_forbidden * 3].into_boxed_slice(),
+        }
+    }
+}
+
+/// Histograms of traffic records for one action.
+#[derive(Debug, Clone)]
+pub struct RecordHistograms {
+    pub bytes: IntHistogram,
+    pub packets: IntHistogram,
+    pub duration: IntHistogram,
+}
+
 /// All counters, histograms and detection state.
 #[derive(Debug)]
-pub struct Aggregator {}
+pub struct Aggregator {
+    // Rules, from the configuration.
+    allowed_sources: CidrSet,
+    approved_destinations: CidrSet,
+    pub(crate) forbidden_ports: PortTable,
+    pub(crate) watch_ports: PortTable,
+    pub(crate) top_k_size: usize,
+    pub(crate) port_scan_min_ports: u32,
+    max_interfaces: usize,
+    geo: Option<Box<dyn CountryLookup>>,
+
+    // Interfaces: slot 0 `unknown`, slot 1 `other`, then one per interface-id.
+    iface_slots: FxHashMap<Box<[u8]>, u32>,
+    last_iface: Vec<u8>,
+    last_slot: usize,
+    pub(crate) interfaces: Vec<InterfaceCounters>,
+    pub(crate) interface_limit_records: u64,
+
+    /// By protocol number, then action; index 256 is "no protocol".
+    pub(crate) protocols: Box<[[u64; 3]; 257]>,
+    /// By watched-port position, then action; the last row is `other`.
+    pub(crate) dstports: Vec<[u64; 3]>,
+    pub(crate) countries: FxHashMap<Country, [u64; 3]>,
+    pub(crate) histograms: [RecordHistograms; 3],
+
+    pub(crate) lines: u64,
+    pub(crate) parse_errors: [u64; ParseError::ALL.len()],
+    /// Newest record time (unix seconds) seen; 0 before any.
+    pub(crate) newest: u64,
+
+    pub(crate) top_sources: WindowedTopK,
+    pub(crate) top_destinations: WindowedTopK,
+    pub(crate) port_scans: PortScanTracker,
+}
 
 impl Aggregator {
-    pub fn new(_config: &Config) -> Aggregator {
-        Aggregator {}
+    pub fn new(config: &Config) -> Aggregator {
+        let d = &config.detections;
+        let forbidden_ports = PortTable::new(&d.forbidden_ports);
+        let watch_ports = PortTable::new(&d.watch_ports);
+        let n_forbidden = forbidden_ports.len();
+        let hist = || RecordHistograms {
+            bytes: IntHistogram::new(BYTES_BUCKETS),
+            packets: IntHistogram::new(PACKETS_BUCKETS),
+            duration: IntHistogram::new(DURATION_BUCKETS),
+        };
+        Aggregator {
+            allowed_sources: CidrSet::new(&d.allowed_source_cidrs),
+            approved_destinations: CidrSet::new(&d.approved_destination_cidrs),
+            dstports: vec![[0; 3]; watch_ports.len() + 1],
+            forbidden_ports,
+            watch_ports,
+            top_k_size: d.top_k.size,
+            port_scan_min_ports: d.port_scan.min_distinct_ports,
+            max_interfaces: config.limits.max_interfaces,
+            geo: None,
+            iface_slots: FxHashMap::default(),
+            last_iface: Vec::new(),
+            last_slot: usize::MAX,
+            interfaces: vec![
+                InterfaceCounters::new("unknown", n_forbidden),
+                InterfaceCounters::new("other", n_forbidden),
+            ],
+            interface_limit_records: 0,
+            protocols: Box::new([[0; 3]; 257]),
+            countries: FxHashMap::default(),
+            histograms: [hist(), hist(), hist()],
+            lines: 0,
+            parse_errors: [0; ParseError::ALL.len()],
+            newest: 0,
+            top_sources: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
+            top_destinations: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
+            port_scans: PortScanTracker::new(d.port_scan.window, config.limits.max_port_scan_sources),
+        }
     }
 
-    /// Parses and counts one line (no trailing `\n`).
-    pub fn ingest_line(&mut self, _parser: &mut LineParser, _line: &[u8]) {}
+    /// Sets where source countries come from (off by default).
+    pub fn with_countries(mut self, geo: Box<dyn CountryLookup>) -> Aggregator {
+        self.geo = Some(geo);
+        self
+    }
 
-    /// Parses and counts a buffer of `\n`-separated lines.
-    pub fn ingest_lines(&mut self, parser: &mut LineParser, buf: &[u8]) {
-        for line in buf.split(|&b| b == b'\n') {
-            self.ingest_line(parser, line);
+    pub fn has_countries(&self) -> bool {
+        self.geo.is_some()
+    }
+
+    pub fn into_shared(self) -> SharedAggregator {
+        Arc::new(Mutex::new(self))
+    }
+
+    /// Parses and counts one line (no trailing `\n`; a trailing `\r` is fine).
+    #[inline]
+    pub fn ingest_line(&mut self, parser: &mut LineParser, line: &[u8]) {
+        match parser.parse_line(line) {
+            Line::Record(r) => {
+                self.lines += 1;
+                self.observe(&r);
+            }
+            Line::Empty => {}
+            Line::Header => self.lines += 1,
+            Line::Invalid(e) => {
+                self.lines += 1;
+                self.parse_errors[e.index()] += 1;
+                tracing::debug!(reason = e.reason(), "Invalid flow-log line");
+            }
         }
+    }
+
+    /// Parses and counts a buffer of `\n`-separated lines; a last line without
+    /// `\n` counts too.
+    pub fn ingest_lines(&mut self, parser: &mut LineParser, buf: &[u8]) {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', buf) {
+            self.ingest_line(parser, &buf[start..nl]);
+            start = nl + 1;
+        }
+        if start < buf.len() {
+            self.ingest_line(parser, &buf[start..]);
+        }
+    }
+
+    /// Counts one valid record.
+    pub fn observe(&mut self, r: &Record<'_>) {
+        let slot = self.interface_slot(r.interface_id);
+        let status = r.log_status.unwrap_or(LogStatus::Ok);
+        let a = r.action.unwrap_or(Action::Unknown).index();
+        let forbidden = r.dstport.and_then(|p| self.forbidden_ports.index(p));
+        let illegal = a == Action::Accept.index()
+            && !self.allowed_sources.is_empty()
+            && r.srcaddr.is_some_and(|s| !self.allowed_sources.contains(s));
+        let unapproved = !self.approved_destinations.is_empty()
+            && r.pkt_dstaddr.is_some_and(|d| !self.approved_destinations.contains(d));
+        let short = r.protocol == Some(6) && r.tcp_flags.is_some_and(|f| f & 3 == 3);
+
+        let c = &mut self.interfaces[slot];
+        c.log_status[status.index()] += 1;
+        if status != LogStatus::Ok {
+            return;
+        }
+        c.records[a] += 1;
+        c.bytes[a] = c.bytes[a].saturating_add(r.bytes.unwrap_or(0));
+        c.packets[a] = c.packets[a].saturating_add(r.packets.unwrap_or(0));
+        if let Some(i) = forbidden {
+            c.forbidden[i * 3 + a] += 1;
+        }
+        if illegal {
+            c.illegal_source_accepts += 1;
+        }
+        if unapproved {
+            c.unapproved_destination[a] += 1;
+        }
+        if short {
+            c.short_connections += 1;
+        }
+
+        self.protocols[r.protocol.map_or(256, usize::from)][a] += 1;
+        if let Some(port) = r.dstport {
+            let row = self.watch_ports.index(port).unwrap_or(self.watch_ports.len());
+            self.dstports[row][a] += 1;
+        }
+        if let (Some(geo), Some(src)) = (&self.geo, r.srcaddr) {
+            let country = if is_private(src) { Country::Private } else { geo.lookup(src) };
+            self.countries.entry(country).or_insert([0; 3])[a] += 1;
+        }
+        let h = &mut self.histograms[a];
+        if let Some(b) = r.bytes {
+            h.bytes.observe(b);
+        }
+        if let Some(p) = r.packets {
+            h.packets.observe(p);
+        }
+        if let (Some(s), Some(e)) = (r.start, r.end) {
+            h.duration.observe(e.saturating_sub(s));
+        }
+
+        if let Some(t) = r.time() {
+            if t > self.newest {
+                self.newest = t;
+            }
+            if a == Action::Reject.index() {
+                let newest = self.newest;
+                if let Some(src) = r.srcaddr {
+                    self.top_sources.add(src, t, newest);
+                    if let Some(port) = r.dstport {
+                        self.port_scans.add(src, port, t, newest);
+                    }
+                }
+                if let Some(dst) = r.dstaddr {
+                    self.top_destinations.add(dst, t, newest);
+                }
+            }
+        }
+    }
+
+    /// The counter slot of an interface-id: a one-entry cache for runs of the
+    /// same interface (common: one log stream per interface), then a hash map.
+    #[inline]
+    fn interface_slot(&mut self, id: Option<&[u8]>) -> usize {
+        let Some(id) = id else { return IFACE_UNKNOWN };
+        if self.last_slot != usize::MAX && self.last_iface == id {
+            return self.last_slot;
+        }
+        let slot = match self.iface_slots.get(id) {
+            Some(&s) => s as usize,
+            None if self.iface_slots.len() < self.max_interfaces => {
+                let s = self.interfaces.len();
+                let name = String::from_utf8_lossy(id);
+                self.interfaces.push(InterfaceCounters::new(&name, self.forbidden_ports.len()));
+                self.iface_slots.insert(id.into(), s as u32);
+                s
+            }
+            None => {
+                // Not cached: each record over the limit must be counted.
+                self.interface_limit_records += 1;
+                return IFACE_OTHER;
+            }
+        };
+        self.last_iface.clear();
+        self.last_iface.extend_from_slice(id);
+        self.last_slot = slot;
+        slot
+    }
+
+    /// Distinct interface-ids holding their own label value.
+    pub fn interface_count(&self) -> usize {
+        self.iface_slots.len()
+    }
+
+    /// Lines read that were records, headers or invalid.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Invalid lines by reason.
+    pub fn parse_errors(&self) -> impl Iterator<Item = (ParseError, u64)> + '_ {
+        ParseError::ALL.iter().map(|&e| (e, self.parse_errors[e.index()]))
+    }
+
+    /// Traffic records of one action, all interfaces.
+    pub fn records(&self, action: Action) -> u64 {
+        self.interfaces.iter().map(|c| c.records[action.index()]).sum()
+    }
+}
+
+/// The address with its IPv4-mapped form unwrapped, for label values.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
     }
 }

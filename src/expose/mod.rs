@@ -1,11 +1,54 @@
 //! Exposition: the HTTP server (metrics, landing page, health and readiness)
-//! and the Prometheus collector that encodes the in-memory aggregates at scrape
-//! time.
+//! and the Prometheus collector that encodes the in-memory aggregates at
+//! scrape time. A scrape only reads memory: it never calls AWS.
 
-use std::sync::atomic::AtomicBool;
+pub mod collector;
+pub mod server;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use prometheus::{Encoder, Registry, TextEncoder};
+
+pub use collector::AggregatorCollector;
+pub use server::{serve, ServerConfig};
+
+use crate::aggregate::SharedAggregator;
 
 /// Readiness as `/-/ready` reports it: set once every source is up (for the
 /// CloudWatch poller: every log group polled successfully once).
 #[derive(Debug, Default, Clone)]
 pub struct Readiness(pub Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn ready() -> Readiness {
+        Readiness(Arc::new(AtomicBool::new(true)))
+    }
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A registry holding the aggregator's collector; sources add their own
+/// health metrics to it.
+pub fn registry(agg: &SharedAggregator) -> Registry {
+    let registry = Registry::new();
+    // Registration fails only for duplicate or malformed descriptors, which
+    // the fixed table in `collector` cannot produce.
+    if let Err(e) = registry.register(Box::new(AggregatorCollector::new(agg.clone()))) {
+        tracing::error!(error = %e, "Cannot register the aggregator collector");
+    }
+    registry
+}
+
+/// The text exposition of everything in `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "Cannot encode the metrics");
+    }
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
