@@ -1,0 +1,518 @@
+//! Parsing: from raw bytes of one flow-log line to a typed [`Record`].
+//!
+//! A [`Format`] is the ordered list of AWS fields of a log format (`${version}
+//! ${account-id} ...`), compiled once into a table from column to typed slot. A
+//! [`LineParser`] owns a format and turns one line at a time into a [`Record`]
+//! that borrows from the line, without allocating: fields are split on runs of
+//! spaces or tabs, `-` is "no value", numbers and addresses are checked for
+//! range. Header lines (S3 files) switch the parser's format until
+//! [`LineParser::reset`]; JSON-object lines are read by field name. Anything
+//! else that does not fit is a [`ParseError`], whose kind is the bounded
+//! `reason` label of `vpc_flow_exporter_parse_errors_total`. The parser keeps
+//! no state between lines except the header-chosen format. docs/parsing.md is
+//! the user-facing description of these rules.
+
+mod fields;
+mod format;
+mod json;
+mod scan;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use fields::{is_known_field, KnownField, KNOWN_FIELDS};
+pub use format::{Format, FormatError};
+
+use fields::Slot;
+
+/// The longest line read (after its line end is cut); longer lines are
+/// [`ParseError::TooLong`]. A record with every AWS field is well under 2 KiB.
+pub const MAX_LINE_LEN: usize = 32 * 1024;
+
+/// The action of a record: the `action` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Accept = 0,
+    Reject = 1,
+    /// `-` or a format without `action`.
+    Unknown = 2,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Accept, Action::Reject, Action::Unknown];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "ACCEPT",
+            Action::Reject => "REJECT",
+            Action::Unknown => "unknown",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The log status of a record: the `log_status` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogStatus {
+    /// `OK`, or a format without `log-status`.
+    Ok = 0,
+    NoData = 1,
+    SkipData = 2,
+}
+
+impl LogStatus {
+    pub const ALL: [LogStatus; 3] = [LogStatus::Ok, LogStatus::NoData, LogStatus::SkipData];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStatus::Ok => "OK",
+            LogStatus::NoData => "NODATA",
+            LogStatus::SkipData => "SKIPDATA",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One valid flow-log record. Every field is `None` where the format lacks it or
+/// the line holds `-`. Byte-string fields borrow from the line (or from the
+/// parser's scratch buffer for JSON lines). `start` and `end` are Unix seconds:
+/// values of 13 digits or more are read as milliseconds and divided by 1000.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub version: Option<u8>,
+    pub account_id: Option<&'a [u8]>,
+    pub interface_id: Option<&'a [u8]>,
+    pub srcaddr: Option<IpAddr>,
+    pub dstaddr: Option<IpAddr>,
+    pub srcport: Option<u16>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub action: Option<Action>,
+    pub log_status: Option<LogStatus>,
+    pub tcp_flags: Option<u16>,
+    pub pkt_srcaddr: Option<IpAddr>,
+    pub pkt_dstaddr: Option<IpAddr>,
+    /// The raw text of every column, typed or not (see [`Record::field`]).
+    /// Not part of equality: records compare by their typed fields.
+    pub raw: RawFields<'a>,
+}
+
+impl<'a> Record<'a> {
+    /// `OK`, or the format has no log-status field.
+    pub fn is_traffic(&self) -> bool {
+        matches!(self.log_status, None | Some(LogStatus::Ok))
+    }
+    /// The record's flow time: `end`, else `start`.
+    pub fn time(&self) -> Option<u64> {
+        self.end.or(self.start)
+    }
+
+    /// The raw text of a field by AWS name (hyphen or underscore form), for any
+    /// field of the format, known to AWS or not; `None` where the field is
+    /// absent or `-`. For JSON lines, only the fields that AWS defines.
+    pub fn field(&self, name: &str) -> Option<&'a [u8]> {
+        self.raw.get(name)
+    }
+
+    /// The value of a field by AWS name: the typed value for the fields that
+    /// have one (`srcport` is a number even where the line wrote `0443`,
+    /// `start` is in seconds), the raw text for the others.
+    pub fn get(&self, name: &str) -> Option<Value<'a>> {
+        let num = |v: Option<u64>| v.map(Value::Number);
+        match fields::slot_of(name) {
+            Slot::Version => num(self.version.map(u64::from)),
+            Slot::AccountId => self.account_id.map(Value::Text),
+            Slot::InterfaceId => self.interface_id.map(Value::Text),
+            Slot::SrcAddr => self.srcaddr.map(Value::Addr),
+            Slot::DstAddr => self.dstaddr.map(Value::Addr),
+            Slot::SrcPort => num(self.srcport.map(u64::from)),
+            Slot::DstPort => num(self.dstport.map(u64::from)),
+            Slot::Protocol => num(self.protocol.map(u64::from)),
+            Slot::Packets => num(self.packets),
+            Slot::Bytes => num(self.bytes),
+            Slot::Start => num(self.start),
+            Slot::End => num(self.end),
+            Slot::Action => self.action.map(Value::Action),
+            Slot::LogStatus => self.log_status.map(Value::LogStatus),
+            Slot::TcpFlags => num(self.tcp_flags.map(u64::from)),
+            Slot::PktSrcAddr => self.pkt_srcaddr.map(Value::Addr),
+            Slot::PktDstAddr => self.pkt_dstaddr.map(Value::Addr),
+            Slot::Text | Slot::Unknown => self.raw.get(name).map(Value::Text),
+        }
+    }
+}
+
+/// The value of one field, as [`Record::get`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Number(u64),
+    Addr(IpAddr),
+    Action(Action),
+    LogStatus(LogStatus),
+    /// Raw bytes (not checked for UTF-8).
+    Text(&'a [u8]),
+}
+
+/// The value as AWS writes it (text lossily decoded from UTF-8).
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Addr(a) => write!(f, "{a}"),
+            Value::Action(a) => f.write_str(a.as_str()),
+            Value::LogStatus(s) => f.write_str(s.as_str()),
+            Value::Text(t) => write!(f, "{}", String::from_utf8_lossy(t)),
+        }
+    }
+}
+
+/// Start and end of one field's text in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    pub(crate) const ABSENT: Span = Span { start: u32::MAX, end: u32::MAX };
+
+    /// Both ends are below [`MAX_LINE_LEN`] (text) or the scratch length of
+    /// one capped JSON line, which fit a u32.
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span { start: start as u32, end: end as u32 }
+    }
+
+    pub(crate) fn is_absent(self) -> bool {
+        self.start == u32::MAX
+    }
+
+    fn slice(self, buf: &[u8]) -> Option<&[u8]> {
+        if self.is_absent() {
+            return None;
+        }
+        buf.get(self.start as usize..self.end as usize)
+    }
+}
+
+/// The raw text of the columns of one record: the line and the position of
+/// each field (text lines), or the text of each known field (JSON lines).
+#[derive(Clone, Copy, Default)]
+pub struct RawFields<'a> {
+    buf: &'a [u8],
+    spans: &'a [Span],
+    /// Column names for text lines; `None` for JSON lines, whose spans are
+    /// indexed like [`KNOWN_FIELDS`].
+    names: Option<&'a [String]>,
+}
+
+impl<'a> RawFields<'a> {
+    /// The text of a field (hyphen or underscore form); `None` where absent
+    /// or `-`. When a format repeats a name, the last column wins.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        let span = match self.names {
+            Some(names) => {
+                let i = if name.contains('_') {
+                    let name = name.replace('_', "-");
+                    names.iter().rposition(|n| *n == name)
+                } else {
+                    names.iter().rposition(|n| n == name)
+                }?;
+                *self.spans.get(i)?
+            }
+            None => *self.spans.get(fields::field_id(name)?)?,
+        };
+        span.slice(self.buf).filter(|t| *t != b"-")
+    }
+
+    /// Every column in order, as (name, text); `None` for `-`. For JSON
+    /// lines, the known fields that have a value, in AWS table order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + '_ {
+        let buf = self.buf;
+        let text = move |s: &Span| s.slice(buf).filter(|t| *t != b"-");
+        let columns = self.names.into_iter().flat_map(move |names| {
+            names.iter().zip(self.spans).map(move |(n, s)| (n.as_str(), text(s)))
+        });
+        let known = self.names.is_none().then_some(()).into_iter().flat_map(move |()| {
+            KNOWN_FIELDS
+                .iter()
+                .zip(self.spans)
+                .filter(|(_, s)| !s.is_absent())
+                .map(move |(f, s)| (f.name, text(s)))
+        });
+        columns.chain(known)
+    }
+}
+
+/// Raw text is a view of the same record: it never makes records unequal.
+impl PartialEq for RawFields<'_> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RawFields<'_> {}
+
+impl fmt::Debug for RawFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (n, v.map(|t| String::from_utf8_lossy(t).into_owned()))),
+            )
+            .finish()
+    }
+}
+
+/// Why a line is invalid: the bounded `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ParseError {
+    #[error("wrong number of fields")]
+    FieldCount = 0,
+    #[error("bad number")]
+    BadNumber = 1,
+    #[error("number out of range")]
+    OutOfRange = 2,
+    #[error("bad address")]
+    BadAddress = 3,
+    #[error("bad value")]
+    BadValue = 4,
+    #[error("bad json")]
+    BadJson = 5,
+    #[error("line too long")]
+    TooLong = 6,
+}
+
+impl ParseError {
+    pub const ALL: [ParseError; 7] = [
+        ParseError::FieldCount,
+        ParseError::BadNumber,
+        ParseError::OutOfRange,
+        ParseError::BadAddress,
+        ParseError::BadValue,
+        ParseError::BadJson,
+        ParseError::TooLong,
+    ];
+    /// The `reason` label value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ParseError::FieldCount => "field_count",
+            ParseError::BadNumber => "bad_number",
+            ParseError::OutOfRange => "out_of_range",
+            ParseError::BadAddress => "bad_address",
+            ParseError::BadValue => "bad_value",
+            ParseError::BadJson => "bad_json",
+            ParseError::TooLong => "too_long",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What one line was.
+#[derive(Debug)]
+pub enum Line<'a> {
+    Record(Record<'a>),
+    /// A header line: the parser switched to the format it names.
+    Header,
+    /// An empty (or whitespace-only) line.
+    Empty,
+    Invalid(ParseError),
+}
+
+/// Parses lines of one stream (a file, a log group). Header lines change its
+/// format for the rest of the stream; [`LineParser::reset`] restores the
+/// configured one (call it at the start of each file).
+#[derive(Debug, Clone)]
+pub struct LineParser {
+    configured: Format,
+    /// The format of the last header line, until `reset`.
+    header: Option<Format>,
+    /// Per column of the last text line: where its field is.
+    spans: Vec<Span>,
+    /// Separator bitmap of the last text line.
+    seps: Vec<u64>,
+    json: json::Scratch,
+}
+
+impl LineParser {
+    pub fn new(format: Format) -> LineParser {
+        LineParser {
+            spans: Vec::with_capacity(format.len()),
+            configured: format,
+            header: None,
+            seps: Vec::with_capacity(MAX_LINE_LEN / 64 / 8),
+            json: json::Scratch::default(),
+        }
+    }
+
+    /// Back to the configured format (a new file begins).
+    pub fn reset(&mut self) {
+        self.header = None;
+    }
+
+    /// Parses one line (without its `\n`; a trailing `\r` is allowed).
+    #[inline]
+    pub fn parse_line<'a>(&'a mut self, line: &'a [u8]) -> Line<'a> {
+        let line = trim_line_end(line);
+        if line.len() > MAX_LINE_LEN {
+            return Line::Invalid(ParseError::TooLong);
+        }
+        let line = trim_blanks(line);
+        let Some(&first) = line.first() else {
+            return Line::Empty;
+        };
+        if first == b'{' {
+            return self.parse_json(line);
+        }
+        if first.is_ascii_lowercase() {
+            if let Some(format) = Format::from_header(line) {
+                self.spans.reserve(format.len());
+                self.header = Some(format);
+                return Line::Header;
+            }
+        }
+        self.parse_text(line)
+    }
+
+    /// The format the next line is read with: the last header's, else the
+    /// configured one.
+    pub fn format(&self) -> &Format {
+        self.header.as_ref().unwrap_or(&self.configured)
+    }
+
+    /// The format given to [`LineParser::new`], which `reset` returns to.
+    pub fn configured_format(&self) -> &Format {
+        &self.configured
+    }
+
+    fn parse_text<'a>(&'a mut self, line: &'a [u8]) -> Line<'a> {
+        let LineParser { configured, header, spans, seps, .. } = self;
+        let header: &'a Option<Format> = header;
+        let format: &'a Format = header.as_ref().unwrap_or(configured);
+        let slots = format.slots();
+        scan::separator_bitmap(line, seps);
+        spans.clear();
+
+        let mut record = Record::default();
+        let mut first_error = None;
+        let mut columns = 0usize;
+        let mut pos = 0usize;
+        loop {
+            let start = scan::token_start(seps, pos);
+            if start >= line.len() {
+                break;
+            }
+            let end = scan::token_end(seps, start).min(line.len());
+            let Some(token) = line.get(start..end) else { break };
+            if let Some(&slot) = slots.get(columns) {
+                spans.push(Span::new(start, end));
+                if let Err(e) = fill(&mut record, slot, token) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            columns += 1;
+            pos = end;
+        }
+        if columns != slots.len() {
+            return Line::Invalid(ParseError::FieldCount);
+        }
+        if let Some(e) = first_error {
+            return Line::Invalid(e);
+        }
+        let spans: &'a [Span] = spans;
+        record.raw = RawFields { buf: line, spans, names: Some(format.names()) };
+        Line::Record(record)
+    }
+
+    #[cold]
+    fn parse_json<'a>(&'a mut self, line: &'a [u8]) -> Line<'a> {
+        if let Err(e) = self.json.read(line) {
+            return Line::Invalid(e);
+        }
+        let scratch: &'a json::Scratch = &self.json;
+        let mut record = Record::default();
+        for (field, span) in KNOWN_FIELDS.iter().zip(&scratch.spans) {
+            if let Some(text) = span.slice(&scratch.buf) {
+                if let Err(e) = fill(&mut record, field.slot, text) {
+                    return Line::Invalid(e);
+                }
+            }
+        }
+        record.raw = RawFields { buf: &scratch.buf, spans: &scratch.spans, names: None };
+        Line::Record(record)
+    }
+}
+
+/// Puts the text of one column into its typed slot.
+#[inline(always)]
+fn fill<'a>(r: &mut Record<'a>, slot: Slot, t: &'a [u8]) -> Result<(), ParseError> {
+    if t == b"-" {
+        return Ok(());
+    }
+    match slot {
+        Slot::Version => r.version = Some(scan::bounded(t, u8::MAX as u64)? as u8),
+        Slot::AccountId => r.account_id = Some(t),
+        Slot::InterfaceId => r.interface_id = Some(t),
+        Slot::SrcAddr => r.srcaddr = Some(scan::addr(t)?),
+        Slot::DstAddr => r.dstaddr = Some(scan::addr(t)?),
+        Slot::SrcPort => r.srcport = Some(scan::bounded(t, u16::MAX as u64)? as u16),
+        Slot::DstPort => r.dstport = Some(scan::bounded(t, u16::MAX as u64)? as u16),
+        Slot::Protocol => r.protocol = Some(scan::bounded(t, u8::MAX as u64)? as u8),
+        Slot::Packets => r.packets = Some(scan::u64_field(t)?),
+        Slot::Bytes => r.bytes = Some(scan::u64_field(t)?),
+        Slot::Start => r.start = Some(scan::timestamp(t)?),
+        Slot::End => r.end = Some(scan::timestamp(t)?),
+        Slot::Action => {
+            r.action = Some(match t {
+                b"ACCEPT" => Action::Accept,
+                b"REJECT" => Action::Reject,
+                _ => return Err(ParseError::BadValue),
+            })
+        }
+        Slot::LogStatus => {
+            r.log_status = Some(match t {
+                b"OK" => LogStatus::Ok,
+                b"NODATA" => LogStatus::NoData,
+                b"SKIPDATA" => LogStatus::SkipData,
+                _ => return Err(ParseError::BadValue),
+            })
+        }
+        Slot::TcpFlags => r.tcp_flags = Some(scan::bounded(t, MAX_TCP_FLAGS)? as u16),
+        Slot::PktSrcAddr => r.pkt_srcaddr = Some(scan::addr(t)?),
+        Slot::PktDstAddr => r.pkt_dstaddr = Some(scan::addr(t)?),
+        Slot::Text | Slot::Unknown => {}
+    }
+    Ok(())
+}
+
+/// tcp-flags is a bitmask of the 8 TCP header flags (AWS reports FIN 1,
+/// SYN 2, RST 4 and SYN-ACK 18, OR-ed over the aggregation interval).
+const MAX_TCP_FLAGS: u64 = 0xff;
+
+/// Cuts the line end: any trailing `\r` and `\n`.
+fn trim_line_end(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = line {
+        line = rest;
+    }
+    line
+}
+
+fn trim_blanks(mut line: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = line {
+        line = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = line {
+        line = rest;
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests;
