@@ -1,0 +1,116 @@
+//! Every invalid configuration is a start-up error whose message names the
+//! key; valid files get the documented defaults.
+
+use std::path::Path;
+use std::time::Duration;
+
+use vpc_flow_exporter::config::{parse_duration, Config};
+
+fn error_of(yaml: &str) -> String {
+    match Config::from_yaml(yaml, Path::new("/etc/vpc-flow-exporter")) {
+        Ok(_) => panic!("accepted invalid config:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn each_invalid_config_names_its_key() {
+    let cases: &[(&str, &str)] = &[
+        ("bogus: 1\n", "unknown field `bogus`"),
+        ("detections:\n  allowed_source_cidr: []\n", "unknown field `allowed_source_cidr`"),
+        ("detections:\n  top_k:\n    windw: 5m\n", "detections.top_k: unknown field `windw`"),
+        ("detections:\n  top_k:\n    window: 15x\n", "detections.top_k.window: invalid duration \"15x\""),
+        ("detections:\n  top_k:\n    window: 10s\n", "detections.top_k.window: must be between 1m and 24h"),
+        ("detections:\n  top_k:\n    size: 0\n", "detections.top_k.size: must be between 1 and 1000"),
+        ("detections:\n  port_scan:\n    window: forever\n", "detections.port_scan.window: invalid duration"),
+        ("detections:\n  port_scan:\n    min_distinct_ports: 0\n", "detections.port_scan.min_distinct_ports: must be between 1 and 65536"),
+        ("detections:\n  allowed_source_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n", "detections.allowed_source_cidrs[1]: invalid CIDR \"10.0.0/33\""),
+        ("detections:\n  approved_destination_cidrs: [\"nope\"]\n", "detections.approved_destination_cidrs[0]: invalid CIDR"),
+        ("detections:\n  forbidden_ports: [70000]\n", "detections.forbidden_ports"),
+        ("detections:\n  watch_ports: [-1]\n", "detections.watch_ports"),
+        ("log_format: \"\"\n", "log_format: "),
+        ("geoip: {}\n", "geoip.database: missing"),
+        ("limits:\n  max_interfaces: 0\n", "limits.max_interfaces: must be at least 1"),
+        ("limits:\n  max_tracked_addresses: 10\n", "limits.max_tracked_addresses: must be at least 64"),
+        ("cloudwatch:\n  log_groups: []\n", "cloudwatch.log_groups: at least one log group is required"),
+        ("cloudwatch:\n  log_groups:\n    - log_format: \"${version}\"\n", "cloudwatch.log_groups[0].name: missing"),
+        ("cloudwatch:\n  log_groups:\n    - name: a\n    - name: a\n", "cloudwatch.log_groups[1].name: log group \"a\" is listed twice"),
+        ("cloudwatch:\n  log_groups:\n    - name: a\n      log_format: \"\"\n", "cloudwatch.log_groups[0].log_format: "),
+        ("cloudwatch:\n  log_groups:\n    - name: a\n      prefix: eni-\n", "unknown field `prefix`"),
+        ("cloudwatch:\n  poll_interval: 1 minute\n  log_groups: [{name: a}]\n", "cloudwatch.poll_interval: invalid duration"),
+        ("cloudwatch:\n  lookback: 10s\n  log_groups: [{name: a}]\n", "cloudwatch.lookback: must be between 1m and 24h"),
+        ("cloudwatch:\n  start_from: 30d\n  log_groups: [{name: a}]\n", "cloudwatch.start_from: must be at most 14d"),
+        ("cloudwatch:\n  max_requests_per_second: 0\n  log_groups: [{name: a}]\n", "cloudwatch.max_requests_per_second: must be above 0"),
+        ("cloudwatch:\n  endpoint_url: localhost:5000\n  log_groups: [{name: a}]\n", "cloudwatch.endpoint_url: must start with http://"),
+        ("cloudwatch:\n  role_arn: my-role\n  log_groups: [{name: a}]\n", "cloudwatch.role_arn: must be an IAM role ARN"),
+        ("detections: [1, 2]\n", "detections"),
+    ];
+    for (yaml, want) in cases {
+        let got = error_of(yaml);
+        assert!(got.contains(want), "config:\n{yaml}\nwant a message containing {want:?}\ngot: {got}");
+    }
+}
+
+#[test]
+fn empty_file_gives_documented_defaults() {
+    let c = Config::from_yaml("", Path::new(".")).unwrap();
+    assert_eq!(c.detections.forbidden_ports, vec![23]);
+    assert_eq!(c.detections.watch_ports, vec![22, 23, 25, 53, 80, 443, 445, 1433, 3306, 3389, 5432, 6379]);
+    assert_eq!(c.detections.top_k.size, 25);
+    assert_eq!(c.detections.top_k.window, Duration::from_secs(900));
+    assert_eq!(c.detections.port_scan.window, Duration::from_secs(600));
+    assert_eq!(c.detections.port_scan.min_distinct_ports, 20);
+    assert_eq!(c.limits.max_interfaces, 10_000);
+    assert!(c.detections.allowed_source_cidrs.is_empty());
+    assert!(c.geoip.is_none() && c.cloudwatch.is_none());
+    assert!(c.log_format.has_field("log-status"));
+}
+
+#[test]
+fn contract_example_parses_with_relative_paths_resolved() {
+    let yaml = r#"
+log_format: "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${tcp-flags} ${pkt-dstaddr}"
+detections:
+  allowed_source_cidrs: ["172.31.0.0/16"]
+  approved_destination_cidrs: ["10.0.0.0/8"]
+  forbidden_ports: [23]
+  top_k: {size: 25, window: 15m}
+  port_scan: {window: 10m, min_distinct_ports: 20}
+geoip:
+  database: geo/country.mmdb
+limits:
+  max_interfaces: 10000
+cloudwatch:
+  region: us-east-1
+  endpoint_url: http://127.0.0.1:5000
+  poll_interval: 60s
+  lookback: 20m
+  state_file: state.json
+  max_requests_per_second: 4
+  log_groups:
+    - name: /vpc/flow-logs
+      log_stream_prefix: eni-
+    - name: /vpc/other
+      log_format: "${version} ${interface-id} ${action}"
+"#;
+    let c = Config::from_yaml(yaml, Path::new("/etc/vfe")).unwrap();
+    assert_eq!(c.geoip.unwrap().database, Path::new("/etc/vfe/geo/country.mmdb"));
+    let cw = c.cloudwatch.unwrap();
+    assert_eq!(cw.state_file.as_deref(), Some(Path::new("/etc/vfe/state.json")));
+    assert_eq!(cw.start_from, cw.lookback, "start_from defaults to lookback");
+    assert_eq!(cw.lookback, Duration::from_secs(1200));
+    assert!(cw.log_groups[0].log_format.has_field("tcp-flags"), "groups inherit the top-level format");
+    assert!(!cw.log_groups[1].log_format.has_field("srcaddr"));
+    assert_eq!(cw.log_groups[0].log_stream_prefix.as_deref(), Some("eni-"));
+}
+
+#[test]
+fn durations_are_prometheus_style() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    for bad in ["", "10", "m", "1.5h", "10 m", "-5m", "5M"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+    }
+}
