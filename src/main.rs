@@ -1,1 +1,216 @@
-fn main() {}
+//! The `vpc-flow-exporter` binary: flags, logging, wiring, exit codes. The
+//! live exporter (`--config.file`), `replay` and `demo` share one pipeline.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
+use vpc_flow_exporter::config::Config;
+use vpc_flow_exporter::expose::{self, Readiness, ServerConfig};
+use vpc_flow_exporter::parse::{Format, LineParser};
+use vpc_flow_exporter::source::replay;
+
+#[derive(Debug, Parser)]
+#[command(name = "vpc-flow-exporter", version, about = "Turns AWS VPC Flow Logs into Prometheus metrics.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Configuration file (YAML). Required for the live exporter.
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    config_file: Option<PathBuf>,
+
+    /// Validate the configuration file and exit (0 when valid, 1 when not).
+    #[arg(long = "config.check")]
+    config_check: bool,
+
+    /// Address to listen on for the metrics and health endpoints.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":10190", global = true)]
+    listen_address: String,
+
+    /// Path under which the metrics are exposed.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
+    telemetry_path: String,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
+    log_level: String,
+
+    /// Log format on standard error.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read flow-log files (or standard input), print the metrics, exit.
+    Replay {
+        /// Log format of the files, in AWS ${field} syntax (overrides the config's log_format).
+        #[arg(long = "log-format", id = "replay_log_format", value_name = "FORMAT")]
+        log_format: Option<String>,
+        /// Files to read; `-` or none: standard input. `.gz` files are decompressed.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Serve metrics from a built-in generator of realistic traffic (no AWS needed).
+    Demo {
+        /// Base records per second.
+        #[arg(long = "demo.rate", value_name = "N", default_value_t = 150)]
+        rate: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("vpc-flow-exporter: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match &cli.command {
+        Some(Command::Replay { log_format, paths }) => run_replay(&cli, log_format.as_deref(), paths),
+        Some(Command::Demo { .. }) => bail_now(),
+        None if cli.config_check => check_config(&cli),
+        None => bail_now(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, with the whole chain of causes.
+            eprintln!("vpc-flow-exporter: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(cli: &Cli) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("--log.level: invalid level {:?}", cli.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Logfmt => builder.compact().init(),
+    }
+    Ok(())
+}
+
+/// The configuration file, or the defaults when none is given.
+fn load_config(cli: &Cli) -> Result<Config> {
+    match &cli.config_file {
+        Some(path) => Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        None => Ok(Config::default()),
+    }
+}
+
+fn warn_unknown_fields(config: &Config) {
+    for (key, fields) in config.unknown_format_fields() {
+        tracing::warn!(key, fields = ?fields, "Format names fields that AWS does not define; they are read as ignored columns");
+    }
+}
+
+/// The aggregator for a configuration, with GeoIP when configured.
+fn aggregator(config: &Config) -> Result<Aggregator> {
+    let agg = Aggregator::new(config);
+    Ok(match &config.geoip {
+        Some(g) => {
+            let _ = g; bail!("geoip TODO")
+        }
+        None => agg,
+    })
+}
+
+fn check_config(cli: &Cli) -> Result<ExitCode> {
+    let Some(path) = &cli.config_file else { bail!("--config.check needs --config.file") };
+    let config = load_config(cli)?;
+    warn_unknown_fields(&config);
+    aggregator(&config)?;
+    println!("{}: configuration is valid", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<ExitCode> {
+    let mut config = load_config(cli)?;
+    if let Some(spec) = log_format {
+        config.log_format = Format::parse(spec).map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
+    }
+    warn_unknown_fields(&config);
+    let mut agg = aggregator(&config)?;
+    let inputs: Vec<replay::Input> = if paths.is_empty() {
+        vec![replay::Input::Stdin]
+    } else {
+        paths.iter().map(|p| replay::Input::from_arg(p)).collect()
+    };
+    let mut parser = LineParser::new(config.log_format.clone());
+    replay::replay(&inputs, &mut parser, &mut agg)?;
+    let shared = agg.into_shared();
+    let registry = expose::registry(&shared);
+    let text = expose::encode(&registry);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|_| out.flush()).context("cannot write to standard output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listen_addr(s: &str) -> Result<SocketAddr> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
+    full.parse().with_context(|| format!("--web.listen-address: invalid address {s:?} (expected host:port or :port)"))
+}
+
+async fn bind(cli: &Cli) -> Result<TcpListener> {
+    let addr = listen_addr(&cli.listen_address)?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("--web.listen-address: cannot listen on {addr}"))?;
+    tracing::info!(address = %listener.local_addr().unwrap_or(addr), path = %cli.telemetry_path, "Listening");
+    Ok(listener)
+}
+
+fn check_telemetry_path(cli: &Cli) -> Result<()> {
+    let p = &cli.telemetry_path;
+    if !p.starts_with('/') || p == "/" || p.starts_with("/-/") {
+        bail!("--web.telemetry-path: must start with / and not be / or under /-/, got {p:?}");
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM cancels the token.
+fn on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("Received SIGINT, shutting down"),
+            _ = term => tracing::info!("Received SIGTERM, shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+fn bail_now() -> Result<ExitCode> { bail!("todo") }

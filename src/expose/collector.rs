@@ -128,8 +128,9 @@ impl Builder {
     }
 }
 
+/// Label pairs sorted by name, as the prometheus crate's own metrics have them.
 fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
-    labels
+    let mut pairs: Vec<LabelPair> = labels
         .iter()
         .map(|(k, v)| {
             let mut lp = LabelPair::default();
@@ -137,7 +138,9 @@ fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
             lp.set_value(v.to_string());
             lp
         })
-        .collect()
+        .collect();
+    pairs.sort_by(|a, b| a.name().cmp(b.name()));
+    pairs
 }
 
 /// The protocol label: the usual names, else the decimal number.
