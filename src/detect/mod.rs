@@ -4,6 +4,7 @@
 //! caller passes the newest record time seen, and a window of length W holds
 //! the records whose time is later than that minus W.
 
+pub mod addr;
 pub mod geo;
 pub mod portscan;
 pub mod rules;

@@ -1,36 +1,632 @@
 //! Port-scan detection: distinct REJECT dstports per source over a sliding
 //! window of flow time, in bounded memory.
+//!
+//! **Window.** Exact to the second: each (source, port) pair keeps the time it
+//! was last seen, and a port counts for its source while that time is later
+//! than `newest - W`. Records already older than the window when they arrive
+//! are ignored ([`PortScanTracker::stale`]); late records inside it count.
+//!
+//! **Memory.** One hash-map entry per source (a `u128` key and 48 bytes): its
+//! first [`INLINE_PORTS`] ports live inline, so sources with a handful of
+//! ports — almost all of them — allocate nothing. A source with more ports
+//! spills the rest into its own small hash map (port → last seen), up to
+//! [`MAX_PORTS_PER_SOURCE`] ports per source; observations of new ports beyond
+//! that are counted by [`PortScanTracker::capped`]. At the cap, ports that left
+//! the window are purged at most once per slot (`W / 60`) so that a source at
+//! the cap costs O(1) amortized per record. Two budgets bound the memory: at
+//! most `capacity` sources, and at most `capacity × SPILLED_PORTS_PER_SOURCE`
+//! spilled ports over all sources (about 18 bytes each).
+//!
+//! **Eviction.** When a new source arrives at `capacity` sources, or the
+//! spilled ports reach their budget, a compaction first drops the ports and
+//! sources that left the window (not evictions), then evicts the sources with
+//! the fewest distinct ports in the window (ties: least recently seen, then the
+//! lowest key) down to `capacity / 2` sources and half the spilled-port budget.
+//! Amortized O(1) per record: a compaction costs O(sources + spilled ports) and
+//! follows at least `capacity / 2` new sources or half a budget of new ports.
+//!
+//! **Error bound.** Distinct-port counts are exact while the sources fit and
+//! no source reaches the per-source cap. Beyond, a count is never above the
+//! truth; each eviction of a source dropped at most
+//! [`PortScanTracker::error_bound`] of its ports in the window, and a source at
+//! the cap reports at most [`MAX_PORTS_PER_SOURCE`].
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
+use super::addr::{addr_of, addr_order, key_of};
+use super::topk::{SlotClock, SLOTS};
+
+/// Ports a source holds without allocating.
+pub const INLINE_PORTS: usize = 4;
+/// Distinct ports held per source.
+pub const MAX_PORTS_PER_SOURCE: usize = 1024;
+/// The spilled-port budget, per unit of source capacity.
+pub const SPILLED_PORTS_PER_SOURCE: usize = 32;
+
+#[derive(Debug, Default)]
+struct Source {
+    ports: [u16; INLINE_PORTS],
+    /// Last-seen flow time of each inline port (unix seconds).
+    seen: [u32; INLINE_PORTS],
+    /// Inline ports in use.
+    n: u8,
+    /// Flow time of the last purge at the per-source cap.
+    last_purge: u32,
+    /// Ports beyond the inline ones: port → last seen.
+    spill: Option<Box<FxHashMap<u16, u32>>>,
+}
+
+impl Source {
+    fn spilled(&self) -> usize {
+        self.spill.as_ref().map_or(0, |s| s.len())
+    }
+    /// (distinct ports in the window, newest last-seen time).
+    fn window_ports(&self, window: u64, newest: u64) -> (u64, u32) {
+        let mut count = 0u64;
+        let mut last = 0u32;
+        let live = |seen: u32| u64::from(seen) + window > newest;
+        for &s in &self.seen[..self.n as usize] {
+            if live(s) {
+                count += 1;
+                last = last.max(s);
+            }
+        }
+        if let Some(spill) = &self.spill {
+            for &s in spill.values() {
+                if live(s) {
+                    count += 1;
+                    last = last.max(s);
+                }
+            }
+        }
+        (count, last)
+    }
+}
+
+/// Distinct REJECT dstports per source over a window, holding at most
+/// `capacity` sources.
 #[derive(Debug)]
-pub struct PortScanTracker {}
+pub struct PortScanTracker {
+    window: u64,
+    clock: SlotClock,
+    capacity: usize,
+    port_cap: usize,
+    max_spilled: usize,
+    map: FxHashMap<u128, Source>,
+    /// Spilled ports over all sources.
+    spilled: usize,
+    newest: u64,
+    evictions: u64,
+    capped: u64,
+    stale: u64,
+    max_evicted: u64,
+    evicted_by_slot: [(u64, u64); SLOTS],
+    scratch: Vec<(u64, u32, u128)>,
+}
 
 impl PortScanTracker {
-    pub fn new(_window: Duration, _capacity: usize) -> PortScanTracker {
-        PortScanTracker {}
+    /// `capacity` is the most sources held (at least 1).
+    pub fn new(window: Duration, capacity: usize) -> PortScanTracker {
+        Self::with_port_cap(window, capacity, MAX_PORTS_PER_SOURCE)
     }
+
+    /// As [`new`](Self::new) with another per-source port cap (at least
+    /// [`INLINE_PORTS`]).
+    pub fn with_port_cap(window: Duration, capacity: usize, port_cap: usize) -> PortScanTracker {
+        let capacity = capacity.max(1);
+        PortScanTracker {
+            window: window.as_secs().max(1),
+            clock: SlotClock::new(window),
+            capacity,
+            port_cap: port_cap.max(INLINE_PORTS),
+            max_spilled: capacity.saturating_mul(SPILLED_PORTS_PER_SOURCE),
+            map: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            spilled: 0,
+            newest: 0,
+            evictions: 0,
+            capped: 0,
+            stale: 0,
+            max_evicted: 0,
+            evicted_by_slot: [(0, 0); SLOTS],
+            scratch: Vec::new(),
+        }
+    }
+
     /// One REJECT record from `src` to `port` at flow time `time`.
-    pub fn add(&mut self, _src: IpAddr, _port: u16, _time: u64, _newest: u64) {}
+    #[inline]
+    pub fn add(&mut self, src: IpAddr, port: u16, time: u64, newest: u64) {
+        let newest = self.newest.max(newest).max(time);
+        self.newest = newest;
+        if time + self.window <= newest {
+            self.stale += 1;
+            return;
+        }
+        let t = time.min(u64::from(u32::MAX)) as u32;
+        if self.spilled >= self.max_spilled {
+            self.compact(newest);
+        }
+        let key = key_of(src);
+        if let Some(s) = self.map.get_mut(&key) {
+            let limits = Limits { window: self.window, purge_every: self.clock.width(), port_cap: self.port_cap };
+            observe(s, port, t, newest, limits, &mut self.spilled, &mut self.capped);
+            return;
+        }
+        if self.map.len() >= self.capacity {
+            self.compact(newest);
+        }
+        let mut s = Source { n: 1, ..Source::default() };
+        s.ports[0] = port;
+        s.seen[0] = t;
+        self.map.insert(key, s);
+    }
+
     /// Sources with at least `min_ports` distinct ports in the window ending at
     /// `newest`: their number, and the `k` with the most ports (most first, ties
     /// by address) appended to `out` as (source, distinct ports).
-    pub fn scanners(&self, _min_ports: u32, _k: usize, _newest: u64, _out: &mut Vec<(IpAddr, u64)>) -> u64 {
-        0
+    pub fn scanners(&self, min_ports: u32, k: usize, newest: u64, out: &mut Vec<(IpAddr, u64)>) -> u64 {
+        let newest = newest.max(self.newest);
+        let min_ports = u64::from(min_ports.max(1));
+        let mut found: Vec<(u64, u128)> = Vec::new();
+        for (&key, s) in &self.map {
+            let (c, _) = s.window_ports(self.window, newest);
+            if c >= min_ports {
+                found.push((c, key));
+            }
+        }
+        let total = found.len() as u64;
+        if k == 0 {
+            return total;
+        }
+        let order = |a: &(u64, u128), b: &(u64, u128)| b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)));
+        if found.len() > k {
+            found.select_nth_unstable_by(k - 1, order);
+            found.truncate(k);
+        }
+        found.sort_unstable_by(order);
+        out.extend(found.into_iter().map(|(c, key)| (addr_of(key), c)));
+        total
     }
+
+    /// Distinct ports of one source in the window ending at `newest` (0 when
+    /// not held).
+    pub fn distinct_ports(&self, src: IpAddr, newest: u64) -> u64 {
+        let newest = newest.max(self.newest);
+        self.map.get(&key_of(src)).map_or(0, |s| s.window_ports(self.window, newest).0)
+    }
+
+    /// Sources dropped to stay within capacity, since start.
     pub fn evictions(&self) -> u64 {
-        0
+        self.evictions
     }
+
     /// Observations not recorded because a source already holds the per-source
     /// port cap.
     pub fn capped(&self) -> u64 {
-        0
+        self.capped
     }
+
+    /// Records ignored because they were older than the window when added.
+    pub fn stale(&self) -> u64 {
+        self.stale
+    }
+
+    /// The most distinct ports an evicted source held, since start.
+    pub fn max_evicted(&self) -> u64 {
+        self.max_evicted
+    }
+
+    /// The most distinct ports evicted with one source by compactions whose
+    /// ports may still be in the window ending at `newest` (0: exact).
+    pub fn error_bound(&self, newest: u64) -> u64 {
+        let newest = newest.max(self.newest);
+        // Evicted ports were seen at or before the eviction's newest time; they
+        // can be in the window only if that time is.
+        let first_live = self.clock.first_live(newest);
+        self.evicted_by_slot
+            .iter()
+            .filter(|(epoch, max)| *max > 0 && *epoch >= first_live)
+            .map(|&(_, max)| max)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Sources held now.
     pub fn len(&self) -> usize {
-        0
+        self.map.len()
     }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The most sources held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Ports held beyond the inline ones, over all sources.
+    pub fn spilled_ports(&self) -> usize {
+        self.spilled
+    }
+
+    /// An estimate of the heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        let buckets = (self.map.capacity() * 8 / 7).next_power_of_two();
+        let spill: usize = self
+            .map
+            .values()
+            .filter_map(|s| s.spill.as_ref())
+            .map(|m| {
+                let b = (m.capacity() * 8 / 7).next_power_of_two();
+                b * (std::mem::size_of::<(u16, u32)>() + 1) + std::mem::size_of::<FxHashMap<u16, u32>>()
+            })
+            .sum();
+        buckets * (std::mem::size_of::<(u128, Source)>() + 1)
+            + spill
+            + self.scratch.capacity() * std::mem::size_of::<(u64, u32, u128)>()
+    }
+
+    /// Drops ports and sources that left the window, then evicts the sources
+    /// with the fewest ports down to half the capacity and half the
+    /// spilled-port budget.
+    fn compact(&mut self, newest: u64) {
+        let window = self.window;
+        let live = |seen: u32| u64::from(seen) + window > newest;
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let mut spilled = 0usize;
+        self.map.retain(|&key, s| {
+            let mut j = 0;
+            for i in 0..s.n as usize {
+                if live(s.seen[i]) {
+                    s.ports[j] = s.ports[i];
+                    s.seen[j] = s.seen[i];
+                    j += 1;
+                }
+            }
+            s.n = j as u8;
+            if let Some(spill) = s.spill.as_deref_mut() {
+                spill.retain(|_, seen| live(*seen));
+                // Refill the inline slots from the spill.
+                while (s.n as usize) < INLINE_PORTS {
+                    let Some((&p, &seen)) = spill.iter().next() else { break };
+                    spill.remove(&p);
+                    s.ports[s.n as usize] = p;
+                    s.seen[s.n as usize] = seen;
+                    s.n += 1;
+                }
+                if spill.capacity() > 2 * spill.len() + 16 {
+                    spill.shrink_to_fit();
+                }
+            }
+            if s.spill.as_ref().is_some_and(|m| m.is_empty()) {
+                s.spill = None;
+            }
+            let (count, last) = s.window_ports(window, newest);
+            if count == 0 {
+                return false;
+            }
+            spilled += s.spilled();
+            scratch.push((count, last, key));
+            true
+        });
+        self.spilled = spilled;
+
+        let target = self.capacity / 2;
+        let mut evicted = 0usize;
+        let mut largest = 0u64;
+        if self.map.len() > target {
+            evicted = self.map.len() - target;
+            if evicted < scratch.len() {
+                scratch.select_nth_unstable(evicted);
+            }
+            for &(c, _, key) in &scratch[..evicted] {
+                if let Some(s) = self.map.remove(&key) {
+                    self.spilled -= s.spilled();
+                    self.evictions += 1;
+                    largest = largest.max(c);
+                }
+            }
+        }
+        if self.spilled > self.max_spilled / 2 {
+            // Few sources with many ports: evict by fewest ports until the
+            // spilled ports fit half the budget.
+            let rest = &mut scratch[evicted..];
+            rest.sort_unstable();
+            for &(c, _, key) in rest.iter() {
+                if self.spilled <= self.max_spilled / 2 {
+                    break;
+                }
+                if let Some(s) = self.map.remove(&key) {
+                    self.spilled -= s.spilled();
+                    self.evictions += 1;
+                    largest = largest.max(c);
+                }
+            }
+        }
+        if largest > 0 {
+            self.max_evicted = self.max_evicted.max(largest);
+            let epoch = self.clock.epoch(newest);
+            let slot = &mut self.evicted_by_slot[(epoch % self.clock.slots()) as usize];
+            if slot.0 != epoch {
+                *slot = (epoch, 0);
+            }
+            slot.1 = slot.1.max(largest);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    window: u64,
+    purge_every: u64,
+    port_cap: usize,
+}
+
+/// One observation of `port` for a held source.
+#[inline]
+fn observe(s: &mut Source, port: u16, t: u32, newest: u64, lim: Limits, spilled: &mut usize, capped: &mut u64) {
+    let live = |seen: u32| u64::from(seen) + lim.window > newest;
+    let n = s.n as usize;
+    for i in 0..n {
+        if s.ports[i] == port {
+            s.seen[i] = s.seen[i].max(t);
+            return;
+        }
+    }
+    if let Some(spill) = s.spill.as_deref_mut() {
+        if let Some(seen) = spill.get_mut(&port) {
+            *seen = (*seen).max(t);
+            return;
+        }
+    }
+    // A new port for this source.
+    if n < INLINE_PORTS {
+        s.ports[n] = port;
+        s.seen[n] = t;
+        s.n += 1;
+        return;
+    }
+    for i in 0..INLINE_PORTS {
+        if !live(s.seen[i]) {
+            s.ports[i] = port;
+            s.seen[i] = t;
+            return;
+        }
+    }
+    if INLINE_PORTS + s.spilled() >= lim.port_cap {
+        if u64::from(s.last_purge) + lim.purge_every <= newest {
+            s.last_purge = newest.min(u64::from(u32::MAX)) as u32;
+            if let Some(spill) = s.spill.as_deref_mut() {
+                let before = spill.len();
+                spill.retain(|_, seen| live(*seen));
+                *spilled -= before - spill.len();
+            }
+        }
+        if INLINE_PORTS + s.spilled() >= lim.port_cap {
+            *capped += 1;
+            return;
+        }
+    }
+    s.spill.get_or_insert_with(Default::default).insert(port, t);
+    *spilled += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn v4(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(i))
+    }
+    fn scanners(t: &PortScanTracker, min: u32, k: usize, newest: u64) -> (u64, Vec<(IpAddr, u64)>) {
+        let mut out = Vec::new();
+        let n = t.scanners(min, k, newest, &mut out);
+        (n, out)
+    }
+
+    #[test]
+    fn counts_distinct_ports_and_orders_ties_by_address() {
+        let mut t = PortScanTracker::new(Duration::from_secs(600), 100);
+        let now = 1_700_000_000;
+        for p in 0..30u16 {
+            t.add(ip("203.0.113.5"), 1000 + p, now, now);
+            t.add(ip("203.0.113.5"), 1000 + p, now, now); // repeats count once
+            t.add(ip("45.155.205.9"), 2000 + p, now, now);
+            t.add(ip("2001:db8::7"), p, now, now);
+        }
+        for p in 0..25u16 {
+            t.add(ip("198.51.100.1"), p, now, now);
+        }
+        t.add(ip("192.0.2.1"), 22, now, now);
+        assert_eq!(
+            scanners(&t, 20, 3, now),
+            (4, vec![(ip("45.155.205.9"), 30), (ip("203.0.113.5"), 30), (ip("2001:db8::7"), 30)])
+        );
+        assert_eq!(scanners(&t, 26, 0, now), (3, vec![]));
+        assert_eq!(scanners(&t, 1, 10, now).0, 5);
+        assert_eq!(t.distinct_ports(ip("192.0.2.1"), now), 1);
+        assert_eq!(t.len(), 5);
+        assert_eq!((t.evictions(), t.capped()), (0, 0));
+    }
+
+    #[test]
+    fn window_boundary_is_exact() {
+        let mut t = PortScanTracker::new(Duration::from_secs(600), 10);
+        let a = ip("192.0.2.1");
+        t.add(a, 1, 1000, 1000);
+        t.add(a, 2, 1001, 1001);
+        assert_eq!(t.distinct_ports(a, 1599), 2);
+        assert_eq!(t.distinct_ports(a, 1600), 1); // 1000 is not > 1600 - 600
+        assert_eq!(t.distinct_ports(a, 1601), 0);
+        t.add(a, 3, 1001, 1601); // exactly newest - W: too old
+        assert_eq!(t.stale(), 1);
+        assert_eq!(t.distinct_ports(a, 1601), 0);
+    }
+
+    #[test]
+    fn late_records_refresh_last_seen() {
+        let mut t = PortScanTracker::new(Duration::from_secs(60), 10);
+        let a = ip("192.0.2.1");
+        t.add(a, 80, 1000, 1000);
+        t.add(a, 80, 990, 1000); // older: keeps 1000
+        assert_eq!(t.distinct_ports(a, 1059), 1);
+        assert_eq!(t.distinct_ports(a, 1060), 0);
+        t.add(a, 443, 1030, 1050); // late but live
+        assert_eq!(t.distinct_ports(a, 1060), 1);
+    }
+
+    #[test]
+    fn inline_then_spill_then_cap() {
+        let mut t = PortScanTracker::with_port_cap(Duration::from_secs(600), 10, 8);
+        let a = ip("203.0.113.9");
+        for p in 0..INLINE_PORTS as u16 {
+            t.add(a, p, 1000, 1000);
+        }
+        assert_eq!(t.spilled_ports(), 0);
+        for p in INLINE_PORTS as u16..20 {
+            t.add(a, p, 1000, 1000);
+        }
+        assert_eq!(t.distinct_ports(a, 1000), 8);
+        assert_eq!(t.spilled_ports(), 4);
+        assert_eq!(t.capped(), 12);
+        // Known ports still refresh at the cap.
+        t.add(a, 0, 1100, 1100);
+        assert_eq!(t.capped(), 12);
+        // Once the old ports leave the window, new ones are taken again.
+        t.add(a, 100, 1650, 1650);
+        t.add(a, 101, 1650, 1650);
+        assert_eq!(t.distinct_ports(a, 1650), 3);
+        assert_eq!(t.capped(), 12);
+    }
+
+    #[test]
+    fn expired_inline_slots_are_reused_without_spilling() {
+        let mut t = PortScanTracker::new(Duration::from_secs(60), 10);
+        let a = ip("192.0.2.1");
+        for i in 0..100u64 {
+            t.add(a, i as u16, 1000 + i * 100, 1000 + i * 100);
+        }
+        assert_eq!(t.spilled_ports(), 0);
+        assert_eq!(t.distinct_ports(a, 1000 + 99 * 100), 1);
+    }
+
+    #[test]
+    fn capacity_respected_and_evictions_counted() {
+        let cap = 64;
+        let mut t = PortScanTracker::new(Duration::from_secs(600), cap);
+        let now = 5000;
+        for p in 0..40u16 {
+            t.add(ip("45.155.205.1"), p, now, now);
+        }
+        for i in 0..1000u32 {
+            t.add(v4(0x0b00_0000 + i), 22, now, now);
+            t.add(v4(0x0b00_0000 + i), 23, now, now);
+            assert!(t.len() <= cap);
+        }
+        assert_eq!(t.len() as u64 + t.evictions(), 1001);
+        assert_eq!(scanners(&t, 20, 5, now), (1, vec![(ip("45.155.205.1"), 40)]));
+        assert_eq!(t.max_evicted(), 2);
+        assert_eq!(t.error_bound(now), 2);
+        assert_eq!(t.error_bound(now + 600), 0);
+    }
+
+    #[test]
+    fn spilled_port_budget_is_respected() {
+        // capacity 4 → budget 128 spilled ports; sources of 100 ports each.
+        let mut t = PortScanTracker::new(Duration::from_secs(600), 4);
+        for s in 0..10u32 {
+            for p in 0..100u16 {
+                t.add(v4(s + 1), p, 1000 + u64::from(s), 1000 + u64::from(s));
+                assert!(t.spilled_ports() <= 4 * SPILLED_PORTS_PER_SOURCE);
+            }
+        }
+        assert!(t.evictions() > 0);
+        assert!(t.len() <= 4);
+        let (_, top) = scanners(&t, 1, 1, 1009);
+        assert!(top[0].1 <= 100);
+    }
+
+    #[test]
+    fn expired_sources_are_dropped_not_evicted() {
+        let mut t = PortScanTracker::new(Duration::from_secs(60), 64);
+        for i in 0..64u32 {
+            t.add(v4(i + 1), 1, 100, 100);
+        }
+        for i in 0..64u32 {
+            t.add(v4(1000 + i), 1, 1000, 1000);
+        }
+        assert_eq!(t.evictions(), 0);
+        assert_eq!(t.len(), 64);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn matches_exact_model_while_sources_fit(
+            window in 1u64..300,
+            steps in proptest::collection::vec((0u32..12, 0u16..40, 0u64..60, 0u64..4), 1..400),
+        ) {
+            let mut t = PortScanTracker::new(Duration::from_secs(window), 16);
+            // Model: (source, port) -> last seen, records kept while live on arrival.
+            let mut model: HashMap<(u32, u16), u64> = HashMap::new();
+            let mut newest = 10_000u64;
+            for &(src, port, back, forward) in &steps {
+                newest += forward;
+                let time = newest - back;
+                t.add(v4(src), port, time, newest);
+                if time + window > newest {
+                    let e = model.entry((src, port)).or_insert(time);
+                    *e = (*e).max(time);
+                }
+            }
+            let count = |src: u32, q: u64| model.iter().filter(|(&(s, _), &seen)| s == src && seen + window > q).count() as u64;
+            for q in [newest, newest + window / 2, newest + window] {
+                for src in 0..12u32 {
+                    prop_assert_eq!(t.distinct_ports(v4(src), q), count(src, q));
+                }
+                let mut expect: Vec<(IpAddr, u64)> = (0..12u32).map(|s| (v4(s), count(s, q))).filter(|&(_, c)| c >= 3).collect();
+                let n = expect.len() as u64;
+                expect.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                expect.truncate(4);
+                prop_assert_eq!(scanners(&t, 3, 4, q), (n, expect));
+            }
+            prop_assert_eq!((t.evictions(), t.capped()), (0, 0));
+        }
+
+        #[test]
+        fn never_overcounts_and_stays_bounded(
+            steps in proptest::collection::vec((0u32..100, 0u16..200, 0u64..30), 1..3000),
+        ) {
+            let mut t = PortScanTracker::with_port_cap(Duration::from_secs(120), 8, 16);
+            let mut model: HashMap<(u32, u16), u64> = HashMap::new();
+            let mut newest = 10_000u64;
+            for (i, &(src, port, back)) in steps.iter().enumerate() {
+                newest += (i % 2) as u64;
+                let time = newest - back;
+                t.add(v4(src), port, time, newest);
+                if time + 120 > newest {
+                    let e = model.entry((src, port)).or_insert(time);
+                    *e = (*e).max(time);
+                }
+                prop_assert!(t.len() <= 8);
+                prop_assert!(t.spilled_ports() <= 8 * SPILLED_PORTS_PER_SOURCE);
+            }
+            let mut out = Vec::new();
+            t.scanners(1, 100, newest, &mut out);
+            for (a, c) in out {
+                let src = match a { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => unreachable!() };
+                let truth = model.iter().filter(|(&(s, _), &seen)| s == src && seen + 120 > newest).count() as u64;
+                prop_assert!(c <= truth && c <= 16, "{} > {}", c, truth);
+            }
+        }
     }
 }
