@@ -1,2 +1,229 @@
 //! The live source: polls CloudWatch Logs (FilterLogEvents) for every configured
-//! log group and counts each event exactly once.
+//! log group and counts each event exactly once — across pages, across polls
+//! that re-read the `lookback` window for late events, and across restarts
+//! with `state_file`.
+//!
+//! The parts, one file each:
+//! * [`client`]: the narrow [`client::LogsApi`] trait (FilterLogEvents only)
+//!   and its AWS SDK implementation (credentials, region, endpoint, role);
+//! * [`poller`]: one log group's scans, pages and poll loop;
+//! * [`dedup`]: the horizon + margin-of-keys window that decides "new or seen";
+//! * [`checkpoint`]: the state file, written atomically;
+//! * [`ratelimit`] and [`retry`]: the shared request-rate limit and the one
+//!   retry layer;
+//! * [`metrics`]: the health metrics; [`clock`]: epoch time, fakeable.
+//!
+//! docs/cloudwatch.md explains the design and the exactly-once argument.
+
+pub mod checkpoint;
+pub mod client;
+pub mod clock;
+pub mod dedup;
+pub mod metrics;
+pub mod poller;
+pub mod ratelimit;
+pub mod retry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::aggregate::SharedAggregator;
+use crate::config::{CloudWatchConfig, LogGroupConfig};
+use crate::expose::Readiness;
+use crate::parse::LineParser;
+
+use checkpoint::{Checkpoint, GroupCheckpoint};
+use client::{LogsApi, SdkLogsClient};
+use clock::{Clock, SystemClock};
+use metrics::Metrics;
+use poller::{AggregatorSink, EventSink, GroupPoller, ReadyCount, SaveGroup, Settings, Shared};
+use ratelimit::RateLimiter;
+
+/// The live CloudWatch Logs source of the exporter.
+pub struct CloudWatchSource {
+    inner: Source<SdkLogsClient>,
+}
+
+impl CloudWatchSource {
+    /// Builds the SDK client (aws-config default chain, region, endpoint_url or
+    /// AWS_ENDPOINT_URL, optional role_arn assume-role), registers the health
+    /// metrics, and reads the checkpoint: a corrupt/unreadable state_file is an
+    /// Err naming the file.
+    pub async fn new(cfg: CloudWatchConfig, registry: &prometheus::Registry) -> anyhow::Result<CloudWatchSource> {
+        let client = client::build_client(&cfg).await?;
+        let inner = Source::with_client(client, cfg, registry, Arc::new(SystemClock))?;
+        Ok(CloudWatchSource { inner })
+    }
+
+    /// Polls every log group until `shutdown`, then saves the checkpoint and returns.
+    pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.inner
+            .run_with_sinks(|g| AggregatorSink::new(agg.clone(), LineParser::new(g.log_format.clone())), ready, shutdown)
+            .await
+    }
+}
+
+/// The source over any [`LogsApi`] (the SDK client, or a fake in tests).
+pub struct Source<C> {
+    shared: Arc<Shared<C>>,
+    groups: Vec<LogGroupConfig>,
+    writer: Arc<CheckpointWriter>,
+    restored: Option<Checkpoint>,
+    target: String,
+}
+
+impl<C: LogsApi> Source<C> {
+    /// Registers the metrics and reads the checkpoint.
+    pub fn with_client(
+        client: C,
+        cfg: CloudWatchConfig,
+        registry: &prometheus::Registry,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Source<C>> {
+        let names: Vec<&str> = cfg.log_groups.iter().map(|g| g.name.as_str()).collect();
+        let metrics = Metrics::register(registry, &names).context("cannot register the CloudWatch health metrics")?;
+        metrics.lookback.set(cfg.lookback.as_secs_f64());
+        metrics.poll_interval.set(cfg.poll_interval.as_secs_f64());
+        metrics.rate_limit.set(cfg.max_requests_per_second);
+        let restored = match &cfg.state_file {
+            Some(path) => {
+                let cp = checkpoint::load(path)?;
+                checkpoint::check_writable_dir(path)?;
+                cp
+            }
+            None => None,
+        };
+        let writer = Arc::new(CheckpointWriter {
+            path: cfg.state_file.clone(),
+            state: tokio::sync::Mutex::new(Checkpoint { version: checkpoint::VERSION, ..Checkpoint::default() }),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        });
+        let settings = Settings {
+            poll_interval: cfg.poll_interval,
+            lookback: cfg.lookback,
+            start_from: cfg.start_from,
+            margin: dedup::DEFAULT_MARGIN,
+        };
+        let target = client::describe_target(&cfg);
+        let shared = Arc::new(Shared {
+            client,
+            limiter: RateLimiter::new(cfg.max_requests_per_second),
+            metrics,
+            clock,
+            settings,
+        });
+        Ok(Source { shared, groups: cfg.log_groups, writer, restored, target })
+    }
+
+    /// Polls every log group concurrently, each into the sink `make_sink`
+    /// builds for it, until `shutdown`; then saves the checkpoint.
+    pub async fn run_with_sinks<S: EventSink>(
+        self,
+        mut make_sink: impl FnMut(&LogGroupConfig) -> S,
+        ready: Readiness,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Source { shared, groups, writer, restored, target } = self;
+        let ready = Arc::new(ReadyCount::new(groups.len(), ready));
+        let mut tasks = tokio::task::JoinSet::new();
+        let restored_groups = restored.map(|c| c.log_groups).unwrap_or_default();
+        {
+            // Groups no longer configured are dropped from the file.
+            let mut st = writer.state.lock().await;
+            for g in &groups {
+                if let Some(cp) = restored_groups.get(&g.name) {
+                    st.log_groups.insert(g.name.clone(), cp.clone());
+                }
+            }
+        }
+        for g in &groups {
+            let mut p = GroupPoller::new(
+                g.name.clone(),
+                g.log_stream_prefix.clone(),
+                make_sink(g),
+                &shared.metrics,
+                shared.settings.margin,
+            );
+            if let Some(cp) = restored_groups.get(&g.name) {
+                // Checked when loaded; a failure here would be a bug.
+                if let Err(e) = p.restore(cp) {
+                    anyhow::bail!("cloudwatch.state_file: log group {:?}: {e}", g.name);
+                }
+                info!(log_group = %g.name, horizon_ms = ?cp.horizon_ms, resuming_scan = cp.scan.is_some(), keys = p.window().len(), "Resuming from the state file");
+            }
+            tasks.spawn(poller::run_group(p, shared.clone(), writer.clone(), ready.clone(), shutdown.clone()));
+        }
+        info!(log_groups = groups.len(), %target, poll_interval_s = shared.settings.poll_interval.as_secs(), lookback_s = shared.settings.lookback.as_secs(), "Polling CloudWatch Logs");
+        let mut finals = Vec::with_capacity(groups.len());
+        let mut panicked = None;
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok(p) => finals.push(p),
+                Err(e) => {
+                    error!(error = %e, "A log group's poller stopped unexpectedly");
+                    panicked.get_or_insert(e);
+                    // Without it the others would poll on alone: stop them all.
+                    shutdown.cancel();
+                }
+            }
+        }
+        for p in &finals {
+            writer.put(p.name(), p.checkpoint()).await;
+        }
+        let saved = writer.write().await;
+        if let Some(e) = panicked {
+            return Err(anyhow::anyhow!("a log group's poller stopped unexpectedly: {e}"));
+        }
+        saved
+    }
+}
+
+/// Keeps the latest checkpoint of every group and writes the state file.
+struct CheckpointWriter {
+    path: Option<PathBuf>,
+    state: tokio::sync::Mutex<Checkpoint>,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+}
+
+impl CheckpointWriter {
+    async fn put(&self, group: &str, cp: GroupCheckpoint) {
+        self.state.lock().await.log_groups.insert(group.to_owned(), cp);
+    }
+
+    /// Writes the file (if configured); holds the lock so writes never overlap.
+    async fn write(&self) -> anyhow::Result<()> {
+        let Some(path) = self.path.clone() else { return Ok(()) };
+        let mut st = self.state.lock().await;
+        st.saved_at_ms = self.clock.now_ms();
+        let bytes = serde_json::to_vec(&*st).context("cannot encode the checkpoint")?;
+        let res = tokio::task::spawn_blocking(move || checkpoint::write_atomic(&path, &bytes))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the checkpoint writer stopped: {e}")));
+        drop(st);
+        match &res {
+            Ok(()) => {
+                self.metrics.checkpoint_writes.with_label_values(&["success"]).inc();
+                self.metrics.checkpoint_last_write.set(self.clock.now_ms() as f64 / 1000.0);
+            }
+            Err(e) => {
+                self.metrics.checkpoint_writes.with_label_values(&["error"]).inc();
+                warn!(error = format!("{e:#}"), "Cannot write the state file; the next successful poll tries again");
+            }
+        }
+        res
+    }
+}
+
+impl SaveGroup for CheckpointWriter {
+    async fn save(&self, group: &str, cp: GroupCheckpoint) {
+        self.put(group, cp).await;
+        // A failed write is logged and counted; polling goes on.
+        let _ = self.write().await;
+    }
+}

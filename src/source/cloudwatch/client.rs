@@ -1,0 +1,304 @@
+//! The narrow interface to CloudWatch Logs: the one operation the poller uses,
+//! FilterLogEvents, as a trait ([`LogsApi`]) with plain request/response types
+//! and a bounded error kind, and its implementation over the AWS SDK
+//! ([`SdkLogsClient`]). The poller and its tests depend on the trait only.
+//!
+//! Retries live in ONE layer, the poller's own ([`super::retry`]): the SDK
+//! client is built with `RetryConfig::disabled()` so that every attempt passes
+//! through the shared request-rate limit, is counted in
+//! `vpc_flow_exporter_cloudwatch_requests_total` /
+//! `..._request_errors_total{error}`, and can be abandoned at shutdown.
+//! (Credential providers — STS, SSO — keep the SDK's standard retries: they
+//! are other operations on other endpoints.)
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
+use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
+
+use crate::config::CloudWatchConfig;
+
+/// The `operation` label value of the only operation used.
+pub const FILTER_LOG_EVENTS: &str = "FilterLogEvents";
+
+/// One FilterLogEvents request: a page of one log group.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterRequest<'a> {
+    pub log_group: &'a str,
+    pub log_stream_prefix: Option<&'a str>,
+    /// Earliest event time (epoch ms), inclusive.
+    pub start_time_ms: i64,
+    pub next_token: Option<&'a str>,
+}
+
+/// One event as FilterLogEvents returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    pub log_stream: String,
+    /// Opaque, unique within the log group.
+    pub event_id: String,
+    /// Event time (for flow logs: the flow's start), epoch ms.
+    pub timestamp_ms: i64,
+    /// When CloudWatch ingested it, epoch ms.
+    pub ingestion_ms: i64,
+    pub message: String,
+}
+
+/// One page. Only a missing `next_token` ends a scan: pages may be partly
+/// full or empty while more remains.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub events: Vec<LogEvent>,
+    pub next_token: Option<String>,
+    /// Events that lacked an eventId, a time or a message (never seen from
+    /// AWS; counted and skipped).
+    pub malformed: u64,
+}
+
+/// What went wrong with a request: the bounded `error` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// ThrottlingException (HTTP 400) or HTTP 429.
+    Throttled,
+    /// ResourceNotFoundException: the log group does not exist.
+    NotFound,
+    /// AccessDenied, bad or expired credentials.
+    AccessDenied,
+    /// InvalidParameterException (for a paging request, maybe an expired nextToken).
+    InvalidParameter,
+    /// HTTP 5xx or ServiceUnavailableException.
+    ServerError,
+    /// The attempt or the connection timed out.
+    Timeout,
+    /// Could not connect or the connection broke.
+    Connection,
+    /// A response that could not be read.
+    BadResponse,
+    /// Any other client-side (4xx) error.
+    ClientError,
+    /// Anything else (no credentials, request construction, ...).
+    Other,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Throttled,
+        ErrorKind::NotFound,
+        ErrorKind::AccessDenied,
+        ErrorKind::InvalidParameter,
+        ErrorKind::ServerError,
+        ErrorKind::Timeout,
+        ErrorKind::Connection,
+        ErrorKind::BadResponse,
+        ErrorKind::ClientError,
+        ErrorKind::Other,
+    ];
+
+    /// The `error` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::InvalidParameter => "invalid_parameter",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::ClientError => "client_error",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// Whether the same request is worth sending again after a backoff.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Throttled
+                | ErrorKind::ServerError
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::BadResponse
+        )
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind_label}: {message}", kind_label = .kind.label())]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError { kind, message: message.into() }
+    }
+}
+
+/// The CloudWatch Logs operations the poller needs.
+pub trait LogsApi: Send + Sync + 'static {
+    fn filter_log_events(&self, req: FilterRequest<'_>) -> impl Future<Output = Result<Page, ApiError>> + Send;
+}
+
+/// [`LogsApi`] over the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct SdkLogsClient {
+    client: aws_sdk_cloudwatchlogs::Client,
+}
+
+/// Per-attempt limits of the SDK client (a 10,000-event page can take seconds).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl SdkLogsClient {
+    /// Builds the client: region and credentials from aws-config's default
+    /// chain (environment, shared profile and SSO, web identity, ECS and EC2
+    /// roles), overridden by `region`; `endpoint_url` (else the
+    /// `AWS_ENDPOINT_URL` variable) for local endpoints; `role_arn` assumed
+    /// through STS with the chain's credentials.
+    pub async fn from_config(cfg: &CloudWatchConfig) -> anyhow::Result<SdkLogsClient> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            bail!(
+                "cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile"
+            );
+        }
+        let mut builder = aws_sdk_cloudwatchlogs::config::Builder::from(&shared)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        if let Some(arn) = &cfg.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                .session_name("vpc-flow-exporter")
+                .configure(&shared)
+                .build()
+                .await;
+            builder = builder.credentials_provider(provider);
+        }
+        let client = aws_sdk_cloudwatchlogs::Client::from_conf(builder.build());
+        Ok(SdkLogsClient { client })
+    }
+}
+
+impl LogsApi for SdkLogsClient {
+    async fn filter_log_events(&self, req: FilterRequest<'_>) -> Result<Page, ApiError> {
+        let out = self
+            .client
+            .filter_log_events()
+            .log_group_name(req.log_group)
+            .set_log_stream_name_prefix(req.log_stream_prefix.map(str::to_owned))
+            .start_time(req.start_time_ms)
+            .set_next_token(req.next_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut page = Page { events: Vec::new(), next_token: out.next_token, malformed: 0 };
+        let events = out.events.unwrap_or_default();
+        page.events.reserve(events.len());
+        for e in events {
+            match (e.log_stream_name, e.event_id, e.timestamp, e.ingestion_time, e.message) {
+                (Some(log_stream), Some(event_id), Some(timestamp_ms), Some(ingestion_ms), Some(message)) => {
+                    page.events.push(LogEvent { log_stream, event_id, timestamp_ms, ingestion_ms, message })
+                }
+                _ => page.malformed += 1,
+            }
+        }
+        // An empty string is no token: treat it as the end, as AWS means it.
+        if page.next_token.as_deref().is_some_and(str::is_empty) {
+            page.next_token = None;
+        }
+        Ok(page)
+    }
+}
+
+/// Maps an SDK error to its kind, keeping the whole chain in the message.
+fn classify(err: SdkError<FilterLogEventsError, HttpResponse>) -> ApiError {
+    let kind = match &err {
+        SdkError::ServiceError(ctx) => {
+            service_error_kind(ctx.err().code().unwrap_or_default(), ctx.raw().status().as_u16())
+        }
+        SdkError::TimeoutError(_) => ErrorKind::Timeout,
+        SdkError::DispatchFailure(d) => {
+            if d.is_timeout() {
+                ErrorKind::Timeout
+            } else if d.is_io() {
+                ErrorKind::Connection
+            } else {
+                ErrorKind::Other
+            }
+        }
+        SdkError::ResponseError(_) => ErrorKind::BadResponse,
+        _ => ErrorKind::Other,
+    };
+    ApiError::new(kind, DisplayErrorContext(&err).to_string())
+}
+
+/// The kind of a modelled or unmodelled service error, from its code and status.
+pub fn service_error_kind(code: &str, status: u16) -> ErrorKind {
+    match code {
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded"
+        | "LimitExceededException" => ErrorKind::Throttled,
+        "ResourceNotFoundException" => ErrorKind::NotFound,
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
+        | "InvalidSignatureException" | "SignatureDoesNotMatch" | "ExpiredTokenException"
+        | "MissingAuthenticationTokenException" => ErrorKind::AccessDenied,
+        "InvalidParameterException" => ErrorKind::InvalidParameter,
+        "ServiceUnavailableException" | "InternalFailure" | "InternalServerError" => ErrorKind::ServerError,
+        _ if status == 429 => ErrorKind::Throttled,
+        _ if status >= 500 => ErrorKind::ServerError,
+        _ if status == 401 || status == 403 => ErrorKind::AccessDenied,
+        _ => ErrorKind::ClientError,
+    }
+}
+
+/// A description of the source's target for logs: `region` and endpoint.
+pub fn describe_target(cfg: &CloudWatchConfig) -> String {
+    format!(
+        "region={} endpoint={}",
+        cfg.region.as_deref().unwrap_or("(default chain)"),
+        cfg.endpoint_url.as_deref().unwrap_or("(default)")
+    )
+}
+
+/// Context for start-up errors of the SDK setup.
+pub async fn build_client(cfg: &CloudWatchConfig) -> anyhow::Result<SdkLogsClient> {
+    SdkLogsClient::from_config(cfg).await.context("cannot set up the CloudWatch Logs client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds() {
+        assert_eq!(service_error_kind("ThrottlingException", 400), ErrorKind::Throttled);
+        assert_eq!(service_error_kind("", 429), ErrorKind::Throttled);
+        assert_eq!(service_error_kind("ResourceNotFoundException", 400), ErrorKind::NotFound);
+        assert_eq!(service_error_kind("AccessDeniedException", 400), ErrorKind::AccessDenied);
+        assert_eq!(service_error_kind("", 503), ErrorKind::ServerError);
+        assert_eq!(service_error_kind("Whatever", 400), ErrorKind::ClientError);
+        assert!(ErrorKind::Throttled.is_transient());
+        assert!(!ErrorKind::NotFound.is_transient());
+        let labels: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+    }
+}

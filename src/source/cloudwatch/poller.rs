@@ -1,0 +1,653 @@
+//! The poller of one log group: scans (FilterLogEvents from `horizon -
+//! lookback` to the last page), decides per event with the [`SeenWindow`]
+//! whether it is new, and hands each page's new messages to its sink in one
+//! call — one aggregator lock per page. Its loop polls on a fixed interval,
+//! backs off when a poll fails, logs a failure once per change of its kind,
+//! and saves the checkpoint after each complete scan.
+//!
+//! Cancellation (shutdown) can only take effect at an `.await`: while waiting
+//! for the rate limit, for a response or for a backoff. A page is applied to
+//! the window and to the sink in one synchronous step after its response has
+//! arrived, so it is either wholly counted (and its successor's token kept)
+//! or not at all (its own token kept): never half, never twice.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::checkpoint::{GroupCheckpoint, ScanCheckpoint};
+use super::client::{ApiError, ErrorKind, FilterRequest, LogsApi, Page, FILTER_LOG_EVENTS};
+use super::clock::Clock;
+use super::dedup::{event_key, SeenWindow, Verdict};
+use super::metrics::Metrics;
+use super::ratelimit::RateLimiter;
+use super::retry::{Backoff, MAX_ATTEMPTS};
+use crate::aggregate::SharedAggregator;
+use crate::expose::Readiness;
+use crate::parse::LineParser;
+
+/// Timing settings of the source.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub poll_interval: Duration,
+    pub lookback: Duration,
+    pub start_from: Duration,
+    /// Margin around the horizon (see [`super::dedup`]).
+    pub margin: Duration,
+}
+
+/// What all group pollers share.
+pub struct Shared<C> {
+    pub client: C,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// Where the new events of a page go: called once per page.
+pub trait EventSink: Send + 'static {
+    fn ingest(&mut self, messages: &[&str]);
+}
+
+/// The exporter's sink: the group's own line parser (its log format) into the
+/// shared aggregator, one lock per page.
+#[derive(Debug)]
+pub struct AggregatorSink {
+    agg: SharedAggregator,
+    parser: LineParser,
+}
+
+impl AggregatorSink {
+    pub fn new(agg: SharedAggregator, parser: LineParser) -> AggregatorSink {
+        AggregatorSink { agg, parser }
+    }
+}
+
+impl EventSink for AggregatorSink {
+    fn ingest(&mut self, messages: &[&str]) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut agg = self.agg.lock().unwrap_or_else(|p| p.into_inner());
+        for m in messages {
+            // One record per event; drop a trailing newline if the writer left one.
+            let line = m.as_bytes();
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            agg.ingest_line(&mut self.parser, line);
+        }
+    }
+}
+
+/// Why a poll ended without completing its scan.
+#[derive(Debug)]
+pub enum PollError {
+    /// Shutdown: the page in flight (if any) was abandoned.
+    Cancelled,
+    Failed(ApiError),
+}
+
+/// Counts of one complete poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollStats {
+    pub pages: u64,
+    pub events: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Scan {
+    start_time_ms: i64,
+    next_token: Option<String>,
+}
+
+/// Metric handles of one log group, resolved once.
+#[derive(Debug, Clone)]
+struct GroupMetrics {
+    events: IntCounter,
+    duplicates: IntCounter,
+    pages: IntCounter,
+    malformed: IntCounter,
+    delay: Histogram,
+    poll_duration: Histogram,
+    last_success: Gauge,
+    up: IntGauge,
+    polls_ok: IntCounter,
+    polls_err: IntCounter,
+    dedup_keys: IntGauge,
+    horizon: Gauge,
+}
+
+impl GroupMetrics {
+    fn new(m: &Metrics, g: &str) -> GroupMetrics {
+        GroupMetrics {
+            events: m.events.with_label_values(&[g]),
+            duplicates: m.duplicates.with_label_values(&[g]),
+            pages: m.pages.with_label_values(&[g]),
+            malformed: m.malformed.with_label_values(&[g]),
+            delay: m.ingestion_delay.with_label_values(&[g]),
+            poll_duration: m.poll_duration.with_label_values(&[g]),
+            last_success: m.last_success.with_label_values(&[g]),
+            up: m.group_up.with_label_values(&[g]),
+            polls_ok: m.polls.with_label_values(&[g, "success"]),
+            polls_err: m.polls.with_label_values(&[g, "error"]),
+            dedup_keys: m.dedup_keys.with_label_values(&[g]),
+            horizon: m.horizon.with_label_values(&[g]),
+        }
+    }
+}
+
+/// The state and the work of one log group.
+pub struct GroupPoller<S> {
+    name: String,
+    prefix: Option<String>,
+    sink: S,
+    window: SeenWindow,
+    scan: Option<Scan>,
+    m: GroupMetrics,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<S: EventSink> GroupPoller<S> {
+    pub fn new(name: String, prefix: Option<String>, sink: S, metrics: &Metrics, margin: Duration) -> GroupPoller<S> {
+        let m = GroupMetrics::new(metrics, &name);
+        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, m }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn window(&self) -> &SeenWindow {
+        &self.window
+    }
+
+    /// Takes up the position saved in a checkpoint.
+    pub fn restore(&mut self, cp: &GroupCheckpoint) -> Result<(), String> {
+        let keys = cp.unpack_keys()?;
+        let margin = Duration::from_millis(u64::try_from(self.window.margin_ms()).unwrap_or(0));
+        self.window = SeenWindow::restore(margin, cp.horizon_ms, cp.scan.as_ref().map(|s| s.started_ms), keys);
+        self.scan = cp.scan.as_ref().map(|s| Scan { start_time_ms: s.start_time_ms, next_token: s.next_token.clone() });
+        self.m.dedup_keys.set(self.window.len() as i64);
+        Ok(())
+    }
+
+    /// The position to save.
+    pub fn checkpoint(&self) -> GroupCheckpoint {
+        GroupCheckpoint {
+            horizon_ms: self.window.horizon_ms(),
+            scan: match (&self.scan, self.window.scan_start_ms()) {
+                (Some(s), Some(started_ms)) => Some(ScanCheckpoint {
+                    started_ms,
+                    start_time_ms: s.start_time_ms,
+                    next_token: s.next_token.clone(),
+                }),
+                _ => None,
+            },
+            keys: GroupCheckpoint::pack_keys(self.window.keys()),
+        }
+    }
+
+    /// One poll: continues the scan in progress or begins one, and reads it to
+    /// the last page.
+    pub async fn poll<C: LogsApi>(&mut self, shared: &Shared<C>, cancel: &CancellationToken) -> Result<PollStats, PollError> {
+        let mut stats = PollStats::default();
+        if self.scan.is_none() || self.window.scan_start_ms().is_none() {
+            self.begin_scan(shared);
+        }
+        let mut restarted = false;
+        loop {
+            let (start_time_ms, token) = match &self.scan {
+                Some(s) => (s.start_time_ms, s.next_token.clone()),
+                None => return Err(PollError::Failed(ApiError::new(ErrorKind::Other, "no scan in progress"))),
+            };
+            let req = FilterRequest {
+                log_group: &self.name,
+                log_stream_prefix: self.prefix.as_deref(),
+                start_time_ms,
+                next_token: token.as_deref(),
+            };
+            let page = match request(shared, req, cancel).await {
+                Ok(p) => p,
+                Err(PollError::Failed(e)) if e.kind == ErrorKind::InvalidParameter && token.is_some() && !restarted => {
+                    // Tokens expire after 24 hours. Read the scan again from its
+                    // first page: the window skips what this scan counted.
+                    warn!(log_group = %self.name, error = %e, "The next page's token was refused; reading the scan again from its first page");
+                    restarted = true;
+                    self.window.begin_scan(shared.clock.now_ms());
+                    if let Some(s) = &mut self.scan {
+                        s.next_token = None;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let next = page.next_token.clone();
+            let (new, dup) = self.apply_page(page);
+            stats.pages += 1;
+            stats.events += new;
+            stats.duplicates += dup;
+            match next {
+                Some(t) => {
+                    if let Some(s) = &mut self.scan {
+                        s.next_token = Some(t);
+                    }
+                }
+                None => break,
+            }
+        }
+        self.window.finish_scan();
+        self.scan = None;
+        self.m.dedup_keys.set(self.window.len() as i64);
+        if let Some(h) = self.window.horizon_ms() {
+            self.m.horizon.set(h as f64 / 1000.0);
+        }
+        Ok(stats)
+    }
+
+    fn begin_scan<C>(&mut self, shared: &Shared<C>) {
+        let now = shared.clock.now_ms();
+        let start_time_ms = match self.window.horizon_ms() {
+            // Everything since the previous scan began, `lookback` late at most.
+            Some(h) => h.saturating_sub(millis(shared.settings.lookback)),
+            None => now.saturating_sub(millis(shared.settings.start_from)),
+        };
+        self.window.begin_scan(now);
+        self.scan = Some(Scan { start_time_ms, next_token: None });
+        debug!(log_group = %self.name, start_time_ms, "Scan begins");
+    }
+
+    /// Counts the new events of one page: window and sink in one synchronous
+    /// step. Returns (new, duplicates).
+    fn apply_page(&mut self, page: Page) -> (u64, u64) {
+        let mut messages: Vec<&str> = Vec::with_capacity(page.events.len());
+        let mut duplicates = 0u64;
+        let mut outside_prefix = 0u64;
+        let delay = self.m.delay.local();
+        for ev in &page.events {
+            // The server filters by prefix already; a local check keeps the
+            // promise with endpoints that ignore the parameter.
+            if let Some(p) = &self.prefix {
+                if !ev.log_stream.starts_with(p.as_str()) {
+                    outside_prefix += 1;
+                    continue;
+                }
+            }
+            match self.window.observe(event_key(&ev.log_stream, &ev.event_id), ev.ingestion_ms) {
+                Verdict::New => {
+                    messages.push(ev.message.as_str());
+                    delay.observe(ev.ingestion_ms.saturating_sub(ev.timestamp_ms).max(0) as f64 / 1000.0);
+                }
+                Verdict::BeforeHorizon | Verdict::Remembered => duplicates += 1,
+            }
+        }
+        self.sink.ingest(&messages);
+        delay.flush();
+        let new = messages.len() as u64;
+        self.m.events.inc_by(new);
+        self.m.duplicates.inc_by(duplicates);
+        self.m.pages.inc();
+        if page.malformed > 0 {
+            self.m.malformed.inc_by(page.malformed);
+            debug!(log_group = %self.name, count = page.malformed, "Skipped events without an id, time or message");
+        }
+        if outside_prefix > 0 {
+            debug!(log_group = %self.name, count = outside_prefix, "Skipped events of streams outside the prefix");
+        }
+        self.m.dedup_keys.set(self.window.len() as i64);
+        (new, duplicates)
+    }
+}
+
+/// One page, with the retries of the single retry layer: each attempt waits
+/// for the shared rate limit and is counted; transient errors are retried
+/// after a jittered exponential backoff.
+async fn request<C: LogsApi>(shared: &Shared<C>, req: FilterRequest<'_>, cancel: &CancellationToken) -> Result<Page, PollError> {
+    let m = &shared.metrics;
+    let requests = m.requests.with_label_values(&[FILTER_LOG_EVENTS]);
+    let duration = m.request_duration.with_label_values(&[FILTER_LOG_EVENTS]);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(PollError::Cancelled),
+            _ = shared.limiter.acquire() => {}
+        }
+        requests.inc();
+        let t = Instant::now();
+        let res = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(PollError::Cancelled),
+            r = shared.client.filter_log_events(req) => r,
+        };
+        duration.observe(t.elapsed().as_secs_f64());
+        let err = match res {
+            Ok(page) => {
+                shared.limiter.on_success();
+                m.rate_limit.set(shared.limiter.rate());
+                return Ok(page);
+            }
+            Err(e) => e,
+        };
+        m.request_errors.with_label_values(&[FILTER_LOG_EVENTS, err.kind.label()]).inc();
+        if err.kind == ErrorKind::Throttled {
+            shared.limiter.on_throttled();
+            m.rate_limit.set(shared.limiter.rate());
+        }
+        if !err.kind.is_transient() || attempt >= MAX_ATTEMPTS {
+            return Err(PollError::Failed(err));
+        }
+        let wait = Backoff::REQUEST.delay(attempt);
+        debug!(log_group = req.log_group, attempt, error = %err, wait_ms = wait.as_millis() as u64, "Request failed; retrying");
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(PollError::Cancelled),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Counts log groups polled successfully once; sets readiness when all are.
+#[derive(Debug)]
+pub struct ReadyCount {
+    remaining: AtomicUsize,
+    ready: Readiness,
+}
+
+impl ReadyCount {
+    pub fn new(groups: usize, ready: Readiness) -> ReadyCount {
+        if groups == 0 {
+            ready.0.store(true, Ordering::SeqCst);
+        }
+        ReadyCount { remaining: AtomicUsize::new(groups), ready }
+    }
+
+    fn mark_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.ready.0.store(true, Ordering::SeqCst);
+            info!("Every log group polled once: ready");
+        }
+    }
+}
+
+/// Saves the checkpoint of a group (the source's checkpoint writer).
+pub trait SaveGroup: Send + Sync + 'static {
+    fn save(&self, group: &str, cp: GroupCheckpoint) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The loop of one log group until `cancel`: poll, save, wait; back off on
+/// failure. Returns the poller, whose state the caller saves at shutdown.
+pub async fn run_group<C: LogsApi, S: EventSink, W: SaveGroup>(
+    mut poller: GroupPoller<S>,
+    shared: Arc<Shared<C>>,
+    saver: Arc<W>,
+    ready: Arc<ReadyCount>,
+    cancel: CancellationToken,
+) -> GroupPoller<S> {
+    let interval = shared.settings.poll_interval;
+    let mut next = Instant::now();
+    let mut failures = 0u32;
+    let mut last_error: Option<ErrorKind> = None;
+    let mut polled_once = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let started = Instant::now();
+        match poller.poll(&shared, &cancel).await {
+            Ok(stats) => {
+                let m = &poller.m;
+                m.poll_duration.observe(started.elapsed().as_secs_f64());
+                m.last_success.set(shared.clock.now_ms() as f64 / 1000.0);
+                m.up.set(1);
+                m.polls_ok.inc();
+                debug!(log_group = %poller.name, pages = stats.pages, events = stats.events, duplicates = stats.duplicates, "Poll complete");
+                if last_error.take().is_some() {
+                    info!(log_group = %poller.name, failures, "Log group polled successfully again");
+                }
+                failures = 0;
+                if !polled_once {
+                    polled_once = true;
+                    ready.mark_one();
+                }
+                saver.save(&poller.name, poller.checkpoint()).await;
+                next = (started + interval).max(Instant::now());
+            }
+            Err(PollError::Cancelled) => break,
+            Err(PollError::Failed(e)) => {
+                failures = failures.saturating_add(1);
+                poller.m.up.set(0);
+                poller.m.polls_err.inc();
+                let wait = Backoff::poll(interval).delay(failures);
+                if last_error != Some(e.kind) {
+                    warn!(log_group = %poller.name, error = %e, retry_in_s = wait.as_secs_f64(), "Polling the log group failed; retrying with backoff (other log groups go on)");
+                    last_error = Some(e.kind);
+                } else {
+                    debug!(log_group = %poller.name, error = %e, failures, "Polling the log group failed again");
+                }
+                next = Instant::now() + wait;
+            }
+        }
+    }
+    poller
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::cloudwatch::client::LogEvent;
+    use crate::source::cloudwatch::clock::TokioClock;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A fake CloudWatch Logs: events with ingestion times, pages of `page`
+    /// events grouped by stream (like moto), optional injected failures.
+    #[derive(Default)]
+    struct FakeLogs {
+        state: Mutex<FakeState>,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        groups: HashMap<String, Vec<LogEvent>>,
+        page: usize,
+        /// Fail the next N requests with this kind.
+        fail: Vec<ErrorKind>,
+        requests: usize,
+        clock_ms: i64,
+    }
+
+    impl LogsApi for FakeLogs {
+        async fn filter_log_events(&self, req: FilterRequest<'_>) -> Result<Page, ApiError> {
+            let mut st = self.state.lock().expect("lock");
+            st.requests += 1;
+            if let Some(k) = st.fail.pop() {
+                return Err(ApiError::new(k, "injected"));
+            }
+            let Some(evs) = st.groups.get(req.log_group) else {
+                return Err(ApiError::new(ErrorKind::NotFound, "ResourceNotFoundException"));
+            };
+            let mut matching: Vec<&LogEvent> = evs.iter().filter(|e| e.timestamp_ms >= req.start_time_ms).collect();
+            matching.sort_by(|a, b| a.log_stream.cmp(&b.log_stream).then(a.timestamp_ms.cmp(&b.timestamp_ms)));
+            let from = req.next_token.and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+            let to = (from + st.page).min(matching.len());
+            let events = matching[from.min(to)..to].iter().map(|e| (*e).clone()).collect();
+            let next_token = (to < matching.len()).then(|| to.to_string());
+            Ok(Page { events, next_token, malformed: 0 })
+        }
+    }
+
+    impl FakeLogs {
+        fn put(&self, group: &str, stream: &str, id: usize, timestamp_ms: i64) {
+            let mut st = self.state.lock().expect("lock");
+            let ingestion_ms = st.clock_ms;
+            st.groups.entry(group.to_owned()).or_default().push(LogEvent {
+                log_stream: stream.to_owned(),
+                event_id: id.to_string(),
+                timestamp_ms,
+                ingestion_ms,
+                message: format!("event {id}"),
+            });
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct CountSink(Arc<Mutex<HashMap<String, usize>>>);
+
+    impl EventSink for CountSink {
+        fn ingest(&mut self, messages: &[&str]) {
+            let mut m = self.0.lock().expect("lock");
+            for msg in messages {
+                *m.entry((*msg).to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    struct NoSave;
+    impl SaveGroup for NoSave {
+        async fn save(&self, _group: &str, _cp: GroupCheckpoint) {}
+    }
+
+    fn shared(clock: Arc<dyn Clock>) -> Arc<Shared<FakeLogs>> {
+        let metrics = Metrics::register(&prometheus::Registry::new(), &["g"]).expect("metrics");
+        Arc::new(Shared {
+            client: FakeLogs::default(),
+            limiter: RateLimiter::new(50.0),
+            metrics,
+            clock,
+            settings: Settings {
+                poll_interval: Duration::from_secs(60),
+                lookback: Duration::from_secs(20 * 60),
+                start_from: Duration::from_secs(20 * 60),
+                margin: Duration::from_secs(60),
+            },
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_polls_late_events_and_retries_count_each_event_once() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let sh = shared(clock.clone());
+        let sink = CountSink::default();
+        let now = clock.now_ms();
+        {
+            let mut st = sh.client.state.lock().expect("lock");
+            st.page = 7;
+            st.clock_ms = now;
+        }
+        for i in 0..50 {
+            sh.client.put("g", &format!("eni-{}", i % 5), i, now - 600_000 + i as i64);
+        }
+        let mut p = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
+        let cancel = CancellationToken::new();
+        let s = p.poll(&sh, &cancel).await.expect("poll");
+        assert_eq!((s.pages, s.events, s.duplicates), (8, 50, 0));
+        let mut id = 50;
+        for round in 0..25 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            let now = clock.now_ms();
+            sh.client.state.lock().expect("lock").clock_ms = now;
+            // Late events: 15 minutes late, every other round.
+            if round % 2 == 0 {
+                for _ in 0..9 {
+                    sh.client.put("g", "eni-late", id, now - 900_000);
+                    id += 1;
+                }
+            }
+            // Throttling and a 5xx in the middle of the scan.
+            if round % 5 == 1 {
+                sh.client.state.lock().expect("lock").fail = vec![ErrorKind::ServerError, ErrorKind::Throttled];
+            }
+            let s = p.poll(&sh, &cancel).await.expect("poll");
+            assert_eq!(s.events, if round % 2 == 0 { 9 } else { 0 }, "round {round}");
+        }
+        let counts = sink.0.lock().expect("lock");
+        assert_eq!(counts.len(), id);
+        assert!(counts.values().all(|&c| c == 1));
+        assert_eq!(sh.metrics.events.with_label_values(&["g"]).get() as usize, id);
+        assert!(sh.metrics.request_errors.with_label_values(&[FILTER_LOG_EVENTS, "throttled"]).get() >= 5);
+        assert!(p.window().len() < 30, "keys kept: {}", p.window().len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interrupted_scan_resumes_from_its_checkpoint_without_double_counting() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let sh = shared(clock.clone());
+        let now = clock.now_ms();
+        {
+            let mut st = sh.client.state.lock().expect("lock");
+            st.page = 10;
+            st.clock_ms = now;
+        }
+        for i in 0..95 {
+            sh.client.put("g", "eni-a", i, now - 60_000 + i as i64);
+        }
+        let sink = CountSink::default();
+        let mut p = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
+        // Every request after the 3rd fails for good: the scan stops halfway.
+        sh.client.state.lock().expect("lock").fail = vec![ErrorKind::AccessDenied];
+        let cancel = CancellationToken::new();
+        // First request fails (access denied), then the poll is tried again.
+        assert!(matches!(p.poll(&sh, &cancel).await, Err(PollError::Failed(_))));
+        // Cancel while the second page is awaited: run until a page or two in.
+        let cancel2 = CancellationToken::new();
+        let c2 = cancel2.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c2.cancel();
+        });
+        assert!(matches!(p.poll(&sh, &cancel2).await, Err(PollError::Cancelled)));
+        let counted_before = sink.0.lock().expect("lock").len();
+        assert!(counted_before > 0 && counted_before < 95, "{counted_before}");
+        let cp = p.checkpoint();
+        assert!(cp.scan.as_ref().is_some_and(|s| s.next_token.is_some()));
+        // "Restart": a new poller from the checkpoint, the same sink.
+        let mut q = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
+        q.restore(&serde_json::from_str(&serde_json::to_string(&cp).expect("json")).expect("json")).expect("restore");
+        q.poll(&sh, &cancel).await.expect("poll");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        q.poll(&sh, &cancel).await.expect("poll");
+        let counts = sink.0.lock().expect("lock");
+        assert_eq!(counts.len(), 95);
+        assert!(counts.values().all(|&c| c == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_group_backs_off_while_another_gets_ready() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let sh = shared(clock.clone());
+        sh.client.state.lock().expect("lock").page = 100;
+        sh.client.put("g", "s", 1, clock.now_ms() - 1000);
+        let ready = Readiness::default();
+        let rc = Arc::new(ReadyCount::new(2, ready.clone()));
+        let cancel = CancellationToken::new();
+        let ok = GroupPoller::new("g".into(), None, CountSink::default(), &sh.metrics, sh.settings.margin);
+        let missing = GroupPoller::new("missing".into(), None, CountSink::default(), &sh.metrics, sh.settings.margin);
+        let t1 = tokio::spawn(run_group(ok, sh.clone(), Arc::new(NoSave), rc.clone(), cancel.clone()));
+        let t2 = tokio::spawn(run_group(missing, sh.clone(), Arc::new(NoSave), rc.clone(), cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(630)).await;
+        cancel.cancel();
+        t1.await.expect("t1");
+        t2.await.expect("t2");
+        assert!(!ready.0.load(Ordering::SeqCst), "not ready while a group fails");
+        let m = &sh.metrics;
+        assert_eq!(m.polls.with_label_values(&["g", "success"]).get(), 11);
+        let failed = m.polls.with_label_values(&["missing", "error"]).get();
+        // Backoff: 60 s doubling to 300 s: about 4 attempts in 10 minutes, not 10.
+        assert!((4..=6).contains(&failed), "{failed}");
+        assert_eq!(m.request_errors.with_label_values(&[FILTER_LOG_EVENTS, "not_found"]).get(), failed);
+        assert_eq!(m.group_up.with_label_values(&["missing"]).get(), 0);
+        assert_eq!(m.group_up.with_label_values(&["g"]).get(), 1);
+    }
+}
