@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
 use vpc_flow_exporter::config::Config;
+use vpc_flow_exporter::detect::geo;
 use vpc_flow_exporter::expose::{self, Readiness, ServerConfig};
 use vpc_flow_exporter::parse::{Format, LineParser};
-use vpc_flow_exporter::source::replay;
+use vpc_flow_exporter::source::cloudwatch::CloudWatchSource;
+use vpc_flow_exporter::source::{demo, replay};
 
 #[derive(Debug, Parser)]
 #[command(name = "vpc-flow-exporter", version, about = "Turns AWS VPC Flow Logs into Prometheus metrics.")]
@@ -81,9 +83,9 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Some(Command::Replay { log_format, paths }) => run_replay(&cli, log_format.as_deref(), paths),
-        Some(Command::Demo { .. }) => bail_now(),
+        Some(Command::Demo { rate }) => runtime().and_then(|rt| rt.block_on(run_demo(&cli, *rate))),
         None if cli.config_check => check_config(&cli),
-        None => bail_now(),
+        None => runtime().and_then(|rt| rt.block_on(run_live(&cli))),
     };
     match result {
         Ok(code) => code,
@@ -133,7 +135,9 @@ fn aggregator(config: &Config) -> Result<Aggregator> {
     let agg = Aggregator::new(config);
     Ok(match &config.geoip {
         Some(g) => {
-            let _ = g; bail!("geoip TODO")
+            let db = geo::MaxMindCountries::open(&g.database)
+                .with_context(|| format!("geoip.database: cannot open {}", g.database.display()))?;
+            agg.with_countries(Box::new(db))
         }
         None => agg,
     })
@@ -213,4 +217,59 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
-fn bail_now() -> Result<ExitCode> { bail!("todo") }
+async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
+    check_telemetry_path(cli)?;
+    let config = match &cli.config_file {
+        Some(_) => load_config(cli)?,
+        None => demo::demo_config(),
+    };
+    let agg: SharedAggregator = aggregator(&config)?.with_countries(Box::new(geo::demo_countries())).into_shared();
+    tracing::info!(rate, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
+    let registry = expose::registry(&agg);
+    let listener = bind(cli).await?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let generator = tokio::spawn(demo::run(agg.clone(), rate, shutdown.clone()));
+    let server = ServerConfig {
+        registry,
+        telemetry_path: cli.telemetry_path.clone(),
+        readiness: Readiness::ready(),
+        mode: "demo (generated traffic)".to_owned(),
+    };
+    expose::serve(listener, server, shutdown.clone()).await;
+    let _ = generator.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_live(cli: &Cli) -> Result<ExitCode> {
+    check_telemetry_path(cli)?;
+    let Some(path) = &cli.config_file else {
+        bail!("--config.file is required for the live exporter (or run `vpc-flow-exporter demo`, or `replay FILE`)");
+    };
+    let config = load_config(cli)?;
+    warn_unknown_fields(&config);
+    let Some(cw) = config.cloudwatch.clone() else {
+        bail!("{}: cloudwatch: missing: the live exporter needs a cloudwatch section with log_groups", path.display());
+    };
+    let agg = aggregator(&config)?.into_shared();
+    let registry = expose::registry(&agg);
+    let groups = cw.log_groups.len();
+    let source = CloudWatchSource::new(cw, &registry).await?;
+    let listener = bind(cli).await?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let readiness = Readiness::default();
+    let server = ServerConfig {
+        registry,
+        telemetry_path: cli.telemetry_path.clone(),
+        readiness: readiness.clone(),
+        mode: format!("live: {groups} CloudWatch log group(s)"),
+    };
+    let server_shutdown = CancellationToken::new();
+    let server_task = tokio::spawn(expose::serve(listener, server, server_shutdown.clone()));
+    // The poller stops on the signal, saves its checkpoint, then the server stops.
+    let result = source.run(agg, readiness, shutdown).await;
+    server_shutdown.cancel();
+    let _ = server_task.await;
+    result.map(|()| ExitCode::SUCCESS)
+}

@@ -5,5 +5,5 @@
 //! batch of lines.
 
 pub mod cloudwatch;
-// pub mod demo; (enabled once detect::geo lands)
+pub mod demo;
 pub mod replay;

@@ -1,0 +1,320 @@
+//! The demo source: a generator of realistic VPC traffic that needs no AWS
+//! account. About three dozen interfaces (a NAT gateway, a load balancer, a
+//! bastion and application instances) exchange east-west traffic, NAT egress,
+//! DNS and ICMP, while internet noise is rejected at the edge. Within its first
+//! minute, and then every minute, it plays every scenario the shipped alerts
+//! look for. Lines are rendered as text in a version-5 custom format and go
+//! through the same parser and aggregator as real flow logs. Flow times are
+//! the wall clock.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::SharedAggregator;
+use crate::config::{Config, Detections};
+use crate::parse::{Format, LineParser};
+
+/// The log format the demo writes (fields of versions 2 to 5).
+pub const DEMO_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr}";
+
+/// The detection settings the demo uses unless a configuration file is given.
+pub const DEMO_CONFIG: &str = r#"
+detections:
+  allowed_source_cidrs: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+  approved_destination_cidrs: ["10.0.0.0/8", "52.94.0.0/16", "140.82.112.0/20"]
+"#;
+
+/// Seconds after start when the first round of scenarios plays.
+pub const FIRST_SCENARIOS_AFTER: Duration = Duration::from_secs(10);
+/// Time between rounds of scenarios.
+pub const SCENARIO_PERIOD: Duration = Duration::from_secs(60);
+
+/// Prefixes the scenarios use (illegal source, reject storm, port scan), kept
+/// out of the background noise.
+const ATTACK_PREFIXES: &[&str] = &["203.0.113.0/24", "198.51.100.0/24", "45.155.205.0/24"];
+const ACCOUNT: &str = "123456789012";
+const VPC: &str = "vpc-0a1b2c3d4e5f60718";
+const INTERFACES: usize = 36;
+const NAT: usize = 0;
+const ALB: usize = 1;
+const BASTION: usize = 2;
+const SHORT_CONN_IFACE: usize = 5;
+
+/// Public sources by (made-up) country for internet noise: documentation and
+/// example ranges whose "countries" come from the demo's own table.
+pub use crate::detect::geo::DEMO_PREFIXES;
+
+/// The configuration of the demo: `DEMO_CONFIG` with the defaults.
+pub fn demo_config() -> Config {
+    match Config::from_yaml(DEMO_CONFIG, std::path::Path::new(".")) {
+        Ok(c) => c,
+        Err(_) => Config::default(),
+    }
+}
+
+/// Detection settings, for the landing page and logs.
+pub fn describe(d: &Detections) -> String {
+    format!("allowed sources {:?}, approved destinations {:?}", d.allowed_source_cidrs, d.approved_destination_cidrs)
+}
+
+/// The demo generator.
+#[derive(Debug)]
+pub struct Generator {
+    rng: SmallRng,
+    out: String,
+    public: Vec<(u32, u32)>,
+    cycle: u64,
+}
+
+fn iface_id(i: usize) -> String {
+    format!("eni-0{:016x}", 0x5eed_0000_0000_0000u64 + i as u64 * 0x1_0001)
+}
+
+fn iface_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, (i / 200) as u8 + 1, (i % 200) as u8 + 10)
+}
+
+fn subnet(i: usize) -> &'static str {
+    if i < 3 {
+        "subnet-0public000000001"
+    } else {
+        "subnet-0private00000002"
+    }
+}
+
+fn instance(i: usize) -> String {
+    if i == NAT || i == ALB {
+        "-".to_owned()
+    } else {
+        format!("i-0{:016x}", 0xabc0_0000_0000_0000u64 + i as u64)
+    }
+}
+
+/// One flow to render.
+struct Flow {
+    iface: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    packets: u64,
+    bytes: u64,
+    accept: bool,
+    flags: u16,
+    pkt_dst: Option<Ipv4Addr>,
+    /// The original source behind a NAT gateway (else srcaddr).
+    pkt_src: Option<Ipv4Addr>,
+}
+
+impl Generator {
+    pub fn new(seed: u64) -> Generator {
+        let public = DEMO_PREFIXES
+            .iter()
+            .filter_map(|(cidr, _)| cidr.parse::<ipnet::Ipv4Net>().ok())
+            .filter(|n| !ATTACK_PREFIXES.contains(&n.to_string().as_str()))
+            .map(|n| (u32::from(n.network()), u32::from(n.hostmask())))
+            .collect();
+        Generator { rng: SmallRng::seed_from_u64(seed), out: String::with_capacity(64 * 1024), public, cycle: 0 }
+    }
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn push(&mut self, f: &Flow, end: u64) {
+        let start = end.saturating_sub(self.rng.random_range(1..60));
+        let pkt_dst = f.pkt_dst.unwrap_or(f.dst);
+        let pkt_src = f.pkt_src.unwrap_or(f.src);
+        let _ = writeln!(
+            self.out,
+            "5 {ACCOUNT} {iface} {src} {dst} {sport} {dport} {proto} {packets} {bytes} {start} {end} {action} OK {VPC} {subnet} {instance} {flags} IPv4 {pkt_src} {pkt_dst}",
+            iface = iface_id(f.iface),
+            src = f.src,
+            dst = f.dst,
+            sport = f.sport,
+            dport = f.dport,
+            proto = f.proto,
+            packets = f.packets,
+            bytes = f.bytes,
+            action = if f.accept { "ACCEPT" } else { "REJECT" },
+            subnet = subnet(f.iface),
+            instance = instance(f.iface),
+            flags = f.flags,
+        );
+    }
+
+    fn public_addr(&mut self) -> Ipv4Addr {
+        if self.public.is_empty() {
+            return Ipv4Addr::new(8, 8, 8, 8);
+        }
+        let (net, mask) = self.public[self.rng.random_range(0..self.public.len())];
+        Ipv4Addr::from(net | (self.rng.random::<u32>() & mask))
+    }
+
+    fn internal(&mut self) -> usize {
+        self.rng.random_range(3..INTERFACES)
+    }
+
+    /// One base-traffic flow.
+    fn base_flow(&mut self, end: u64) {
+        let roll: u32 = self.rng.random_range(0..100);
+        let r = &mut self.rng;
+        let sport = r.random_range(32768..61000);
+        let f = match roll {
+            // East-west application traffic.
+            0..=64 => {
+                let (a, b) = (r.random_range(3..INTERFACES), r.random_range(3..INTERFACES));
+                let dport = [443, 443, 5432, 6379, 3306, 80, 8080, 22][r.random_range(0..8)];
+                let packets = r.random_range(2..400);
+                Flow {
+                    iface: a, src: iface_ip(a), dst: iface_ip(b), sport, dport, proto: 6, packets,
+                    bytes: packets * r.random_range(60..1400), accept: true,
+                    flags: [18, 16, 24, 2][r.random_range(0..4)], pkt_dst: None, pkt_src: None,
+                }
+            }
+            // NAT gateway egress to approved services.
+            65..=79 => {
+                let src_if = r.random_range(3..INTERFACES);
+                let dst = if r.random_bool(0.5) {
+                    Ipv4Addr::new(52, 94, r.random_range(0..=255), r.random_range(1..255))
+                } else {
+                    Ipv4Addr::new(140, 82, 112 + r.random_range(0..16), r.random_range(1..255))
+                };
+                let packets = r.random_range(5..2000);
+                Flow {
+                    iface: NAT, src: iface_ip(NAT), dst, sport, dport: 443, proto: 6, packets,
+                    bytes: packets * r.random_range(200..1500), accept: true, flags: 18,
+                    pkt_dst: Some(dst), pkt_src: Some(iface_ip(src_if)),
+                }
+            }
+            // DNS to the VPC resolver.
+            80..=91 => Flow {
+                iface: r.random_range(3..INTERFACES), src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
+                dst: Ipv4Addr::new(10, 0, 0, 2), sport, dport: 53, proto: 17, packets: 1,
+                bytes: r.random_range(60..200), accept: true, flags: 0, pkt_dst: None, pkt_src: None,
+            },
+            // ICMP health checks.
+            92..=96 => {
+                let a = r.random_range(3..INTERFACES);
+                Flow {
+                    iface: a, src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8), dst: iface_ip(a), sport: 0, dport: 0,
+                    proto: 1, packets: 4, bytes: 336, accept: true, flags: 0, pkt_dst: None, pkt_src: None,
+                }
+            }
+            // Internet noise, rejected at the edge.
+            _ => {
+                let iface = if r.random_bool(0.5) { ALB } else { BASTION };
+                let dport = [22, 23, 445, 3389, 1433, 8080, 443, 5900][r.random_range(0..8)];
+                let src = self.public_addr();
+                Flow {
+                    iface, src, dst: iface_ip(iface), sport, dport, proto: 6, packets: 1, bytes: 44,
+                    accept: false, flags: 2, pkt_dst: None, pkt_src: None,
+                }
+            }
+        };
+        self.push(&f, end);
+    }
+
+    /// Every alert scenario, once.
+    fn scenarios(&mut self, end: u64) {
+        self.cycle += 1;
+        let cycle = self.cycle as usize;
+        let web = iface_ip(ALB);
+        // Illegal traffic: accepted from outside the allowed ranges.
+        for i in 0..3u8 {
+            self.push(&Flow { iface: ALB, src: Ipv4Addr::new(203, 0, 113, 7 + i), dst: web, sport: 51000 + i as u16, dport: 22, proto: 6, packets: 12, bytes: 2400, accept: true, flags: 18, pkt_dst: None, pkt_src: None }, end);
+        }
+        // Reject storm on one internal interface (rotating).
+        let storm = 3 + cycle % (INTERFACES - 3);
+        for i in 0..30u16 {
+            let src = Ipv4Addr::new(198, 51, 100, 10 + (i % 5) as u8);
+            self.push(&Flow { iface: storm, src, dst: iface_ip(storm), sport: 40000 + i, dport: [3389, 445][i as usize % 2], proto: 6, packets: 1, bytes: 44, accept: false, flags: 2, pkt_dst: None, pkt_src: None }, end);
+        }
+        // SYN+FIN burst: short connections.
+        for i in 0..150u16 {
+            let a = self.internal();
+            self.push(&Flow { iface: SHORT_CONN_IFACE, src: iface_ip(a), dst: iface_ip(SHORT_CONN_IFACE), sport: 30000 + i, dport: 8080, proto: 6, packets: 3, bytes: 180, accept: true, flags: if i % 2 == 0 { 3 } else { 19 }, pkt_dst: None, pkt_src: None }, end);
+        }
+        // NAT breach: egress to an unapproved destination.
+        for i in 0..3u8 {
+            let dst = Ipv4Addr::new(185, 220, 101, 20 + i);
+            let src = iface_ip(self.internal());
+            self.push(&Flow { iface: NAT, src: iface_ip(NAT), dst, sport: 45000 + i as u16, dport: 9001, proto: 6, packets: 40, bytes: 52_000, accept: true, flags: 18, pkt_dst: Some(dst), pkt_src: Some(src) }, end);
+        }
+        // Telnet from inside.
+        let t = self.internal();
+        for (i, accept) in [false, false, true].into_iter().enumerate() {
+            let src = iface_ip(self.internal());
+            self.push(&Flow { iface: t, src, dst: iface_ip(t), sport: 41000 + i as u16, dport: 23, proto: 6, packets: 6, bytes: 360, accept, flags: 18, pkt_dst: None, pkt_src: None }, end);
+        }
+        // Port scan: one source, 40 distinct ports.
+        let scanner = Ipv4Addr::new(45, 155, 205, 233);
+        let base: u16 = self.rng.random_range(1..60000);
+        for i in 0..40u16 {
+            self.push(&Flow { iface: ALB, src: scanner, dst: web, sport: 61000, dport: base + i * 7, proto: 6, packets: 1, bytes: 40, accept: false, flags: 2, pkt_dst: None, pkt_src: None }, end);
+        }
+        // NODATA and SKIPDATA.
+        let start = end.saturating_sub(60);
+        let (a, b) = (iface_id(self.internal()), iface_id(self.internal()));
+        let _ = writeln!(self.out, "5 {ACCOUNT} {a} - - - - - - - {start} {end} - NODATA {VPC} - - - - - -");
+        let _ = writeln!(self.out, "5 {ACCOUNT} {b} - - - - - - - {start} {end} - SKIPDATA {VPC} - - - - - -");
+        // One malformed line, so the parse-error metric has data.
+        let _ = writeln!(self.out, "5 {ACCOUNT} {a} 10.0.1.300 10.0.1.12 443 49152 6 10 840 {start} {end} ACCEPT OK {VPC} - - 18 IPv4 - -");
+    }
+
+    /// Renders `base` base-traffic lines, plus a round of scenarios when `scenarios`;
+    /// returns the buffer of lines.
+    pub fn batch(&mut self, base: usize, scenarios: bool, end: u64) -> &str {
+        self.out.clear();
+        for _ in 0..base {
+            self.base_flow(end);
+        }
+        if scenarios {
+            self.scenarios(end);
+        }
+        &self.out
+    }
+}
+
+/// Runs the generator until `shutdown`: `rate` base records per second in ten
+/// batches a second, and the scenarios after [`FIRST_SCENARIOS_AFTER`] and every
+/// [`SCENARIO_PERIOD`].
+pub async fn run(agg: SharedAggregator, rate: u32, shutdown: CancellationToken) {
+    let format = match Format::parse(DEMO_FORMAT) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "The demo format does not parse");
+            return;
+        }
+    };
+    let mut parser = LineParser::new(format);
+    let mut generator = Generator::new(Generator::now());
+    let started = tokio::time::Instant::now();
+    let mut next_round = started + FIRST_SCENARIOS_AFTER;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut carry = 0u32;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        carry += rate;
+        let base = (carry / 10) as usize;
+        carry %= 10;
+        let now = tokio::time::Instant::now();
+        let play = now >= next_round;
+        if play {
+            next_round += SCENARIO_PERIOD;
+            tracing::info!("Demo: playing every alert scenario");
+        }
+        let lines = generator.batch(base, play, Generator::now());
+        let mut agg = agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        agg.ingest_lines(&mut parser, lines.as_bytes());
+    }
+}
