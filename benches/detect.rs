@@ -1,0 +1,181 @@
+//! Detection hot path: ns per REJECT record for the windowed top-K and the
+//! port-scan tracker, at default capacities and windows.
+//!
+//! - `worst`: sources cycle through 2 million distinct addresses (each seen
+//!   every 2 million records), destinations over 1 million, random ports:
+//!   nearly every record is a new address, so the trackers run at capacity
+//!   and compact all the time.
+//! - `hot`: 1,000 sources with 1 to 3 ports each: every record is a hit.
+//!
+//! Flow time advances 1 s every 10,000 records, with records up to 60 s late;
+//! the trackers persist across iterations so the figures are the steady state.
+//! Also: scrape-time cost (`top`, `scanners` over full trackers) and GeoIP
+//! lookups against a test fixture (cached and uncached addresses).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vpc_flow_exporter::detect::geo::{CountryLookup, MaxMindCountries};
+use vpc_flow_exporter::detect::portscan::PortScanTracker;
+use vpc_flow_exporter::detect::topk::WindowedTopK;
+
+const BATCH: u64 = 10_000;
+const TOP_K_WINDOW: Duration = Duration::from_secs(15 * 60);
+const SCAN_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// splitmix64.
+struct Rng(u64);
+impl Rng {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// A stream of REJECT records: (src, dst, port, time, newest).
+struct Stream {
+    rng: Rng,
+    i: u64,
+    sources: u64,
+    destinations: u64,
+    hot_ports: bool,
+    newest: u64,
+}
+
+impl Stream {
+    fn new(sources: u64, destinations: u64, hot_ports: bool) -> Stream {
+        Stream { rng: Rng(7), i: 0, sources, destinations, hot_ports, newest: 0 }
+    }
+    #[inline]
+    fn next(&mut self) -> (IpAddr, IpAddr, u16, u64, u64) {
+        let r = self.rng.next();
+        let i = self.i;
+        self.i += 1;
+        let time = 1_700_000_000 + i / 10_000 - (r % 60);
+        self.newest = self.newest.max(time);
+        let s = (i % self.sources) as u32;
+        let src = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + s));
+        let dst = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + ((r >> 8) % self.destinations) as u32));
+        let port = if self.hot_ports { 22 + (s + (r >> 40) as u32 % 3) as u16 } else { (r >> 40) as u16 };
+        (src, dst, port, time, self.newest)
+    }
+}
+
+fn trackers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Elements(BATCH));
+    for (name, sources, destinations, hot) in [("worst", 2_000_000, 1_000_000, false), ("hot", 1_000, 1_000, true)] {
+        let mut stream = Stream::new(sources, destinations, hot);
+        let mut top = WindowedTopK::new(TOP_K_WINDOW, 50_000);
+        g.bench_function(format!("topk_add/{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let (src, _, _, time, newest) = stream.next();
+                    top.add(src, time, newest);
+                }
+            })
+        });
+        let mut stream = Stream::new(sources, destinations, hot);
+        let mut scans = PortScanTracker::new(SCAN_WINDOW, 20_000);
+        g.bench_function(format!("portscan_add/{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let (src, _, port, time, newest) = stream.next();
+                    scans.add(src, port, time, newest);
+                }
+            })
+        });
+        // What the aggregator does per REJECT record: all three.
+        let mut stream = Stream::new(sources, destinations, hot);
+        let mut by_src = WindowedTopK::new(TOP_K_WINDOW, 50_000);
+        let mut by_dst = WindowedTopK::new(TOP_K_WINDOW, 50_000);
+        let mut scans = PortScanTracker::new(SCAN_WINDOW, 20_000);
+        g.bench_function(format!("all_three/{name}"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let (src, dst, port, time, newest) = stream.next();
+                    by_src.add(src, time, newest);
+                    by_dst.add(dst, time, newest);
+                    scans.add(src, port, time, newest);
+                }
+            })
+        });
+    }
+    // The stream alone, to subtract.
+    let mut stream = Stream::new(2_000_000, 1_000_000, false);
+    g.bench_function("stream_only", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                black_box(stream.next());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn scrape(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detect_scrape");
+    let mut stream = Stream::new(2_000_000, 1_000_000, false);
+    let mut top = WindowedTopK::new(TOP_K_WINDOW, 50_000);
+    let mut scans = PortScanTracker::new(SCAN_WINDOW, 20_000);
+    for _ in 0..3_000_000 {
+        let (src, _, port, time, newest) = stream.next();
+        top.add(src, time, newest);
+        scans.add(src, port, time, newest);
+    }
+    let newest = stream.newest;
+    g.bench_function("topk_top25_full", |b| {
+        let mut out = Vec::with_capacity(25);
+        b.iter(|| {
+            out.clear();
+            top.top(25, newest, &mut out);
+            black_box(&out);
+        })
+    });
+    g.bench_function("portscan_scanners_full", |b| {
+        let mut out = Vec::with_capacity(25);
+        b.iter(|| {
+            out.clear();
+            black_box(scans.scanners(20, 25, newest, &mut out));
+        })
+    });
+    g.finish();
+}
+
+fn geoip(c: &mut Criterion) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geoip/country-iso.mmdb");
+    let Ok(db) = MaxMindCountries::open(path) else { return };
+    let mut g = c.benchmark_group("geoip");
+    g.throughput(Throughput::Elements(BATCH));
+    // 1,000 addresses: address-cache hits.
+    g.bench_function("lookup/cached", |b| {
+        let mut rng = Rng(3);
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let a = IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + (rng.next() % 1_000) as u32));
+                black_box(db.lookup(a));
+            }
+        })
+    });
+    // Random addresses: tree walk (the record cache spares the decoding).
+    g.bench_function("lookup/uncached", |b| {
+        let mut rng = Rng(5);
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let x = rng.next();
+                let a = IpAddr::V4(Ipv4Addr::from(if x & 1 == 0 { 0xcb00_7100 | (x >> 32) as u32 & 0xff } else { (x >> 32) as u32 }));
+                black_box(db.lookup(a));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, trackers, scrape, geoip);
+criterion_main!(benches);
