@@ -59,6 +59,14 @@ impl CloudWatchSource {
         Ok(CloudWatchSource { inner })
     }
 
+    /// Sets the margin of the dedup window around the horizon (default
+    /// [`dedup::DEFAULT_MARGIN`]): it must exceed the delay before a new event
+    /// is visible to FilterLogEvents plus the clock skew to CloudWatch. Tests
+    /// use a short one so that the horizon, not the keys, skips re-reads.
+    pub fn set_dedup_margin(&mut self, margin: std::time::Duration) {
+        self.inner.set_dedup_margin(margin);
+    }
+
     /// Polls every log group until `shutdown`, then saves the checkpoint and returns.
     pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.inner
@@ -69,7 +77,7 @@ impl CloudWatchSource {
 
 /// The source over any [`LogsApi`] (the SDK client, or a fake in tests).
 pub struct Source<C> {
-    shared: Arc<Shared<C>>,
+    shared: Shared<C>,
     groups: Vec<LogGroupConfig>,
     writer: Arc<CheckpointWriter>,
     restored: Option<Checkpoint>,
@@ -110,14 +118,19 @@ impl<C: LogsApi> Source<C> {
             margin: dedup::DEFAULT_MARGIN,
         };
         let target = client::describe_target(&cfg);
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             client,
             limiter: RateLimiter::new(cfg.max_requests_per_second),
             metrics,
             clock,
             settings,
-        });
+        };
         Ok(Source { shared, groups: cfg.log_groups, writer, restored, target })
+    }
+
+    /// See [`CloudWatchSource::set_dedup_margin`].
+    pub fn set_dedup_margin(&mut self, margin: std::time::Duration) {
+        self.shared.settings.margin = margin;
     }
 
     /// Polls every log group concurrently, each into the sink `make_sink`
@@ -129,6 +142,7 @@ impl<C: LogsApi> Source<C> {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let Source { shared, groups, writer, restored, target } = self;
+        let shared = Arc::new(shared);
         let ready = Arc::new(ReadyCount::new(groups.len(), ready));
         let mut tasks = tokio::task::JoinSet::new();
         let restored_groups = restored.map(|c| c.log_groups).unwrap_or_default();
