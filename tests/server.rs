@@ -1,0 +1,114 @@
+//! The HTTP surface of the real binary (in demo mode): landing page, health,
+//! readiness, metrics with content type and gzip, unknown paths, flag errors,
+//! and a clean exit on SIGTERM.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Exporter {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Exporter {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["demo", "--web.listen-address", &addr])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::blocking::get(format!("{base}/-/healthy")).is_ok() {
+            return Exporter { child, base };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("exporter did not start on {addr}");
+}
+
+#[test]
+fn endpoints_answer_as_documented() {
+    let e = start(&["--web.telemetry-path", "/custom-metrics"]);
+    let client = reqwest::blocking::Client::builder().no_gzip().build().unwrap();
+    let get = |p: &str| client.get(format!("{}{p}", e.base)).send().unwrap();
+
+    let landing = get("/");
+    assert_eq!(landing.status(), 200);
+    assert!(landing.text().unwrap().contains("href=\"/custom-metrics\""));
+    assert_eq!(get("/-/healthy").status(), 200);
+    assert_eq!(get("/-/ready").status(), 200, "the demo is ready at once");
+    assert_eq!(get("/nope").status(), 404);
+    assert_eq!(get("/metrics").status(), 404, "the telemetry path moved");
+
+    std::thread::sleep(Duration::from_millis(500));
+    let m = get("/custom-metrics");
+    assert_eq!(m.status(), 200);
+    assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let body = m.text().unwrap();
+    assert!(body.contains("vpc_flow_records_total{"), "{body}");
+    assert!(body.contains("vpc_flow_exporter_build_info{version=\""));
+
+    let z = client.get(format!("{}/custom-metrics", e.base)).header("Accept-Encoding", "gzip").send().unwrap();
+    assert_eq!(z.headers()["content-encoding"], "gzip");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&z.bytes().unwrap()[..]).read_to_string(&mut text).unwrap();
+    assert!(text.contains("# TYPE vpc_flow_records_total counter"));
+
+    let post = client.post(format!("{}/custom-metrics", e.base)).send().unwrap();
+    assert_eq!(post.status(), 405);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut e = start(&[]);
+    let pid = e.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = e.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            let mut err = String::new();
+            e.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            assert!(err.contains("SIGTERM"), "{err}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_flags_and_missing_config_fail_with_a_message() {
+    let out = Command::new(BIN).args(["demo", "--web.listen-address", "nonsense"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--web.listen-address"));
+    let out = Command::new(BIN).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config.file is required"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "detections: {}\n").unwrap();
+    let out = Command::new(BIN).args(["--config.file", cfg.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cloudwatch"), "{}", String::from_utf8_lossy(&out.stderr));
+}
