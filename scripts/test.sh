@@ -12,7 +12,5 @@ export AWS_EC2_METADATA_DISABLED=true
 
 cargo build --locked --all-targets
 cargo test --locked -- --test-threads=2
-if [ -x scripts/check-mixin.sh ]; then
-    scripts/check-mixin.sh
-fi
+scripts/check-mixin.sh
 echo "test.sh: all checks passed"
