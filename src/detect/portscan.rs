@@ -31,6 +31,7 @@
 //! [`PortScanTracker::error_bound`] of its ports in the window, and a source at
 //! the cap reports at most [`MAX_PORTS_PER_SOURCE`].
 
+use std::collections::hash_map::Entry as Slot;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -149,18 +150,21 @@ impl PortScanTracker {
             self.compact(newest);
         }
         let key = key_of(src);
-        if let Some(s) = self.map.get_mut(&key) {
-            let limits = Limits { window: self.window, purge_every: self.clock.width(), port_cap: self.port_cap };
-            observe(s, port, t, newest, limits, &mut self.spilled, &mut self.capped);
-            return;
-        }
-        if self.map.len() >= self.capacity {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             self.compact(newest);
         }
-        let mut s = Source { n: 1, ..Source::default() };
-        s.ports[0] = port;
-        s.seen[0] = t;
-        self.map.insert(key, s);
+        match self.map.entry(key) {
+            Slot::Occupied(o) => {
+                let limits = Limits { window: self.window, purge_every: self.clock.width(), port_cap: self.port_cap };
+                observe(o.into_mut(), port, t, newest, limits, &mut self.spilled, &mut self.capped);
+            }
+            Slot::Vacant(v) => {
+                let mut s = Source { n: 1, ..Source::default() };
+                s.ports[0] = port;
+                s.seen[0] = t;
+                v.insert(s);
+            }
+        }
     }
 
     /// Sources with at least `min_ports` distinct ports in the window ending at

@@ -34,6 +34,7 @@
 //! addresses reported in the top K are above the eviction threshold and are not
 //! the ones evicted by the next compaction.
 
+use std::collections::hash_map::Entry as Slot;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -146,14 +147,17 @@ impl WindowedTopK {
         }
         let epoch = epoch.min(u64::from(u32::MAX - 1)) as u32;
         let k = key_of(key);
-        if let Some(entry) = self.map.get_mut(&k) {
-            bump(entry, epoch, first_live, self.clock.slots as u32, &mut self.rings, &mut self.free_rings);
-            return;
-        }
-        if self.map.len() >= self.capacity {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&k) {
             self.compact(newest);
         }
-        self.map.insert(k, Entry { total: 1, head: epoch, ring: NO_RING });
+        match self.map.entry(k) {
+            Slot::Occupied(o) => {
+                bump(o.into_mut(), epoch, first_live, self.clock.slots as u32, &mut self.rings, &mut self.free_rings)
+            }
+            Slot::Vacant(v) => {
+                v.insert(Entry { total: 1, head: epoch, ring: NO_RING });
+            }
+        }
     }
 
     /// The `k` addresses with the most records in the window ending at `newest`,
