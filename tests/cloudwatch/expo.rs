@@ -1,7 +1,9 @@
 //! Reading sample values out of a Prometheus text exposition.
 
+type Labels = Vec<(String, String)>;
+
 /// Parses `name{a="b",...} value` into (name, labels, value).
-fn parse_sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
     if line.starts_with('#') || line.trim().is_empty() {
         return None;
     }
