@@ -31,6 +31,9 @@ use crate::aggregate::SharedAggregator;
 use crate::expose::Readiness;
 use crate::parse::LineParser;
 
+/// Least time between two saves of a scan in progress.
+pub const MID_SCAN_SAVE: Duration = Duration::from_secs(30);
+
 /// Timing settings of the source.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -197,9 +200,18 @@ impl<S: EventSink> GroupPoller<S> {
     }
 
     /// One poll: continues the scan in progress or begins one, and reads it to
-    /// the last page.
-    pub async fn poll<C: LogsApi>(&mut self, shared: &Shared<C>, cancel: &CancellationToken) -> Result<PollStats, PollError> {
+    /// the last page. A long scan (a first start far back, a catch-up after
+    /// downtime) is saved through `saver` every [`MID_SCAN_SAVE`] or poll
+    /// interval, whichever is longer, so that a crash loses little work.
+    pub async fn poll<C: LogsApi, W: SaveGroup>(
+        &mut self,
+        shared: &Shared<C>,
+        cancel: &CancellationToken,
+        saver: &W,
+    ) -> Result<PollStats, PollError> {
         let mut stats = PollStats::default();
+        let save_every = shared.settings.poll_interval.max(MID_SCAN_SAVE);
+        let mut last_save = Instant::now();
         if self.scan.is_none() || self.window.scan_start_ms().is_none() {
             self.begin_scan(shared);
         }
@@ -242,6 +254,10 @@ impl<S: EventSink> GroupPoller<S> {
                     }
                 }
                 None => break,
+            }
+            if last_save.elapsed() >= save_every {
+                saver.save(&self.name, self.checkpoint()).await;
+                last_save = Instant::now();
             }
         }
         self.window.finish_scan();
@@ -405,7 +421,7 @@ pub async fn run_group<C: LogsApi, S: EventSink, W: SaveGroup>(
             _ = tokio::time::sleep_until(next) => {}
         }
         let started = Instant::now();
-        match poller.poll(&shared, &cancel).await {
+        match poller.poll(&shared, &cancel, &*saver).await {
             Ok(stats) => {
                 let m = &poller.m;
                 m.poll_duration.observe(started.elapsed().as_secs_f64());
@@ -551,7 +567,7 @@ mod tests {
         }
         let mut p = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
         let cancel = CancellationToken::new();
-        let s = p.poll(&sh, &cancel).await.expect("poll");
+        let s = p.poll(&sh, &cancel, &NoSave).await.expect("poll");
         assert_eq!((s.pages, s.events, s.duplicates), (8, 50, 0));
         let mut id = 50;
         for round in 0..25 {
@@ -569,7 +585,7 @@ mod tests {
             if round % 5 == 1 {
                 sh.client.state.lock().expect("lock").fail = vec![ErrorKind::ServerError, ErrorKind::Throttled];
             }
-            let s = p.poll(&sh, &cancel).await.expect("poll");
+            let s = p.poll(&sh, &cancel, &NoSave).await.expect("poll");
             assert_eq!(s.events, if round % 2 == 0 { 9 } else { 0 }, "round {round}");
         }
         let counts = sink.0.lock().expect("lock");
@@ -599,7 +615,7 @@ mod tests {
         sh.client.state.lock().expect("lock").fail = vec![ErrorKind::AccessDenied];
         let cancel = CancellationToken::new();
         // First request fails (access denied), then the poll is tried again.
-        assert!(matches!(p.poll(&sh, &cancel).await, Err(PollError::Failed(_))));
+        assert!(matches!(p.poll(&sh, &cancel, &NoSave).await, Err(PollError::Failed(_))));
         // Cancel while the second page is awaited: run until a page or two in.
         let cancel2 = CancellationToken::new();
         let c2 = cancel2.clone();
@@ -607,7 +623,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             c2.cancel();
         });
-        assert!(matches!(p.poll(&sh, &cancel2).await, Err(PollError::Cancelled)));
+        assert!(matches!(p.poll(&sh, &cancel2, &NoSave).await, Err(PollError::Cancelled)));
         let counted_before = sink.0.lock().expect("lock").len();
         assert!(counted_before > 0 && counted_before < 95, "{counted_before}");
         let cp = p.checkpoint();
@@ -615,12 +631,50 @@ mod tests {
         // "Restart": a new poller from the checkpoint, the same sink.
         let mut q = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
         q.restore(&serde_json::from_str(&serde_json::to_string(&cp).expect("json")).expect("json")).expect("restore");
-        q.poll(&sh, &cancel).await.expect("poll");
+        q.poll(&sh, &cancel, &NoSave).await.expect("poll");
         tokio::time::advance(Duration::from_secs(60)).await;
-        q.poll(&sh, &cancel).await.expect("poll");
+        q.poll(&sh, &cancel, &NoSave).await.expect("poll");
         let counts = sink.0.lock().expect("lock");
         assert_eq!(counts.len(), 95);
         assert!(counts.values().all(|&c| c == 1));
+    }
+
+    #[derive(Default)]
+    struct RecordSave(Mutex<Vec<GroupCheckpoint>>);
+    impl SaveGroup for RecordSave {
+        async fn save(&self, _group: &str, cp: GroupCheckpoint) {
+            self.0.lock().expect("lock").push(cp);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_scan_is_saved_on_the_way() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let metrics = Metrics::register(&prometheus::Registry::new(), &["g"]).expect("metrics");
+        let sh = Shared {
+            client: FakeLogs::default(),
+            limiter: RateLimiter::new(1.0),
+            metrics,
+            clock: clock.clone(),
+            settings: Settings {
+                poll_interval: Duration::from_secs(10),
+                lookback: Duration::from_secs(600),
+                start_from: Duration::from_secs(600),
+                margin: Duration::from_secs(60),
+            },
+        };
+        sh.client.state.lock().expect("lock").page = 10;
+        for i in 0..700 {
+            sh.client.put("g", "s", i, clock.now_ms() - 100_000 + i as i64);
+        }
+        let saver = RecordSave::default();
+        let mut p = GroupPoller::new("g".into(), None, CountSink::default(), &sh.metrics, sh.settings.margin);
+        // 70 pages at 1 request/s: about 70 s, saved after ~30 s and ~60 s.
+        let s = p.poll(&sh, &CancellationToken::new(), &saver).await.expect("poll");
+        assert_eq!(s.pages, 70);
+        let saves = saver.0.lock().expect("lock");
+        assert_eq!(saves.len(), 2);
+        assert!(saves.iter().all(|c| c.scan.as_ref().is_some_and(|s| s.next_token.is_some()) && c.horizon_ms.is_none()));
     }
 
     #[tokio::test(start_paused = true)]
