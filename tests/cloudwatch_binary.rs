@@ -143,3 +143,41 @@ async fn a_corrupt_state_file_stops_the_start_with_its_name() {
     // The file is left as it was: no silent reset.
     assert!(std::fs::read(&state).expect("still there").ends_with(b"\"horizon_ms\": "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_and_endpoint_from_the_environment() {
+    let moto = MotoServer::start();
+    let seed = moto.seeder();
+    let g = "/vpc/env";
+    seed.create_group(g).await;
+    seed.create_stream(g, "eni-e").await;
+    let now = now_ms();
+    seed.put(g, "eni-e", lines("eni-e", 0..30, |i| now - 20_000 + i as i64)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, format!("cloudwatch:\n  poll_interval: 1s\n  log_groups:\n    - name: {g}\n")).expect("config");
+    let mut ex = Binary::start_with_env(&cfg, dir.path(), &[("AWS_ENDPOINT_URL", &moto.endpoint), ("AWS_REGION", "us-east-1")]);
+    let t = ex.wait_for("2 polls", WAIT, |t| polls_ok(t, g) >= 2.0).await;
+    assert_eq!(events(&t, g), 30.0);
+    assert!(ex.terminate().success());
+
+    // Without any region: a start-up error that says what to set.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+        .arg("--config.file")
+        .arg(&cfg)
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cloudwatch.region"), "{stderr}");
+}

@@ -292,3 +292,33 @@ async fn throttling_and_server_errors_back_off_and_still_count_every_event_once(
     // The shared limit came down after throttling, and has recovered since.
     assert!(value(&t, "vpc_flow_exporter_cloudwatch_request_rate_limit", &[]) > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_arn_is_assumed_through_sts_and_its_credentials_sign_the_requests() {
+    let moto = MotoServer::start();
+    let seed = moto.seeder();
+    let g = "/vpc/cross-account";
+    seed.create_group(g).await;
+    seed.create_stream(g, "eni-x").await;
+    let now = now_ms();
+    seed.put(g, "eni-x", lines("eni-x", 0..25, |i| now - 20_000 + i as i64)).await;
+    // moto serves STS on the same endpoint; the proxy sees both services.
+    let proxy = FaultProxy::start(&moto.endpoint, Arc::new(|_| Fault::Forward)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, cfg) = write_config(
+        dir.path(),
+        &config(
+            &proxy.endpoint,
+            "  lookback: 5m\n  role_arn: arn:aws:iam::123456789012:role/flow-log-reader\n",
+            &format!("    - name: {g}\n"),
+        ),
+    );
+    let ex = InProcess::start(&cfg, MARGIN).await;
+    ex.wait_for("2 polls", WAIT, |t| polls_ok(t, g) >= 2.0).await;
+    let (t, res) = ex.stop().await;
+    res.expect("clean stop");
+    assert_eq!(events(&t, g), 25.0);
+    assert!(Stats::get(&proxy.stats.assume_role) >= 1, "AssumeRole was called");
+    let key = proxy.stats.last_filter_access_key.lock().expect("lock").clone();
+    assert!(!key.is_empty() && key != "testing", "FilterLogEvents signed with the role's credentials, not the base ones: {key:?}");
+}

@@ -104,6 +104,11 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(config: &Path, log_dir: &Path) -> Binary {
+        Binary::start_with_env(config, log_dir, &[])
+    }
+
+    /// Starts it with extra environment variables (after the test defaults).
+    pub fn start_with_env(config: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Binary {
         let port = free_port();
         let stderr_path = log_dir.join(format!("exporter-{port}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
@@ -118,6 +123,9 @@ impl Binary {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

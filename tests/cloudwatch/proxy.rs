@@ -37,6 +37,10 @@ pub struct Stats {
     pub throttled: AtomicU64,
     pub server_errors: AtomicU64,
     pub forwarded: AtomicU64,
+    /// STS AssumeRole requests seen.
+    pub assume_role: AtomicU64,
+    /// The access key id that signed the last FilterLogEvents request.
+    pub last_filter_access_key: std::sync::Mutex<String>,
 }
 
 impl Stats {
@@ -100,6 +104,15 @@ async fn handle(req: Request<Incoming>, upstream: &str, client: &reqwest::Client
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.ends_with(".FilterLogEvents"));
     if is_filter {
+        let key = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("Credential=").nth(1))
+            .and_then(|v| v.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        *st.last_filter_access_key.lock().expect("lock") = key;
         let n = st.filter_requests.fetch_add(1, Ordering::SeqCst) + 1;
         match plan(n) {
             Fault::Forward => {}
@@ -123,6 +136,9 @@ async fn handle(req: Request<Incoming>, upstream: &str, client: &reqwest::Client
         Ok(b) => b.to_bytes(),
         Err(_) => return Response::builder().status(502).body(Full::new(Bytes::new())).expect("response"),
     };
+    if memchr_find(&body, b"Action=AssumeRole") {
+        st.assume_role.fetch_add(1, Ordering::SeqCst);
+    }
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut fwd = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (k, v) in parts.headers.iter() {
@@ -144,4 +160,8 @@ async fn handle(req: Request<Incoming>, upstream: &str, client: &reqwest::Client
         }
         Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).expect("response"),
     }
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
