@@ -14,6 +14,8 @@ pub struct Format {
     fields: Vec<String>,
     /// Column position -> slot; same length as `fields`.
     slots: Vec<Slot>,
+    /// The AWS default format (read by a dedicated fast path).
+    default_v2: bool,
 }
 
 /// Error from compiling a format string.
@@ -91,8 +93,18 @@ impl Format {
     }
 
     fn from_names(fields: Vec<String>) -> Format {
-        let slots = fields.iter().map(|n| fields::slot_of(n)).collect();
-        Format { fields, slots }
+        let slots: Vec<Slot> = fields.iter().map(|n| fields::slot_of(n)).collect();
+        let default_v2 = fields.len() == 14
+            && fields
+                .iter()
+                .zip(fields::KNOWN_FIELDS)
+                .all(|(name, known)| name == known.name);
+        Format { fields, slots, default_v2 }
+    }
+
+    /// Whether this is the AWS default format, field for field.
+    pub(crate) fn is_default_v2(&self) -> bool {
+        self.default_v2
     }
 
     /// Field names that AWS does not define (kept as ignored columns), each
@@ -184,6 +196,10 @@ mod tests {
         assert!(f.unknown_fields().is_empty());
         assert_eq!(f.to_string(), Format::DEFAULT);
         assert_eq!(Format::default(), f);
+        assert!(f.is_default_v2());
+        assert!(Format::parse("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status").unwrap().is_default_v2());
+        assert!(!Format::parse("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status action").unwrap().is_default_v2());
+        assert!(!Format::parse("version account-id").unwrap().is_default_v2());
     }
 
     #[test]

@@ -336,7 +336,7 @@ pub struct LineParser {
     header: Option<Format>,
     /// Per column of the last text line: where its field is.
     spans: Vec<Span>,
-    /// Separator bitmap of the last text line.
+    /// Separator mask of the last text line (sized once for the longest line).
     seps: Vec<u64>,
     json: json::Scratch,
 }
@@ -344,10 +344,10 @@ pub struct LineParser {
 impl LineParser {
     pub fn new(format: Format) -> LineParser {
         LineParser {
-            spans: Vec::with_capacity(format.len()),
+            spans: vec![Span::ABSENT; format.len()],
+            seps: Vec::with_capacity(MAX_LINE_LEN / 64 + 1),
             configured: format,
             header: None,
-            seps: Vec::with_capacity(MAX_LINE_LEN / 64 / 8),
             json: json::Scratch::default(),
         }
     }
@@ -373,7 +373,6 @@ impl LineParser {
         }
         if first.is_ascii_lowercase() {
             if let Some(format) = Format::from_header(line) {
-                self.spans.reserve(format.len());
                 self.header = Some(format);
                 return Line::Header;
             }
@@ -397,36 +396,32 @@ impl LineParser {
         let header: &'a Option<Format> = header;
         let format: &'a Format = header.as_ref().unwrap_or(configured);
         let slots = format.slots();
-        scan::separator_bitmap(line, seps);
-        spans.clear();
-
-        let mut record = Record::default();
-        let mut first_error = None;
-        let mut columns = 0usize;
-        let mut pos = 0usize;
-        loop {
-            let start = scan::token_start(seps, pos);
-            if start >= line.len() {
-                break;
-            }
-            let end = scan::token_end(seps, start).min(line.len());
-            let Some(token) = line.get(start..end) else { break };
-            if let Some(&slot) = slots.get(columns) {
-                spans.push(Span::new(start, end));
-                if let Err(e) = fill(&mut record, slot, token) {
-                    first_error.get_or_insert(e);
-                }
-            }
-            columns += 1;
-            pos = end;
+        if spans.len() != slots.len() {
+            spans.resize(slots.len(), Span::ABSENT);
         }
-        if columns != slots.len() {
+        scan::separator_mask(line, seps);
+        // Every field is found first: a wrong field count is the reason,
+        // whatever else is wrong with the line.
+        if scan::field_spans(seps, spans) != slots.len() {
             return Line::Invalid(ParseError::FieldCount);
         }
-        if let Some(e) = first_error {
-            return Line::Invalid(e);
-        }
         let spans: &'a [Span] = spans;
+        let mut record = match default_v2_spans(format, spans) {
+            // The AWS default format, the common case: straight-line code.
+            Some(columns) => match default_v2(line, columns) {
+                Ok(record) => record,
+                Err(e) => return Line::Invalid(e),
+            },
+            None => {
+                let mut record = Record::default();
+                for (&slot, span) in slots.iter().zip(spans) {
+                    if let Err(e) = fill(&mut record, slot, line, span.start as usize, span.end as usize) {
+                        return Line::Invalid(e);
+                    }
+                }
+                record
+            }
+        };
         record.raw = RawFields { buf: line, spans, names: Some(format.names()) };
         Line::Record(record)
     }
@@ -439,8 +434,9 @@ impl LineParser {
         let scratch: &'a json::Scratch = &self.json;
         let mut record = Record::default();
         for (field, span) in KNOWN_FIELDS.iter().zip(&scratch.spans) {
-            if let Some(text) = span.slice(&scratch.buf) {
-                if let Err(e) = fill(&mut record, field.slot, text) {
+            if !span.is_absent() {
+                let (start, end) = (span.start as usize, span.end as usize);
+                if let Err(e) = fill(&mut record, field.slot, &scratch.buf, start, end) {
                     return Line::Invalid(e);
                 }
             }
@@ -450,46 +446,111 @@ impl LineParser {
     }
 }
 
-/// Puts the text of one column into its typed slot.
+/// The columns of a line in the AWS default format, when `format` is it.
 #[inline(always)]
-fn fill<'a>(r: &mut Record<'a>, slot: Slot, t: &'a [u8]) -> Result<(), ParseError> {
+fn default_v2_spans<'s>(format: &Format, spans: &'s [Span]) -> Option<&'s [Span; 14]> {
+    if !format.is_default_v2() {
+        return None;
+    }
+    spans.try_into().ok()
+}
+
+/// A line in the AWS default (version 2) format, read without the per-column
+/// dispatch: the same checks as [`fill`], in column order.
+#[inline(always)]
+fn default_v2<'a>(line: &'a [u8], c: &[Span; 14]) -> Result<Record<'a>, ParseError> {
+    #[inline(always)]
+    fn text(line: &[u8], s: Span) -> Option<&[u8]> {
+        line.get(s.start as usize..s.end as usize).filter(|t| *t != b"-")
+    }
+    #[inline(always)]
+    fn number(line: &[u8], s: Span, max: u64) -> Result<Option<u64>, ParseError> {
+        if text(line, s).is_none() {
+            return Ok(None);
+        }
+        scan::bounded_in(line, s.start as usize, s.end as usize, max).map(Some)
+    }
+    #[inline(always)]
+    fn time(line: &[u8], s: Span) -> Result<Option<u64>, ParseError> {
+        if text(line, s).is_none() {
+            return Ok(None);
+        }
+        scan::timestamp_in(line, s.start as usize, s.end as usize).map(Some)
+    }
+    #[inline(always)]
+    fn addr(line: &[u8], s: Span) -> Result<Option<IpAddr>, ParseError> {
+        text(line, s).map(scan::addr).transpose()
+    }
+    Ok(Record {
+        version: number(line, c[0], u8::MAX as u64)?.map(|v| v as u8),
+        account_id: text(line, c[1]),
+        interface_id: text(line, c[2]),
+        srcaddr: addr(line, c[3])?,
+        dstaddr: addr(line, c[4])?,
+        srcport: number(line, c[5], u16::MAX as u64)?.map(|v| v as u16),
+        dstport: number(line, c[6], u16::MAX as u64)?.map(|v| v as u16),
+        protocol: number(line, c[7], u8::MAX as u64)?.map(|v| v as u8),
+        packets: number(line, c[8], u64::MAX)?,
+        bytes: number(line, c[9], u64::MAX)?,
+        start: time(line, c[10])?,
+        end: time(line, c[11])?,
+        action: text(line, c[12]).map(action).transpose()?,
+        log_status: text(line, c[13]).map(log_status).transpose()?,
+        tcp_flags: None,
+        pkt_srcaddr: None,
+        pkt_dstaddr: None,
+        raw: RawFields::default(),
+    })
+}
+
+/// Puts the field `buf[start..end]` (of a text line, or a JSON line's
+/// scratch buffer) into its typed slot; `-` is no value.
+#[inline(always)]
+fn fill<'a>(r: &mut Record<'a>, slot: Slot, buf: &'a [u8], start: usize, end: usize) -> Result<(), ParseError> {
+    let t = buf.get(start..end).unwrap_or_default();
     if t == b"-" {
         return Ok(());
     }
     match slot {
-        Slot::Version => r.version = Some(scan::bounded(t, u8::MAX as u64)? as u8),
+        Slot::Version => r.version = Some(scan::bounded_in(buf, start, end, u8::MAX as u64)? as u8),
         Slot::AccountId => r.account_id = Some(t),
         Slot::InterfaceId => r.interface_id = Some(t),
         Slot::SrcAddr => r.srcaddr = Some(scan::addr(t)?),
         Slot::DstAddr => r.dstaddr = Some(scan::addr(t)?),
-        Slot::SrcPort => r.srcport = Some(scan::bounded(t, u16::MAX as u64)? as u16),
-        Slot::DstPort => r.dstport = Some(scan::bounded(t, u16::MAX as u64)? as u16),
-        Slot::Protocol => r.protocol = Some(scan::bounded(t, u8::MAX as u64)? as u8),
-        Slot::Packets => r.packets = Some(scan::u64_field(t)?),
-        Slot::Bytes => r.bytes = Some(scan::u64_field(t)?),
-        Slot::Start => r.start = Some(scan::timestamp(t)?),
-        Slot::End => r.end = Some(scan::timestamp(t)?),
-        Slot::Action => {
-            r.action = Some(match t {
-                b"ACCEPT" => Action::Accept,
-                b"REJECT" => Action::Reject,
-                _ => return Err(ParseError::BadValue),
-            })
-        }
-        Slot::LogStatus => {
-            r.log_status = Some(match t {
-                b"OK" => LogStatus::Ok,
-                b"NODATA" => LogStatus::NoData,
-                b"SKIPDATA" => LogStatus::SkipData,
-                _ => return Err(ParseError::BadValue),
-            })
-        }
-        Slot::TcpFlags => r.tcp_flags = Some(scan::bounded(t, MAX_TCP_FLAGS)? as u16),
+        Slot::SrcPort => r.srcport = Some(scan::bounded_in(buf, start, end, u16::MAX as u64)? as u16),
+        Slot::DstPort => r.dstport = Some(scan::bounded_in(buf, start, end, u16::MAX as u64)? as u16),
+        Slot::Protocol => r.protocol = Some(scan::bounded_in(buf, start, end, u8::MAX as u64)? as u8),
+        Slot::Packets => r.packets = Some(scan::number_in(buf, start, end)?),
+        Slot::Bytes => r.bytes = Some(scan::number_in(buf, start, end)?),
+        Slot::Start => r.start = Some(scan::timestamp_in(buf, start, end)?),
+        Slot::End => r.end = Some(scan::timestamp_in(buf, start, end)?),
+        Slot::Action => r.action = Some(action(t)?),
+        Slot::LogStatus => r.log_status = Some(log_status(t)?),
+        Slot::TcpFlags => r.tcp_flags = Some(scan::bounded_in(buf, start, end, MAX_TCP_FLAGS)? as u16),
         Slot::PktSrcAddr => r.pkt_srcaddr = Some(scan::addr(t)?),
         Slot::PktDstAddr => r.pkt_dstaddr = Some(scan::addr(t)?),
         Slot::Text | Slot::Unknown => {}
     }
     Ok(())
+}
+
+#[inline(always)]
+fn action(t: &[u8]) -> Result<Action, ParseError> {
+    match t {
+        b"ACCEPT" => Ok(Action::Accept),
+        b"REJECT" => Ok(Action::Reject),
+        _ => Err(ParseError::BadValue),
+    }
+}
+
+#[inline(always)]
+fn log_status(t: &[u8]) -> Result<LogStatus, ParseError> {
+    match t {
+        b"OK" => Ok(LogStatus::Ok),
+        b"NODATA" => Ok(LogStatus::NoData),
+        b"SKIPDATA" => Ok(LogStatus::SkipData),
+        _ => Err(ParseError::BadValue),
+    }
 }
 
 /// tcp-flags is a bitmask of the 8 TCP header flags (AWS reports FIN 1,
