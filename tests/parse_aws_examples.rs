@@ -98,7 +98,9 @@ fn ipv6_ssh_accepted() {
 const TCP_FLAGS_FORMAT: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";
 
 /// (line, srcport, dstport, bytes, packets, start, end, tcp-flags)
-const TCP_FLAG_RECORDS: &[(&str, u16, u16, u64, u64, u64, u64, u16)] = &[
+type TcpFlagRecord = (&'static str, u16, u16, u64, u64, u64, u64, u16);
+
+const TCP_FLAG_RECORDS: &[TcpFlagRecord] = &[
     // Two connections opened: SYN (2) from the client, SYN-ACK (18) back.
     ("3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 52.213.180.42 10.0.0.62 43416 5001 52.213.180.42 10.0.0.62 6 568 8 1566848875 1566848933 ACCEPT 2 OK", 43416, 5001, 568, 8, 1566848875, 1566848933, 2),
     ("3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 10.0.0.62 52.213.180.42 5001 43416 10.0.0.62 52.213.180.42 6 376 7 1566848875 1566848933 ACCEPT 18 OK", 5001, 43416, 376, 7, 1566848875, 1566848933, 18),
@@ -151,6 +153,7 @@ const NAT_FORMAT: &str = "instance-id interface-id srcaddr dstaddr pkt-srcaddr p
 fn nat_gateway() {
     let mut p = LineParser::new(Format::parse(NAT_FORMAT).unwrap());
     // (line, instance-id, interface-id, srcaddr, dstaddr, pkt-srcaddr, pkt-dstaddr)
+    #[allow(clippy::type_complexity)]
     let records: &[(&str, Option<&str>, &str, &str, &str, &str, &str)] = &[
         // Instance -> NAT interface: dstaddr is the NAT's private address,
         // pkt-dstaddr the host on the internet.

@@ -316,6 +316,8 @@ impl ParseError {
 }
 
 /// What one line was.
+// The record is returned by value on purpose: boxing it would allocate per line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Line<'a> {
     Record(Record<'a>),
