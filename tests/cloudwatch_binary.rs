@@ -181,3 +181,38 @@ async fn region_and_endpoint_from_the_environment() {
     assert!(!out.status.success());
     assert!(stderr.contains("cloudwatch.region"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_group_is_logged_once_per_change() {
+    let moto = MotoServer::start();
+    let seed = moto.seeder();
+    let (ok, missing) = ("/vpc/ok", "/vpc/missing");
+    seed.create_group(ok).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cloudwatch:\n  region: us-east-1\n  endpoint_url: {}\n  poll_interval: 1s\n  log_groups:\n    - name: {ok}\n    - name: {missing}\n",
+            moto.endpoint
+        ),
+    )
+    .expect("config");
+    let mut ex = Binary::start(&cfg, dir.path());
+    let t = ex
+        .wait_for("3 failed polls of the missing group", WAIT, |t| {
+            value(t, expo::POLLS, &[("log_group", missing), ("result", "error")]) >= 3.0
+        })
+        .await;
+    assert_eq!(ex.get("/-/ready").await.map(|r| r.0), Some(503));
+    assert!(polls_ok(&t, ok) >= 3.0);
+    seed.create_group(missing).await;
+    ex.wait_for("the group's recovery", WAIT, |t| polls_ok(t, missing) >= 1.0).await;
+    assert_eq!(ex.get("/-/ready").await.map(|r| r.0), Some(200));
+    assert!(ex.terminate().success());
+    let log = ex.log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("Polling the log group failed;")).collect();
+    assert_eq!(warned.len(), 1, "one warning for the whole outage:\n{}", warned.join("\n"));
+    assert!(warned[0].contains(missing) && warned[0].contains("not_found"), "{}", warned[0]);
+    assert_eq!(log.lines().filter(|l| l.contains("Log group polled successfully again")).count(), 1, "{}", tail(&log, 20));
+}

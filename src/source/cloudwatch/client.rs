@@ -234,7 +234,11 @@ impl LogsApi for SdkLogsClient {
 fn classify(err: SdkError<FilterLogEventsError, HttpResponse>) -> ApiError {
     let kind = match &err {
         SdkError::ServiceError(ctx) => {
-            service_error_kind(ctx.err().code().unwrap_or_default(), ctx.raw().status().as_u16())
+            // The code and message say it all; the full chain repeats them.
+            let code = ctx.err().code().unwrap_or("unknown error");
+            let status = ctx.raw().status().as_u16();
+            let message = ctx.err().message().unwrap_or("");
+            return ApiError::new(service_error_kind(code, status), format!("{code} (HTTP {status}): {message}"));
         }
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(d) => {
@@ -270,12 +274,11 @@ pub fn service_error_kind(code: &str, status: u16) -> ErrorKind {
     }
 }
 
-/// A description of the source's target for logs: `region` and endpoint.
-pub fn describe_target(cfg: &CloudWatchConfig) -> String {
-    format!(
-        "region={} endpoint={}",
-        cfg.region.as_deref().unwrap_or("(default chain)"),
-        cfg.endpoint_url.as_deref().unwrap_or("(default)")
+/// The region and endpoint as configured, for the start-up log line.
+pub fn describe_target(cfg: &CloudWatchConfig) -> (String, String) {
+    (
+        cfg.region.clone().unwrap_or_else(|| "default-chain".to_owned()),
+        cfg.endpoint_url.clone().unwrap_or_else(|| "default".to_owned()),
     )
 }
 

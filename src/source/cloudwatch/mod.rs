@@ -81,7 +81,7 @@ pub struct Source<C> {
     groups: Vec<LogGroupConfig>,
     writer: Arc<CheckpointWriter>,
     restored: Option<Checkpoint>,
-    target: String,
+    target: (String, String),
 }
 
 impl<C: LogsApi> Source<C> {
@@ -172,7 +172,7 @@ impl<C: LogsApi> Source<C> {
             }
             tasks.spawn(poller::run_group(p, shared.clone(), writer.clone(), ready.clone(), shutdown.clone()));
         }
-        info!(log_groups = groups.len(), %target, poll_interval_s = shared.settings.poll_interval.as_secs(), lookback_s = shared.settings.lookback.as_secs(), "Polling CloudWatch Logs");
+        info!(log_groups = groups.len(), region = %target.0, endpoint = %target.1, poll_interval_s = shared.settings.poll_interval.as_secs(), lookback_s = shared.settings.lookback.as_secs(), "Polling CloudWatch Logs");
         let mut finals = Vec::with_capacity(groups.len());
         let mut panicked = None;
         while let Some(res) = tasks.join_next().await {
