@@ -20,8 +20,8 @@
 //! **Eviction.** When a new source arrives at `capacity` sources, or the
 //! spilled ports reach their budget, a compaction first drops the ports and
 //! sources that left the window (not evictions), then evicts the sources with
-//! the fewest distinct ports in the window (ties: least recently seen, then the
-//! lowest key) down to `capacity / 2` sources and half the spilled-port budget.
+//! the fewest distinct ports in the window (ties: least recently seen, then
+//! table order) down to `capacity / 2` sources and half the spilled-port budget.
 //! Amortized O(1) per record: a compaction costs O(sources + spilled ports) and
 //! follows at least `capacity / 2` new sources or half a budget of new ports.
 //!
@@ -105,7 +105,7 @@ pub struct PortScanTracker {
     stale: u64,
     max_evicted: u64,
     evicted_by_slot: [(u64, u64); SLOTS],
-    scratch: Vec<(u64, u32, u128)>,
+    scratch: Vec<u64>,
 }
 
 impl PortScanTracker {
@@ -270,7 +270,7 @@ impl PortScanTracker {
             .sum();
         buckets * (std::mem::size_of::<(u128, Source)>() + 1)
             + spill
-            + self.scratch.capacity() * std::mem::size_of::<(u64, u32, u128)>()
+            + self.scratch.capacity() * std::mem::size_of::<u64>()
     }
 
     /// Drops ports and sources that left the window, then evicts the sources
@@ -282,7 +282,7 @@ impl PortScanTracker {
         let scratch = &mut self.scratch;
         scratch.clear();
         let mut spilled = 0usize;
-        self.map.retain(|&key, s| {
+        self.map.retain(|_, s| {
             let mut j = 0;
             for i in 0..s.n as usize {
                 if live(s.seen[i]) {
@@ -314,40 +314,54 @@ impl PortScanTracker {
                 return false;
             }
             spilled += s.spilled();
-            scratch.push((count, last, key));
+            scratch.push(priority(count, last));
             true
         });
         self.spilled = spilled;
 
         let target = self.capacity / 2;
-        let mut evicted = 0usize;
         let mut largest = 0u64;
         if self.map.len() > target {
-            evicted = self.map.len() - target;
-            if evicted < scratch.len() {
-                scratch.select_nth_unstable(evicted);
-            }
-            for &(c, _, key) in &scratch[..evicted] {
-                if let Some(s) = self.map.remove(&key) {
-                    self.spilled -= s.spilled();
-                    self.evictions += 1;
-                    largest = largest.max(c);
+            // Evict the `need` lowest priorities: all below the pivot, then as
+            // many equal to it as needed, in one sequential pass.
+            let need = self.map.len() - target;
+            let (below, &mut pivot, _) = scratch.select_nth_unstable(need - 1);
+            let mut ties = need - below.iter().filter(|&&p| p < pivot).count();
+            let (mut evicted, mut freed) = (0u64, 0usize);
+            self.map.retain(|_, s| {
+                let (count, last) = s.window_ports(window, newest);
+                let p = priority(count, last);
+                let evict = p < pivot || (p == pivot && ties > 0 && {
+                    ties -= 1;
+                    true
+                });
+                if evict {
+                    evicted += 1;
+                    freed += s.spilled();
                 }
-            }
+                !evict
+            });
+            self.evictions += evicted;
+            self.spilled -= freed;
+            largest = pivot >> 32;
         }
         if self.spilled > self.max_spilled / 2 {
             // Few sources with many ports: evict by fewest ports until the
-            // spilled ports fit half the budget.
-            let rest = &mut scratch[evicted..];
+            // spilled ports fit half the budget (rare: sorts the survivors).
+            let mut rest: Vec<(u64, u128)> =
+                self.map.iter().map(|(&k, s)| {
+                    let (count, last) = s.window_ports(window, newest);
+                    (priority(count, last), k)
+                }).collect();
             rest.sort_unstable();
-            for &(c, _, key) in rest.iter() {
+            for &(p, key) in &rest {
                 if self.spilled <= self.max_spilled / 2 {
                     break;
                 }
                 if let Some(s) = self.map.remove(&key) {
                     self.spilled -= s.spilled();
                     self.evictions += 1;
-                    largest = largest.max(c);
+                    largest = largest.max(p >> 32);
                 }
             }
         }
@@ -361,6 +375,13 @@ impl PortScanTracker {
             slot.1 = slot.1.max(largest);
         }
     }
+}
+
+/// Eviction order: distinct ports in the window, then the newest last-seen
+/// time (the least recently seen go first among equal counts).
+#[inline]
+fn priority(ports: u64, last_seen: u32) -> u64 {
+    ports.min(u64::from(u32::MAX)) << 32 | u64::from(last_seen)
 }
 
 #[derive(Clone, Copy)]

@@ -22,8 +22,8 @@
 //! **Eviction.** When a new address arrives and `capacity` are held, a
 //! compaction first drops the addresses with nothing left in the window (not
 //! evictions), then, if more than `capacity / 2` remain, evicts the ones with
-//! the smallest window counts (ties: the least recently seen, then the lowest
-//! key) down to `capacity / 2`. Each compaction costs O(capacity) and happens at
+//! the smallest window counts (ties: the least recently seen slot first, then
+//! table order) down to `capacity / 2`. Each compaction costs O(capacity) and happens at
 //! most once per `capacity / 2` new addresses: amortized O(1) per record.
 //!
 //! **Error bound.** Counts are exact while the distinct addresses of the window
@@ -106,12 +106,14 @@ pub struct WindowedTopK {
     rings: Vec<[u32; SLOTS]>,
     free_rings: Vec<u32>,
     newest: u64,
+    /// `clock.first_live(newest)`, kept to spare a division per record.
+    first_live: u64,
     evictions: u64,
     stale: u64,
     max_evicted: u64,
     /// Per slot of eviction time: (epoch, largest count evicted then).
     evicted_by_slot: [(u64, u64); SLOTS],
-    scratch: Vec<(u64, u32, u128)>,
+    scratch: Vec<u64>,
 }
 
 impl WindowedTopK {
@@ -125,6 +127,7 @@ impl WindowedTopK {
             rings: Vec::new(),
             free_rings: Vec::new(),
             newest: 0,
+            first_live: u64::MAX,
             evictions: 0,
             stale: 0,
             max_evicted: 0,
@@ -138,8 +141,11 @@ impl WindowedTopK {
     #[inline]
     pub fn add(&mut self, key: IpAddr, time: u64, newest: u64) {
         let newest = self.newest.max(newest).max(time);
-        self.newest = newest;
-        let first_live = self.clock.first_live(newest);
+        if newest != self.newest || self.first_live == u64::MAX {
+            self.newest = newest;
+            self.first_live = self.clock.first_live(newest);
+        }
+        let first_live = self.first_live;
         let epoch = self.clock.epoch(time);
         if epoch < first_live {
             self.stale += 1;
@@ -247,7 +253,7 @@ impl WindowedTopK {
         buckets * (std::mem::size_of::<(u128, Entry)>() + 1)
             + self.rings.capacity() * std::mem::size_of::<[u32; SLOTS]>()
             + self.free_rings.capacity() * 4
-            + self.scratch.capacity() * std::mem::size_of::<(u64, u32, u128)>()
+            + self.scratch.capacity() * std::mem::size_of::<u64>()
     }
 
     /// Drops the addresses with nothing left in the window, then evicts the
@@ -257,13 +263,13 @@ impl WindowedTopK {
         let slots = self.clock.slots as u32;
         let (rings, free_rings, scratch) = (&mut self.rings, &mut self.free_rings, &mut self.scratch);
         scratch.clear();
-        self.map.retain(|&key, e| {
+        self.map.retain(|_, e| {
             let c = count_at(e, first_live, slots, rings);
             if c == 0 {
                 release(e, free_rings);
                 false
             } else {
-                scratch.push((c, e.head, key));
+                scratch.push(priority(c, e.head));
                 true
             }
         });
@@ -271,18 +277,26 @@ impl WindowedTopK {
         if self.map.len() <= target {
             return;
         }
+        // Evict the `need` lowest priorities: all below the pivot, then as
+        // many equal to it as needed, in one sequential pass over the table.
         let need = self.map.len() - target;
-        if need < scratch.len() {
-            scratch.select_nth_unstable(need);
-        }
-        let mut largest = 0;
-        for &(c, _, key) in &scratch[..need] {
-            if let Some(mut e) = self.map.remove(&key) {
-                release(&mut e, free_rings);
-                self.evictions += 1;
-                largest = largest.max(c);
+        let (below, &mut pivot, _) = scratch.select_nth_unstable(need - 1);
+        let mut ties = need - below.iter().filter(|&&p| p < pivot).count();
+        let mut evicted = 0u64;
+        self.map.retain(|_, e| {
+            let p = priority(count_at(e, first_live, slots, rings), e.head);
+            let evict = p < pivot || (p == pivot && ties > 0 && {
+                ties -= 1;
+                true
+            });
+            if evict {
+                release(e, free_rings);
+                evicted += 1;
             }
-        }
+            !evict
+        });
+        self.evictions += evicted;
+        let largest = pivot >> 32;
         self.max_evicted = self.max_evicted.max(largest);
         let epoch = self.clock.epoch(newest);
         let slot = &mut self.evicted_by_slot[(epoch % self.clock.slots) as usize];
@@ -291,6 +305,13 @@ impl WindowedTopK {
         }
         slot.1 = slot.1.max(largest);
     }
+}
+
+/// Eviction order: window count, then the newest slot written (the least
+/// recently seen go first among equal counts).
+#[inline]
+fn priority(count: u64, head: u32) -> u64 {
+    count.min(u64::from(u32::MAX)) << 32 | u64::from(head)
 }
 
 /// Counts one record of slot `epoch` (live) into `e`.
