@@ -14,6 +14,9 @@ pub struct Format {
     fields: Vec<String>,
     /// Column position -> slot; same length as `fields`.
     slots: Vec<Slot>,
+    /// The columns with a typed slot, in column order (the others are only
+    /// located, not read).
+    typed: Vec<(usize, Slot)>,
     /// The AWS default format (read by a dedicated fast path).
     default_v2: bool,
 }
@@ -99,7 +102,18 @@ impl Format {
                 .iter()
                 .zip(fields::KNOWN_FIELDS)
                 .all(|(name, known)| name == known.name);
-        Format { fields, slots, default_v2 }
+        let typed = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !matches!(s, Slot::Text | Slot::Unknown))
+            .map(|(i, s)| (i, *s))
+            .collect();
+        Format { fields, slots, typed, default_v2 }
+    }
+
+    /// The columns that fill a typed field of the record, with their slot.
+    pub(crate) fn typed_columns(&self) -> &[(usize, Slot)] {
+        &self.typed
     }
 
     /// Whether this is the AWS default format, field for field.
@@ -211,6 +225,8 @@ mod tests {
         assert_eq!(a, c);
         assert_eq!(a.fields().collect::<Vec<_>>(), ["version", "srcaddr", "tcp-flags"]);
         assert_eq!(a.slots(), [Slot::Version, Slot::SrcAddr, Slot::TcpFlags]);
+        let t = Format::parse("vpc-id srcport x-new log-status").unwrap();
+        assert_eq!(t.typed_columns(), [(1, Slot::SrcPort), (3, Slot::LogStatus)]);
     }
 
     #[test]

@@ -416,7 +416,8 @@ impl LineParser {
             },
             None => {
                 let mut record = Record::default();
-                for (&slot, span) in slots.iter().zip(spans) {
+                for &(column, slot) in format.typed_columns() {
+                    let Some(span) = spans.get(column) else { continue };
                     if let Err(e) = fill(&mut record, slot, line, span.start as usize, span.end as usize) {
                         return Line::Invalid(e);
                     }
