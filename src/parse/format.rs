@@ -80,19 +80,13 @@ impl Format {
         }
         // Only the bytes above pass, so the line is ASCII.
         let text = std::str::from_utf8(line).ok()?;
-        let mut names = Vec::new();
-        let mut known = false;
-        for word in text.split([' ', '\t']).filter(|w| !w.is_empty()) {
-            if !header_word(word) {
-                return None;
-            }
-            known |= fields::field_id(word).is_some();
-            names.push(word.to_string());
-        }
-        if !known {
+        let words = || text.split([' ', '\t']).filter(|w| !w.is_empty());
+        // Checked before anything is allocated: a record of lowercase words
+        // (`eni-0abc vpc-0def`) costs no allocation.
+        if !words().all(header_word) || !words().any(|w| fields::field_id(w).is_some()) {
             return None;
         }
-        Some(Format::from_names(names))
+        Some(Format::from_names(words().map(str::to_string).collect()))
     }
 
     fn from_names(fields: Vec<String>) -> Format {
