@@ -9,13 +9,17 @@
 //! - the exporter-health alerts stay silent (not even pending) while the demo
 //!   runs without CloudWatch, and every rule evaluates without error;
 //! - every dashboard variable resolves, and every query of every dashboard panel
-//!   returns data (the CloudWatch panels, which only the live poller feeds, are
-//!   listed and must at least be valid PromQL).
+//!   returns data (the CloudWatch panels, which only the live poller feeds, must
+//!   be valid PromQL there);
+//! - and, in a second test, with the exporter polling a moto_server (CloudWatch
+//!   Logs) instead of the demo, every CloudWatch panel query of the health
+//!   dashboard returns data and no health alert is active.
 //!
-//! Prometheus (Debian package `prometheus`) and Alertmanager (Debian package
-//! `prometheus-alertmanager`) must be installed: a missing tool fails the test
-//! with a message that says so. `PROMETHEUS_BIN` and `ALERTMANAGER_BIN` override
-//! the binaries looked up on PATH.
+//! Prometheus (Debian package `prometheus`), Alertmanager (Debian package
+//! `prometheus-alertmanager`) and moto_server (`.venv`, from
+//! scripts/setup-test-deps.sh) must be installed: a missing tool fails the test
+//! with a message that says so. `PROMETHEUS_BIN`, `ALERTMANAGER_BIN` and
+//! `MOTO_SERVER_BIN` override the binaries looked up on PATH.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -441,6 +445,40 @@ fn label_values(prom: &Prom, query: &str) -> Result<Vec<String>, String> {
     Ok(body["data"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect())
 }
 
+/// A real Prometheus loading the shipped rules, scraping the exporter (job
+/// "vpc-flow-exporter") and evaluating every second, sending alerts to
+/// Alertmanager when given.
+fn start_prometheus(bin: &Path, dir: &Path, exporter_port: u16, am_port: Option<u16>) -> (Proc, u16) {
+    let port = free_port();
+    let rules = repo().join(RULES_GLOB);
+    let alerting = am_port
+        .map(|p| format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{p}']\n"))
+        .unwrap_or_default();
+    fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {rules}\n\
+             {alerting}\
+             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n",
+            rules = rules.display()
+        ),
+    )
+    .unwrap();
+    let proc_ = Proc::start(
+        "prometheus",
+        bin,
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--rules.alert.resend-delay=1s".to_string(),
+        ],
+        dir,
+    );
+    (proc_, port)
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -489,30 +527,8 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     );
 
     // Prometheus with the shipped rules, 1 s scrapes and evaluations.
-    let prom_port = free_port();
+    let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, Some(am_port));
     let rules = repo().join(RULES_GLOB);
-    fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {rules}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n",
-            rules = rules.display()
-        ),
-    )
-    .unwrap();
-    let mut prometheus = Proc::start(
-        "prometheus",
-        &prometheus_bin,
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--rules.alert.resend-delay=1s".to_string(),
-        ],
-        dir,
-    );
 
     wait_ready(&http, &mut alertmanager, &format!("http://127.0.0.1:{am_port}/-/ready"));
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
@@ -691,7 +707,10 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             }
         }
     }
-    println!("{checked} panel queries checked; valid but without data until the exporter polls CloudWatch:");
+    println!(
+        "{checked} panel queries checked; valid but without data until the exporter polls CloudWatch \
+         (see cloudwatch_stack_feeds_health_panels):"
+    );
     for p in &cloudwatch_only {
         println!("  {p}");
     }
@@ -718,4 +737,196 @@ fn substitute_replaces_grafana_variables() {
     );
     assert_eq!(substitute("increase(y[$__range]) / $__range_s", &vars), "increase(y[5m]) / 300");
     assert_eq!(substitute("$unknown stays", &vars), "$unknown stays");
+}
+
+// ---------------------------------------------------------------------------
+// Second phase: the exporter polling CloudWatch Logs (moto_server)
+// ---------------------------------------------------------------------------
+
+/// moto_server: on PATH, else in the repository's .venv (scripts/setup-test-deps.sh).
+fn moto_server() -> PathBuf {
+    if let Ok(p) = std::env::var("MOTO_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("moto_server"))
+        .chain([repo().join(".venv/bin/moto_server")])
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "moto_server not found on PATH nor in .venv/bin: the CloudWatch phase of this test needs it. \
+                 Run scripts/setup-test-deps.sh (a venv with moto[server]), or set MOTO_SERVER_BIN."
+            )
+        })
+}
+
+/// One CloudWatch Logs API call to moto (JSON protocol; moto checks no signature).
+fn logs_call(http: &reqwest::blocking::Client, endpoint: &str, action: &str, body: Value) {
+    let resp = http
+        .post(endpoint)
+        .header("X-Amz-Target", format!("Logs_20140328.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0")
+        .body(body.to_string())
+        .send()
+        .unwrap_or_else(|e| panic!("moto {action}: {e}"));
+    let status = resp.status();
+    assert!(status.is_success(), "moto {action}: {status}: {}", resp.text().unwrap_or_default());
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A batch of default-format (version 2) flow-log lines ending `ago_s` seconds ago.
+fn flow_batch(n: usize, ago_s: i64, seq: usize) -> Vec<Value> {
+    let ts = now_ms() - ago_s * 1000;
+    (0..n)
+        .map(|i| {
+            let end = ts / 1000;
+            let action = if i % 4 == 0 { "REJECT" } else { "ACCEPT" };
+            serde_json::json!({
+                "timestamp": ts,
+                "message": format!(
+                    "2 123456789012 eni-0cafe000000000001 10.0.1.{} 10.0.2.{} {} 443 6 {} {} {} {end} {action} OK",
+                    (seq + i) % 200 + 1, i % 50 + 1, 40000 + i, 5 + i % 7, 600 + 13 * i, end - 30
+                ),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn cloudwatch_stack_feeds_health_panels() {
+    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
+    let moto_bin = moto_server();
+    let exporter_bin = PathBuf::from(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let http = client();
+
+    // moto_server with one log group and stream of flow-log events.
+    let moto_port = free_port();
+    let mut moto = Proc::start(
+        "moto_server",
+        &moto_bin,
+        &["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), moto_port.to_string()],
+        dir,
+    );
+    let endpoint = format!("http://127.0.0.1:{moto_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+        if let Some(status) = moto.exited() {
+            panic!("moto_server exited ({status})\n{}", moto.log_tail());
+        }
+        assert!(Instant::now() < deadline, "moto_server did not listen within 60 s\n{}", moto.log_tail());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let group = "/vpc/flow-logs";
+    let stream = "eni-0cafe000000000001";
+    logs_call(&http, &endpoint, "CreateLogGroup", serde_json::json!({"logGroupName": group}));
+    logs_call(&http, &endpoint, "CreateLogStream", serde_json::json!({"logGroupName": group, "logStreamName": stream}));
+    // Some history (ingested now, 90 s late: the ingestion-delay histogram).
+    logs_call(
+        &http,
+        &endpoint,
+        "PutLogEvents",
+        serde_json::json!({"logGroupName": group, "logStreamName": stream, "logEvents": flow_batch(200, 90, 0)}),
+    );
+
+    // The exporter polling it every second.
+    let exporter_port = free_port();
+    fs::write(
+        dir.join("config.yml"),
+        format!(
+            "cloudwatch:\n  region: us-east-1\n  endpoint_url: {endpoint}\n  poll_interval: 1s\n  lookback: 5m\n  \
+             start_from: 10m\n  max_requests_per_second: 20\n  log_groups:\n    - name: {group}\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("exporter.log");
+    let out = fs::File::create(&log).unwrap();
+    let child = Command::new(&exporter_bin)
+        .args(["--config.file", &dir.join("config.yml").display().to_string()])
+        .args(["--web.listen-address", &format!("127.0.0.1:{exporter_port}")])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start the exporter");
+    let mut exporter = Proc { name: "exporter", child, log };
+    let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
+    wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/-/ready"));
+    wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
+    let prom = Prom { http: http.clone(), base: format!("http://127.0.0.1:{prom_port}") };
+    let logs = |procs: &[&Proc]| procs.iter().map(|p| p.log_tail()).collect::<Vec<_>>().join("\n");
+
+    // Keep events flowing while the CloudWatch panels are checked; retry until
+    // every one has data (rates need a few scrapes) or the deadline passes.
+    let health = dashboards().into_iter().find(|d| d.file == "vpc-flow-exporter-health.json").expect("health dashboard");
+    let started = Instant::now();
+    let mut seq = 200;
+    let mut problems: Vec<String>;
+    loop {
+        logs_call(
+            &http,
+            &endpoint,
+            "PutLogEvents",
+            serde_json::json!({"logGroupName": group, "logStreamName": stream, "logEvents": flow_batch(50, 20, seq)}),
+        );
+        seq += 50;
+        thread::sleep(Duration::from_secs(2));
+        problems = Vec::new();
+        let mut checked = Vec::new();
+        let vars = resolve_variables(&prom, &health, &mut problems);
+        for panel in panels(&health.json) {
+            let title = panel["title"].as_str().unwrap_or_default();
+            for t in panel["targets"].as_array().cloned().unwrap_or_default() {
+                let expr = t["expr"].as_str().unwrap_or_default();
+                if !expr.contains("vpc_flow_exporter_cloudwatch_") {
+                    continue;
+                }
+                let query = substitute(expr, &vars);
+                match prom.query_count(&query) {
+                    Ok(n) if n > 0 => checked.push(format!("  {n:<4} series  {title} [{}]", t["refId"].as_str().unwrap_or_default())),
+                    Ok(_) => problems.push(format!("panel {title:?} [{}] returns no data: {query}", t["refId"])),
+                    Err(e) => problems.push(format!("panel {title:?} [{}]: {query}: {e}", t["refId"])),
+                }
+            }
+        }
+        if problems.is_empty() {
+            println!("every CloudWatch panel query has data after {:?}:", started.elapsed());
+            for c in &checked {
+                println!("{c}");
+            }
+            break;
+        }
+        if let Some(status) = exporter.exited() {
+            panic!("the exporter exited ({status})\n{}", logs(&[&exporter, &moto]));
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "after {:?}, {} CloudWatch panel query problem(s):\n  {}\n{}",
+                started.elapsed(),
+                problems.len(),
+                problems.join("\n  "),
+                logs(&[&exporter, &prometheus, &moto])
+            );
+        }
+    }
+
+    // A healthy poller raises no health alert, not even pending.
+    let mut active = Vec::new();
+    for g in prom.get("/api/v1/alerts", &[])["data"]["alerts"].as_array().into_iter().flatten() {
+        let name = g["labels"]["alertname"].as_str().unwrap_or_default();
+        if name.starts_with("VpcFlowExporter") {
+            active.push(format!("{name} {} {}", g["state"], g["labels"]));
+        }
+    }
+    assert!(active.is_empty(), "health alerts active while polling moto: {active:#?}\n{}", logs(&[&exporter]));
 }
