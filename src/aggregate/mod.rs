@@ -9,7 +9,6 @@
 
 pub mod histogram;
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
@@ -314,13 +313,5 @@ impl Aggregator {
     /// Traffic records of one action, all interfaces.
     pub fn records(&self, action: Action) -> u64 {
         self.interfaces.iter().map(|c| c.records[action.index()]).sum()
-    }
-}
-
-/// The address with its IPv4-mapped form unwrapped, for label values.
-pub fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-        v4 => v4,
     }
 }

@@ -51,10 +51,8 @@ pub use crate::detect::geo::DEMO_PREFIXES;
 
 /// The configuration of the demo: `DEMO_CONFIG` with the defaults.
 pub fn demo_config() -> Config {
-    match Config::from_yaml(DEMO_CONFIG, std::path::Path::new(".")) {
-        Ok(c) => c,
-        Err(_) => Config::default(),
-    }
+    // DEMO_CONFIG is a constant that a unit test parses.
+    Config::from_yaml(DEMO_CONFIG, std::path::Path::new(".")).unwrap_or_default()
 }
 
 /// Detection settings, for the landing page and logs.
@@ -316,5 +314,55 @@ pub async fn run(agg: SharedAggregator, rate: u32, shutdown: CancellationToken) 
         let lines = generator.batch(base, play, Generator::now());
         let mut agg = agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         agg.ingest_lines(&mut parser, lines.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Aggregator;
+
+    #[test]
+    fn demo_config_and_format_are_valid() {
+        assert!(Config::from_yaml(DEMO_CONFIG, std::path::Path::new(".")).is_ok());
+        assert!(!demo_config().detections.allowed_source_cidrs.is_empty());
+        assert!(Format::parse(DEMO_FORMAT).is_ok());
+    }
+
+    /// One round of scenarios feeds every detection, and only the one
+    /// malformed line is invalid.
+    #[test]
+    fn scenarios_trigger_every_detection() {
+        let config = demo_config();
+        let mut agg = Aggregator::new(&config);
+        let mut parser = LineParser::new(Format::parse(DEMO_FORMAT).unwrap());
+        let mut g = Generator::new(7);
+        let lines = g.batch(2000, true, 1_700_000_000).to_owned();
+        agg.ingest_lines(&mut parser, lines.as_bytes());
+        let shared = agg.into_shared();
+        let expo = crate::expose::encode(&crate::expose::registry(&shared));
+        for family in [
+            "vpc_flow_illegal_source_accepts_total{",
+            "vpc_flow_short_connections_total{",
+            "vpc_flow_unapproved_destination_records_total{",
+            "vpc_flow_forbidden_port_records_total{",
+            "log_status=\"NODATA\"",
+            "log_status=\"SKIPDATA\"",
+            "vpc_flow_top_port_scanners{srcaddr=\"45.155.205.233\"} 40",
+            "vpc_flow_top_rejected_sources{",
+            "vpc_flow_exporter_parse_errors_total{reason=\"bad_address\"} 1",
+        ] {
+            assert!(expo.contains(family), "missing {family}");
+        }
+        // Background traffic alone must not look like an attack.
+        let mut agg = Aggregator::new(&config);
+        let lines = g.batch(5000, false, 1_700_000_100).to_owned();
+        agg.ingest_lines(&mut parser, lines.as_bytes());
+        let shared = agg.into_shared();
+        let expo = crate::expose::encode(&crate::expose::registry(&shared));
+        for absent in ["vpc_flow_illegal_source_accepts_total{", "vpc_flow_short_connections_total{", "vpc_flow_unapproved_destination_records_total{"] {
+            assert!(!expo.contains(absent), "base traffic produced {absent}");
+        }
+        assert!(expo.contains("vpc_flow_exporter_parse_errors_total{reason=\"bad_address\"} 0"));
     }
 }
