@@ -408,24 +408,23 @@ impl LineParser {
             return Line::Invalid(ParseError::FieldCount);
         }
         let spans: &'a [Span] = spans;
-        let mut record = match default_v2_spans(format, spans) {
-            // The AWS default format, the common case: straight-line code.
-            Some(columns) => match default_v2(line, columns) {
-                Ok(record) => record,
-                Err(e) => return Line::Invalid(e),
-            },
-            None => {
-                let mut record = Record::default();
-                for &(column, slot) in format.typed_columns() {
-                    let Some(span) = spans.get(column) else { continue };
-                    if let Err(e) = fill(&mut record, slot, line, span.start as usize, span.end as usize) {
-                        return Line::Invalid(e);
-                    }
-                }
-                record
+        let raw = RawFields { buf: line, spans, names: Some(format.names()) };
+        if let Some(columns) = default_v2_spans(format, spans) {
+            // The AWS default format, the common case: straight-line code
+            // that builds the record in place.
+            return match default_v2(line, columns, raw) {
+                Ok(record) => Line::Record(record),
+                Err(e) => Line::Invalid(e),
+            };
+        }
+        let mut record = Record::default();
+        for &(column, slot) in format.typed_columns() {
+            let Some(span) = spans.get(column) else { continue };
+            if let Err(e) = fill(&mut record, slot, line, span.start as usize, span.end as usize) {
+                return Line::Invalid(e);
             }
-        };
-        record.raw = RawFields { buf: line, spans, names: Some(format.names()) };
+        }
+        record.raw = raw;
         Line::Record(record)
     }
 
@@ -461,7 +460,7 @@ fn default_v2_spans<'s>(format: &Format, spans: &'s [Span]) -> Option<&'s [Span;
 /// A line in the AWS default (version 2) format, read without the per-column
 /// dispatch: the same checks as [`fill`], in column order.
 #[inline(always)]
-fn default_v2<'a>(line: &'a [u8], c: &[Span; 14]) -> Result<Record<'a>, ParseError> {
+fn default_v2<'a>(line: &'a [u8], c: &[Span; 14], raw: RawFields<'a>) -> Result<Record<'a>, ParseError> {
     #[inline(always)]
     fn text(line: &[u8], s: Span) -> Option<&[u8]> {
         line.get(s.start as usize..s.end as usize).filter(|t| *t != b"-")
@@ -502,7 +501,7 @@ fn default_v2<'a>(line: &'a [u8], c: &[Span; 14]) -> Result<Record<'a>, ParseErr
         tcp_flags: None,
         pkt_srcaddr: None,
         pkt_dstaddr: None,
-        raw: RawFields::default(),
+        raw,
     })
 }
 
