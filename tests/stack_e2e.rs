@@ -167,9 +167,12 @@ fn wait_ready(http: &reqwest::blocking::Client, proc_: &mut Proc, url: &str) {
 // Webhook receiver
 // ---------------------------------------------------------------------------
 
-/// Alerts received by the webhook: (alertname, labels, annotations, status).
+/// One alert as the webhook received it, with the receiver it was sent to
+/// (the webhook path) and the group labels of its notification.
 #[derive(Clone, Debug)]
 struct Received {
+    receiver: String,
+    group_labels: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     status: String,
@@ -218,10 +221,15 @@ fn handle_webhook(mut stream: TcpStream, sink: Arc<Mutex<Vec<Received>>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        // "POST /pager HTTP/1.1": the receiver is the path.
+        let receiver = request_line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
         if let Ok(doc) = serde_json::from_slice::<Value>(&body) {
             let mut got = sink.lock().unwrap();
+            let group_labels = string_map(&doc["groupLabels"]);
             for alert in doc["alerts"].as_array().into_iter().flatten() {
                 got.push(Received {
+                    receiver: receiver.clone(),
+                    group_labels: group_labels.clone(),
                     labels: string_map(&alert["labels"]),
                     annotations: string_map(&alert["annotations"]),
                     status: alert["status"].as_str().unwrap_or_default().to_string(),
@@ -479,6 +487,45 @@ fn start_prometheus(bin: &Path, dir: &Path, exporter_port: u16, am_port: Option<
     (proc_, port)
 }
 
+/// Receiver of the shipped example Alertmanager config for each severity.
+const RECEIVER_BY_SEVERITY: &[(&str, &str)] = &[("critical", "pager"), ("warning", "chat"), ("info", "digest")];
+
+/// The shipped deploy/alertmanager.yml, routes and inhibitions kept, with every
+/// receiver posting to the test's webhook at /<receiver name> and the timers
+/// shortened (group_wait and group_interval 1s).
+fn test_alertmanager_config(webhook_port: u16) -> String {
+    use serde_norway::{Mapping, Value as Y};
+    let path = repo().join("deploy/alertmanager.yml");
+    let text = fs::read_to_string(&path).expect("deploy/alertmanager.yml");
+    let mut doc: Y = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    fn fast(route: &mut Y, root: bool) {
+        let Y::Mapping(m) = route else { return };
+        for (key, value) in [("group_wait", "1s"), ("group_interval", "1s"), ("repeat_interval", "1h")] {
+            if root || m.contains_key(key) {
+                m.insert(Y::from(key), Y::from(value));
+            }
+        }
+        if let Some(Y::Sequence(routes)) = m.get_mut("routes") {
+            for r in routes {
+                fast(r, false);
+            }
+        }
+    }
+    fast(doc.get_mut("route").expect("route"), true);
+    let Some(Y::Sequence(receivers)) = doc.get_mut("receivers") else { panic!("no receivers in {}", path.display()) };
+    for r in receivers.iter_mut() {
+        let name = r.get("name").and_then(Y::as_str).expect("receiver name").to_string();
+        let mut webhook = Mapping::new();
+        webhook.insert(Y::from("url"), Y::from(format!("http://127.0.0.1:{webhook_port}/{name}")));
+        webhook.insert(Y::from("send_resolved"), Y::from(false));
+        let mut m = Mapping::new();
+        m.insert(Y::from("name"), Y::from(name));
+        m.insert(Y::from("webhook_configs"), Y::Sequence(vec![Y::Mapping(webhook)]));
+        *r = Y::Mapping(m);
+    }
+    serde_norway::to_string(&doc).expect("yaml")
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -493,17 +540,11 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     let http = client();
     let started = Instant::now();
 
-    // Webhook, then Alertmanager sending every alert to it, one group each.
+    // Webhook, then Alertmanager with the shipped routing (deploy/alertmanager.yml)
+    // whose receivers all post to it.
     let (webhook_port, received) = start_webhook();
     let am_port = free_port();
-    fs::write(
-        dir.join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: webhook\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: webhook\n    webhook_configs:\n      - url: http://127.0.0.1:{webhook_port}/alerts\n        send_resolved: false\n"
-        ),
-    )
-    .unwrap();
+    fs::write(dir.join("alertmanager.yml"), test_alertmanager_config(webhook_port)).unwrap();
     fs::create_dir_all(dir.join("am-data")).unwrap();
     let mut alertmanager = Proc::start(
         "alertmanager",
@@ -612,7 +653,10 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         started.elapsed()
     );
     for (name, at) in &first_seen {
-        println!("  {name:<40} first received after {at:?}");
+        let got = received.lock().unwrap();
+        let first = got.iter().find(|r| r.labels.get("alertname") == Some(name));
+        let (receiver, group) = first.map(|r| (r.receiver.clone(), format!("{:?}", r.group_labels))).unwrap_or_default();
+        println!("  {name:<30} after {:>6.1} s  receiver {receiver:<6} group {group}", at.as_secs_f64());
     }
 
     // What reached the webhook: labels and annotations of each demo alert.
@@ -638,6 +682,18 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                 if text.is_empty() || text.contains("<no value>") {
                     problems.push(format!("{name}: annotation {key} is {text:?}"));
                 }
+            }
+            // Routed by severity, grouped by alert name and interface.
+            let want = RECEIVER_BY_SEVERITY.iter().find(|(s, _)| s == severity).map(|(_, r)| *r).unwrap_or("?");
+            if r.receiver != want {
+                problems.push(format!("{name}: severity {severity} went to receiver {:?}, want {want:?}", r.receiver));
+            }
+            let mut want_group = BTreeMap::from([("alertname".to_string(), name.to_string())]);
+            if let Some(i) = r.labels.get("interface_id") {
+                want_group.insert("interface_id".to_string(), i.clone());
+            }
+            if r.group_labels != want_group {
+                problems.push(format!("{name}: notification grouped by {:?}, want {want_group:?}", r.group_labels));
             }
             let description = r.annotations.get("description").cloned().unwrap_or_default();
             if !description.contains(value.as_str()) {
