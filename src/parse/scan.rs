@@ -27,11 +27,21 @@ pub(crate) fn separator_mask(line: &[u8], out: &mut Vec<u64>) {
             bit = 0;
         }
     }
-    let mut padded = [b' '; 16];
-    for (d, s) in padded.iter_mut().zip(chunks.remainder()) {
-        *d = *s;
-    }
-    word |= u64::from(separators16(&padded)) << bit;
+    let rest = chunks.remainder().len();
+    // The last partial chunk: the 16 bytes that end the line, shifted so
+    // that only its own bytes count (no copy), or a padded copy when the
+    // whole line is shorter than 16 bytes. Bytes past the end are separators.
+    let tail = match line.len().checked_sub(16).and_then(|i| line.get(i..)) {
+        Some(last16) if rest > 0 => (separators16(last16) >> (16 - rest)) | (0xffff << rest),
+        _ => {
+            let mut padded = [b' '; 16];
+            for (d, s) in padded.iter_mut().zip(chunks.remainder()) {
+                *d = *s;
+            }
+            separators16(&padded)
+        }
+    };
+    word |= u64::from(tail) << bit;
     if bit + 16 < 64 {
         word |= u64::MAX << (bit + 16);
     }
@@ -181,7 +191,19 @@ pub(crate) fn number_in(buf: &[u8], start: usize, end: usize) -> Result<u64, Par
             Some(v)
         }
         5..=8 => digits_before(buf, end, n),
-        9..=16 => digits_before(buf, end, 8)
+        // Unix times (10 digits): the last eight at once, the first two apart.
+        9..=10 => digits_before(buf, end, 8).and_then(|low| {
+            let mut high = 0u64;
+            for &b in buf.get(start..end - 8)? {
+                let d = b.wrapping_sub(b'0');
+                if d > 9 {
+                    return None;
+                }
+                high = high * 10 + d as u64;
+            }
+            Some(high * 100_000_000 + low)
+        }),
+        11..=16 => digits_before(buf, end, 8)
             .zip(digits_before(buf, end - 8, n - 8))
             .map(|(low, high)| high * 100_000_000 + low),
         _ => None,
