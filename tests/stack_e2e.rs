@@ -999,3 +999,21 @@ fn cloudwatch_stack_feeds_health_panels() {
     }
     assert!(active.is_empty(), "health alerts active while polling moto: {active:#?}\n{}", logs(&[&exporter]));
 }
+
+/// The AWS configuration the compose stack mounts by default
+/// (deploy/docker-compose.aws.yml) is one the exporter accepts.
+#[test]
+fn compose_example_config_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+        .arg("--config.file")
+        .arg(repo().join("deploy/exporter/config.example.yml"))
+        .arg("--config.check")
+        .output()
+        .expect("run the exporter");
+    assert!(
+        out.status.success(),
+        "deploy/exporter/config.example.yml is rejected: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
