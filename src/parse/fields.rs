@@ -127,7 +127,9 @@ pub(crate) fn field_id(name: &str) -> Option<usize> {
 /// The slot a column of this name fills: [`Slot::Unknown`] for a name AWS
 /// does not define.
 pub(crate) fn slot_of(name: &str) -> Slot {
-    field_id(name).map_or(Slot::Unknown, |i| KNOWN_FIELDS[i].slot)
+    field_id(name)
+        .and_then(|i| KNOWN_FIELDS.get(i))
+        .map_or(Slot::Unknown, |f| f.slot)
 }
 
 /// Whether AWS defines a flow-log field of this name (hyphen or underscore form).
