@@ -353,10 +353,12 @@ fn bump(e: &mut Entry, epoch: u32, first_live: u64, slots: u32, rings: &mut Vec<
             *e = Entry { total: 1, head: epoch, ring: NO_RING };
             return;
         }
-        for ep in e.head + 1..=epoch {
-            let i = (ep % slots) as usize;
-            e.total -= u64::from(ring[i]);
-            ring[i] = 0;
+        // Clear the slots of epochs head+1..=epoch (reused by the new ones).
+        let first = ((e.head + 1) % slots) as usize;
+        for part in ring_span(first, steps as usize, slots as usize) {
+            let span = &mut ring[part];
+            e.total -= span.iter().map(|&c| u64::from(c)).sum::<u64>();
+            span.fill(0);
         }
         e.head = epoch;
     } else if epoch + slots <= e.head {
@@ -379,12 +381,30 @@ fn count_at(e: &Entry, first_live: u64, slots: u32, rings: &[[u32; SLOTS]]) -> u
     if e.ring == NO_RING {
         return e.total;
     }
+    // Subtract the ring's epochs that are older than the window.
     let ring = &rings[e.ring as usize];
-    let mut c = e.total;
-    for ep in (head + 1).saturating_sub(u64::from(slots))..first_live {
-        c -= u64::from(ring[(ep % u64::from(slots)) as usize]);
+    let oldest = (head + 1).saturating_sub(u64::from(slots));
+    if oldest >= first_live {
+        return e.total;
     }
-    c
+    let first = (oldest % u64::from(slots)) as usize;
+    let stale: u64 = ring_span(first, (first_live - oldest) as usize, slots as usize)
+        .map(|part| ring[part].iter().map(|&c| u64::from(c)).sum::<u64>())
+        .sum();
+    e.total - stale
+}
+
+/// The index ranges of `len` consecutive ring slots from `first`, wrapping
+/// at `slots`: one or two ranges (the second may be empty).
+#[inline]
+fn ring_span(first: usize, len: usize, slots: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let len = len.min(slots);
+    let end = first + len;
+    if end <= slots {
+        [first..end, 0..0].into_iter()
+    } else {
+        [first..slots, 0..end - slots].into_iter()
+    }
 }
 
 fn release(e: &mut Entry, free: &mut Vec<u32>) {
