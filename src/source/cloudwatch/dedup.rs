@@ -146,6 +146,12 @@ impl SeenWindow {
         self.skip_below().or_else(|| self.scan_start_ms.map(|c| c.saturating_sub(self.margin_ms)))
     }
 
+    /// Whether an event ingested at `ingestion_ms` is known to be counted by
+    /// time alone: callers check this first and skip hashing the key.
+    pub fn is_before_horizon(&self, ingestion_ms: i64) -> bool {
+        self.skip_below().is_some_and(|skip| ingestion_ms < skip)
+    }
+
     /// Classifies one event and, if it is new, remembers it.
     pub fn observe(&mut self, key: u128, ingestion_ms: i64) -> Verdict {
         if let Some(skip) = self.skip_below() {

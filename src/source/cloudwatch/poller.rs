@@ -297,6 +297,11 @@ impl<S: EventSink> GroupPoller<S> {
                     continue;
                 }
             }
+            // Most of a re-read is before the horizon: no key to hash.
+            if self.window.is_before_horizon(ev.ingestion_ms) {
+                duplicates += 1;
+                continue;
+            }
             match self.window.observe(event_key(&ev.log_stream, &ev.event_id), ev.ingestion_ms) {
                 Verdict::New => {
                     messages.push(ev.message.as_str());
