@@ -13,7 +13,10 @@
 //!   be valid PromQL there);
 //! - and, in a second test, with the exporter polling a moto_server (CloudWatch
 //!   Logs) instead of the demo, every CloudWatch panel query of the health
-//!   dashboard returns data and no health alert is active.
+//!   dashboard returns data and no health alert is active;
+//! - and, in a third, that a health alert does fire when its condition holds:
+//!   the demo under a small `limits.max_interfaces` raises
+//!   VpcFlowExporterInterfaceCapReached.
 //!
 //! Prometheus (Debian package `prometheus`), Alertmanager (Debian package
 //! `prometheus-alertmanager`) and moto_server (`.venv`, from
@@ -1016,4 +1019,59 @@ fn compose_example_config_is_valid() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A health alert proven firing against the real Prometheus: the demo with
+/// limits.max_interfaces below its three dozen interfaces folds records into
+/// interface_id="other", and VpcFlowExporterInterfaceCapReached (no `for`) fires.
+#[test]
+fn interface_cap_alert_fires_against_real_prometheus() {
+    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let http = client();
+    fs::write(dir.join("config.yml"), "limits:\n  max_interfaces: 10\n").unwrap();
+    let exporter_port = free_port();
+    let mut exporter = Proc::start(
+        "exporter",
+        Path::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")),
+        &[
+            "demo".to_string(),
+            "--config.file".to_string(),
+            dir.join("config.yml").display().to_string(),
+            "--web.listen-address".to_string(),
+            format!("127.0.0.1:{exporter_port}"),
+        ],
+        dir,
+    );
+    let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
+    wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
+    wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
+    let prom = Prom { http, base: format!("http://127.0.0.1:{prom_port}") };
+    let started = Instant::now();
+    loop {
+        let body = prom.get("/api/v1/alerts", &[]);
+        let firing = body["data"]["alerts"].as_array().into_iter().flatten().find(|a| {
+            a["labels"]["alertname"] == "VpcFlowExporterInterfaceCapReached" && a["state"] == "firing"
+        });
+        if let Some(alert) = firing {
+            assert_eq!(alert["labels"]["severity"], "warning");
+            assert_eq!(alert["labels"]["job"], JOB);
+            let description = alert["annotations"]["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains(&format!("127.0.0.1:{exporter_port}")) && description.contains("interface_id=\"other\""),
+                "description: {description}"
+            );
+            assert!(alert["annotations"]["runbook_url"].as_str().unwrap_or_default().ends_with("#vpcflowexporterinterfacecapreached"));
+            println!("VpcFlowExporterInterfaceCapReached firing after {:?}: {description}", started.elapsed());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "VpcFlowExporterInterfaceCapReached did not fire within 120 s: {body}\n{}\n{}",
+            exporter.log_tail(),
+            prometheus.log_tail()
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
 }
