@@ -216,3 +216,18 @@ async fn a_failing_group_is_logged_once_per_change() {
     assert!(warned[0].contains(missing) && warned[0].contains("not_found"), "{}", warned[0]);
     assert_eq!(log.lines().filter(|l| l.contains("Log group polled successfully again")).count(), 1, "{}", tail(&log, 20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_are_reported_as_such() {
+    let moto = MotoServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = write(dir.path(), &moto.endpoint, "", "/vpc/any");
+    // No keys anywhere in the chain (the test defaults are overridden).
+    let mut ex = Binary::start_with_env(&cfg, dir.path(), &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")]);
+    let t = ex
+        .wait_for("a credentials error", WAIT, |t| value(t, expo::ERRORS, &[("error", "credentials")]) >= 1.0)
+        .await;
+    assert_eq!(value(&t, "vpc_flow_exporter_cloudwatch_log_group_up", &[("log_group", "/vpc/any")]), 0.0);
+    assert!(ex.terminate().success());
+    assert!(ex.log().contains("error=credentials"), "{}", tail(&ex.log(), 10));
+}

@@ -19,7 +19,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
-use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
 use crate::config::CloudWatchConfig;
@@ -82,12 +82,14 @@ pub enum ErrorKind {
     BadResponse,
     /// Any other client-side (4xx) error.
     ClientError,
-    /// Anything else (no credentials, request construction, ...).
+    /// No credentials could be loaded (or assumed).
+    Credentials,
+    /// Anything else (request construction, ...).
     Other,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Throttled,
         ErrorKind::NotFound,
         ErrorKind::AccessDenied,
@@ -97,6 +99,7 @@ impl ErrorKind {
         ErrorKind::Connection,
         ErrorKind::BadResponse,
         ErrorKind::ClientError,
+        ErrorKind::Credentials,
         ErrorKind::Other,
     ];
 
@@ -112,6 +115,7 @@ impl ErrorKind {
             ErrorKind::Connection => "connection",
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::ClientError => "client_error",
+            ErrorKind::Credentials => "credentials",
             ErrorKind::Other => "other",
         }
     }
@@ -246,21 +250,56 @@ fn classify(err: SdkError<FilterLogEventsError, HttpResponse>) -> ApiError {
                 ErrorKind::Timeout
             } else if d.is_io() {
                 ErrorKind::Connection
+            } else if mentions_credentials(&err) {
+                ErrorKind::Credentials
             } else {
                 ErrorKind::Other
             }
         }
         SdkError::ResponseError(_) => ErrorKind::BadResponse,
+        _ if mentions_credentials(&err) => ErrorKind::Credentials,
         _ => ErrorKind::Other,
     };
-    ApiError::new(kind, DisplayErrorContext(&err).to_string())
+    ApiError::new(kind, error_chain(&err))
+}
+
+/// The messages of an error and its sources, joined by ": " (without the
+/// Debug dump that `DisplayErrorContext` appends).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let m = e.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cur = e.source();
+    }
+    // One line: the credential chain's report spans several.
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether the error chain says credentials could not be loaded (the SDK
+/// reports it as a dispatch failure, with no dedicated kind to match on).
+fn mentions_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let m = format!("{e:?}");
+        if m.contains("CredentialsNotLoaded") || m.contains("ProviderError") || m.contains("credential provider") {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// The kind of a modelled or unmodelled service error, from its code and status.
 pub fn service_error_kind(code: &str, status: u16) -> ErrorKind {
     match code {
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded"
-        | "LimitExceededException" => ErrorKind::Throttled,
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+            ErrorKind::Throttled
+        }
         "ResourceNotFoundException" => ErrorKind::NotFound,
         "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
         | "InvalidSignatureException" | "SignatureDoesNotMatch" | "ExpiredTokenException"
