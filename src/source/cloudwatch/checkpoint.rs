@@ -118,15 +118,17 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
     Ok(Some(cp))
 }
 
-/// Checks at start-up that the state file's folder exists, so that a typo is
-/// found now rather than at the first save.
+/// Makes sure at start-up that the state file's folder exists (creating it if
+/// needed) and is writable, so that a bad path is found now rather than at
+/// the first save.
 pub fn check_writable_dir(path: &Path) -> anyhow::Result<()> {
     let dir = parent_dir(path);
-    let meta = std::fs::metadata(&dir)
-        .with_context(|| format!("cloudwatch.state_file: folder {} of {} is not usable", dir.display(), path.display()))?;
-    if !meta.is_dir() {
-        bail!("cloudwatch.state_file: {} is not a folder", dir.display());
-    }
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cloudwatch.state_file: cannot create the folder {} of {}", dir.display(), path.display()))?;
+    let probe = dir.join(format!(".{}.probe", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cloudwatch.state_file: cannot write in the folder {} of {}", dir.display(), path.display()))?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
@@ -212,7 +214,10 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&cp).expect("json")).expect("write");
         let e = format!("{:#}", load(&path).expect_err("bad keys"));
         assert!(e.contains("/vpc/a"), "{e}");
-        assert!(check_writable_dir(&dir.path().join("nope/state.json")).is_err());
+        std::fs::write(dir.path().join("file"), b"").expect("write");
+        assert!(check_writable_dir(&dir.path().join("file/state.json")).is_err(), "a file is no folder");
+        assert!(check_writable_dir(&dir.path().join("new/sub/state.json")).is_ok(), "missing folders are created");
+        assert!(dir.path().join("new/sub").is_dir());
         assert!(check_writable_dir(&path).is_ok());
     }
 }
