@@ -16,7 +16,9 @@
 //!   dashboard returns data and no health alert is active;
 //! - and, in a third, that a health alert does fire when its condition holds:
 //!   the demo under a small `limits.max_interfaces` raises
-//!   VpcFlowExporterInterfaceCapReached.
+//!   VpcFlowExporterInterfaceCapReached; polling a missing log group on
+//!   moto_server makes the CloudWatch request-error and never-polled alerts
+//!   pending (their conditions hold on the live exporter's real metrics).
 //!
 //! Prometheus (Debian package `prometheus`), Alertmanager (Debian package
 //! `prometheus-alertmanager`) and moto_server (`.venv`, from
@@ -1071,6 +1073,80 @@ fn interface_cap_alert_fires_against_real_prometheus() {
             "VpcFlowExporterInterfaceCapReached did not fire within 120 s: {body}\n{}\n{}",
             exporter.log_tail(),
             prometheus.log_tail()
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The CloudWatch health alerts' conditions hold against the live exporter's
+/// real metrics: polling a log group that does not exist makes
+/// VpcFlowExporterCloudWatchRequestErrors and VpcFlowExporterCloudWatchNeverPolled
+/// pending (their `for` of 10 and 15 minutes is proven by alerts/tests/).
+#[test]
+fn cloudwatch_failures_make_health_alerts_pending() {
+    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
+    let moto_bin = moto_server();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let http = client();
+    let moto_port = free_port();
+    let mut moto = Proc::start(
+        "moto_server",
+        &moto_bin,
+        &["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), moto_port.to_string()],
+        dir,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+        if let Some(status) = moto.exited() {
+            panic!("moto_server exited ({status})\n{}", moto.log_tail());
+        }
+        assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
+        thread::sleep(Duration::from_millis(100));
+    }
+    fs::write(
+        dir.join("config.yml"),
+        format!(
+            "cloudwatch:\n  region: us-east-1\n  endpoint_url: http://127.0.0.1:{moto_port}\n  poll_interval: 1s\n  \
+             max_requests_per_second: 20\n  log_groups:\n    - name: /vpc/does-not-exist\n"
+        ),
+    )
+    .unwrap();
+    let exporter_port = free_port();
+    let log = dir.join("exporter.log");
+    let out = fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+        .args(["--config.file", &dir.join("config.yml").display().to_string()])
+        .args(["--web.listen-address", &format!("127.0.0.1:{exporter_port}")])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start the exporter");
+    let mut exporter = Proc { name: "exporter", child, log };
+    let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
+    wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
+    wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
+    let prom = Prom { http, base: format!("http://127.0.0.1:{prom_port}") };
+    let want = ["VpcFlowExporterCloudWatchRequestErrors", "VpcFlowExporterCloudWatchNeverPolled"];
+    let started = Instant::now();
+    loop {
+        let active = prom.active_alerts();
+        let missing: Vec<&str> = want.iter().copied().filter(|w| !active.iter().any(|(n, _, _)| n == w)).collect();
+        if missing.is_empty() {
+            for (name, state, labels) in active.iter().filter(|(n, _, _)| want.contains(&n.as_str())) {
+                println!("{name} {state} {labels:?} after {:?}", started.elapsed());
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not active after 120 s: {missing:?}; active: {active:#?}\n{}",
+            exporter.log_tail()
         );
         thread::sleep(Duration::from_secs(1));
     }
