@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
 #   - Debian packages: prometheus (prometheus, promtool), prometheus-alertmanager,
-#     docker-compose (only `docker-compose config` is used: no engine needed)
+#     docker-compose (only `docker-compose config` is used: no engine needed),
+#     nodejs and npm where the machine has none (for the dashboards' schema check)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
 # Idempotent: what is already there is not installed again.
 set -euo pipefail
@@ -12,6 +13,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+# The dashboards' schema check (scripts/check-mixin.sh) runs tsc through npm.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -31,7 +34,7 @@ if [ ! -x .venv/bin/moto_server ]; then
     .venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5,<6'
 fi
 
-for tool in promtool prometheus prometheus-alertmanager docker-compose .venv/bin/moto_server; do
+for tool in promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
 done
 echo "setup: ok ($(promtool --version 2>&1 | head -1); $(prometheus-alertmanager --version 2>&1 | head -1))"
