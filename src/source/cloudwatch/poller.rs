@@ -487,6 +487,10 @@ mod tests {
         fail: Vec<ErrorKind>,
         requests: usize,
         clock_ms: i64,
+        /// Refuse the next N paging requests (an expired token).
+        refuse_tokens: usize,
+        /// Fail the request with this number (counted from 1).
+        fail_on_request: Option<(usize, ErrorKind)>,
     }
 
     impl LogsApi for FakeLogs {
@@ -495,6 +499,15 @@ mod tests {
             st.requests += 1;
             if let Some(k) = st.fail.pop() {
                 return Err(ApiError::new(k, "injected"));
+            }
+            if let Some((n, k)) = st.fail_on_request {
+                if st.requests == n {
+                    return Err(ApiError::new(k, "injected"));
+                }
+            }
+            if req.next_token.is_some() && st.refuse_tokens > 0 {
+                st.refuse_tokens -= 1;
+                return Err(ApiError::new(ErrorKind::InvalidParameter, "The specified nextToken is invalid."));
             }
             let Some(evs) = st.groups.get(req.log_group) else {
                 return Err(ApiError::new(ErrorKind::NotFound, "ResourceNotFoundException"));
@@ -642,6 +655,46 @@ mod tests {
         let counts = sink.0.lock().expect("lock");
         assert_eq!(counts.len(), 95);
         assert!(counts.values().all(|&c| c == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_reads_the_scan_again_without_double_counting() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let sh = shared(clock.clone());
+        sh.client.state.lock().expect("lock").page = 10;
+        let sink = CountSink::default();
+        let mut p = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
+        let cancel = CancellationToken::new();
+        let put = |from: usize, n: usize| {
+            let now = clock.now_ms();
+            sh.client.state.lock().expect("lock").clock_ms = now;
+            for i in from..from + n {
+                sh.client.put("g", "s", i, now - 120_000 + i as i64);
+            }
+        };
+        put(0, 35);
+        p.poll(&sh, &cancel, &NoSave).await.expect("first poll");
+        tokio::time::advance(Duration::from_secs(120)).await;
+        put(100, 40);
+        // The second scan reads four pages (the 35 old events, 5 new), then
+        // fails for good (access denied).
+        {
+            let mut st = sh.client.state.lock().expect("lock");
+            st.fail_on_request = Some((st.requests + 5, ErrorKind::AccessDenied));
+        }
+        let e = p.poll(&sh, &cancel, &NoSave).await;
+        assert!(matches!(e, Err(PollError::Failed(ref e)) if e.kind == ErrorKind::AccessDenied), "{e:?}");
+        assert!(p.checkpoint().scan.is_some_and(|s| s.next_token.is_some()));
+        assert_eq!(sink.0.lock().expect("lock").len(), 40);
+        // Its resumption is refused (an expired token): it reads from the start.
+        sh.client.state.lock().expect("lock").refuse_tokens = 1;
+        p.poll(&sh, &cancel, &NoSave).await.expect("resumed poll");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        p.poll(&sh, &cancel, &NoSave).await.expect("next poll");
+        let counts = sink.0.lock().expect("lock");
+        assert_eq!(counts.len(), 75);
+        assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+        assert_eq!(sh.metrics.request_errors.with_label_values(&[FILTER_LOG_EVENTS, "invalid_parameter"]).get(), 1);
     }
 
     #[derive(Default)]
