@@ -31,6 +31,7 @@ pub struct Metrics {
     pub malformed: IntCounterVec,
     pub dedup_keys: IntGaugeVec,
     pub horizon: GaugeVec,
+    pub newest_ingestion: GaugeVec,
     pub request_duration: HistogramVec,
     pub rate_limit: Gauge,
     pub checkpoint_writes: IntCounterVec,
@@ -106,6 +107,13 @@ impl Metrics {
                 ),
                 g,
             )?,
+            newest_ingestion: GaugeVec::new(
+                opts(
+                    "last_ingestion_timestamp_seconds",
+                    "Newest ingestion time of any event read from the log group: how fresh the delivered flow logs are.",
+                ),
+                g,
+            )?,
             request_duration: HistogramVec::new(
                 hopts(
                     "request_duration_seconds",
@@ -143,6 +151,7 @@ impl Metrics {
             Box::new(m.malformed.clone()),
             Box::new(m.dedup_keys.clone()),
             Box::new(m.horizon.clone()),
+            Box::new(m.newest_ingestion.clone()),
             Box::new(m.request_duration.clone()),
             Box::new(m.rate_limit.clone()),
             Box::new(m.checkpoint_writes.clone()),

@@ -124,6 +124,7 @@ struct GroupMetrics {
     polls_err: IntCounter,
     dedup_keys: IntGauge,
     horizon: Gauge,
+    newest_ingestion: Gauge,
 }
 
 impl GroupMetrics {
@@ -141,6 +142,7 @@ impl GroupMetrics {
             polls_err: m.polls.with_label_values(&[g, "error"]),
             dedup_keys: m.dedup_keys.with_label_values(&[g]),
             horizon: m.horizon.with_label_values(&[g]),
+            newest_ingestion: m.newest_ingestion.with_label_values(&[g]),
         }
     }
 }
@@ -152,6 +154,8 @@ pub struct GroupPoller<S> {
     sink: S,
     window: SeenWindow,
     scan: Option<Scan>,
+    /// Newest ingestion time of any event read (epoch ms).
+    newest_ingestion_ms: Option<i64>,
     m: GroupMetrics,
 }
 
@@ -162,7 +166,7 @@ fn millis(d: Duration) -> i64 {
 impl<S: EventSink> GroupPoller<S> {
     pub fn new(name: String, prefix: Option<String>, sink: S, metrics: &Metrics, margin: Duration) -> GroupPoller<S> {
         let m = GroupMetrics::new(metrics, &name);
-        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, m }
+        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, newest_ingestion_ms: None, m }
     }
 
     pub fn name(&self) -> &str {
@@ -312,6 +316,12 @@ impl<S: EventSink> GroupPoller<S> {
         }
         self.sink.ingest(&messages);
         delay.flush();
+        if let Some(newest) = page.events.iter().map(|e| e.ingestion_ms).max() {
+            if self.newest_ingestion_ms.is_none_or(|n| newest > n) {
+                self.newest_ingestion_ms = Some(newest);
+                self.m.newest_ingestion.set(newest as f64 / 1000.0);
+            }
+        }
         let new = messages.len() as u64;
         self.m.events.inc_by(new);
         self.m.duplicates.inc_by(duplicates);
@@ -588,12 +598,14 @@ mod tests {
         let s = p.poll(&sh, &cancel, &NoSave).await.expect("poll");
         assert_eq!((s.pages, s.events, s.duplicates), (8, 50, 0));
         let mut id = 50;
+        let mut last_put = 0;
         for round in 0..25 {
             tokio::time::advance(Duration::from_secs(60)).await;
             let now = clock.now_ms();
             sh.client.state.lock().expect("lock").clock_ms = now;
             // Late events: 15 minutes late, every other round.
             if round % 2 == 0 {
+                last_put = now;
                 for _ in 0..9 {
                     sh.client.put("g", "eni-late", id, now - 900_000);
                     id += 1;
@@ -612,6 +624,8 @@ mod tests {
         assert_eq!(sh.metrics.events.with_label_values(&["g"]).get() as usize, id);
         assert!(sh.metrics.request_errors.with_label_values(&[FILTER_LOG_EVENTS, "throttled"]).get() >= 5);
         assert!(p.window().len() < 30, "keys kept: {}", p.window().len());
+        let newest = sh.metrics.newest_ingestion.with_label_values(&["g"]).get();
+        assert_eq!(newest, last_put as f64 / 1000.0, "the ingestion time of the last events put");
     }
 
     #[tokio::test(start_paused = true)]
