@@ -226,6 +226,7 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
     let agg: SharedAggregator = aggregator(&config)?.with_countries(Box::new(geo::demo_countries())).into_shared();
     tracing::info!(rate, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
     let registry = expose::registry(&agg);
+    expose::register_process_metrics(&registry);
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
@@ -253,6 +254,7 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
     };
     let agg = aggregator(&config)?.into_shared();
     let registry = expose::registry(&agg);
+    expose::register_process_metrics(&registry);
     let groups = cw.log_groups.len();
     let source = CloudWatchSource::new(cw, &registry).await?;
     let listener = bind(cli).await?;

@@ -44,6 +44,17 @@ pub fn registry(agg: &SharedAggregator) -> Registry {
     registry
 }
 
+/// Adds the standard `process_*` metrics (CPU, memory, open files) for the
+/// long-running modes; replay leaves them out so its output is reproducible.
+pub fn register_process_metrics(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+        tracing::warn!(error = %e, "Cannot register the process metrics");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+}
+
 /// The text exposition of everything in `registry`.
 pub fn encode(registry: &Registry) -> String {
     let mut buf = Vec::with_capacity(64 * 1024);
