@@ -35,13 +35,21 @@ fn simulate(keys: &[u128], lookback_ms: i64, margin: Duration) -> Run {
     // so the simulation does not walk the whole history every poll.
     let mut first = 0usize;
     while now <= t0 + SPAN_MS + 3 * POLL_MS {
-        let start_time = match w.horizon_ms() {
-            Some(h) => h - lookback_ms,
+        let start_time = match w.last_scan_start_ms() {
+            Some(c) => c - lookback_ms,
             None => now - lookback_ms,
         };
         w.begin_scan(now);
         while first < EVENTS && timestamp(first) < start_time {
             first += 1;
+        }
+        // One page here: its newest event bounds the horizon.
+        let mut last = first;
+        while last < EVENTS && ingestion(last) <= now {
+            last += 1;
+        }
+        if last > first {
+            w.note_page(ingestion(last - 1), now);
         }
         // The scan returns every event visible now with event time >= start.
         let mut i = first;

@@ -33,8 +33,16 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupCheckpoint {
-    /// Start of the last complete scan (epoch ms).
+    /// The skip horizon (epoch ms): events ingested before it minus the
+    /// margin were counted.
     pub horizon_ms: Option<i64>,
+    /// Local start of the last complete scan: the next scan reads from it
+    /// minus `lookback` (absent: the horizon).
+    #[serde(default)]
+    pub last_scan_start_ms: Option<i64>,
+    /// Newest ingestion time of any event read (CloudWatch's clock).
+    #[serde(default)]
+    pub newest_ingestion_ms: Option<i64>,
     /// The scan in progress when the file was written.
     pub scan: Option<ScanCheckpoint>,
     /// Remembered event keys, grouped by ingestion-time bucket.
@@ -51,6 +59,9 @@ pub struct ScanCheckpoint {
     pub start_time_ms: i64,
     /// Token of the next page to read (`None`: the first page).
     pub next_token: Option<String>,
+    /// Newest ingestion time read before the scan began (bounds its horizon).
+    #[serde(default)]
+    pub bound_ms: Option<i64>,
 }
 
 /// The keys of one bucket: 32 hex digits each, concatenated.
@@ -176,7 +187,14 @@ mod tests {
             "/vpc/a".into(),
             GroupCheckpoint {
                 horizon_ms: Some(1_000),
-                scan: Some(ScanCheckpoint { started_ms: 2_000, start_time_ms: 3, next_token: Some("t@1".into()) }),
+                last_scan_start_ms: Some(1_500),
+                newest_ingestion_ms: Some(1_900),
+                scan: Some(ScanCheckpoint {
+                    started_ms: 2_000,
+                    start_time_ms: 3,
+                    next_token: Some("t@1".into()),
+                    bound_ms: Some(1_900),
+                }),
                 keys: GroupCheckpoint::pack_keys([(0, 1u128), (0, u128::MAX), (10_000, 7)].into_iter()),
             },
         );

@@ -6,20 +6,22 @@
 //! would cost memory in proportion to its volume (millions of events for a busy
 //! group). Instead the window uses each event's `ingestionTime`:
 //!
-//! * the *horizon* `H` is the (local) time at which the last **complete** scan
-//!   began. An event ingested before `H - margin` was visible to that scan, and
-//!   its event time lies inside that scan's range (each scan starts its range at
-//!   or before the previous one), so it was counted then: it is skipped without
-//!   looking anything up;
+//! * the *horizon* `H` is a time, on CloudWatch's clock, at which the last
+//!   **complete** scan had begun: the scan's local start, or earlier, the
+//!   newest ingestion time of a page minus the time elapsed since the scan
+//!   began ([`SeenWindow::note_page`]), so a host clock ahead of CloudWatch's
+//!   cannot push it too far. An event ingested before `H - margin` was visible
+//!   to that scan, and its event time lies inside that scan's range (each scan
+//!   starts its range at or after the previous one), so it was counted then:
+//!   it is skipped without looking anything up;
 //! * an event ingested at or after `H - margin` is looked up by key
 //!   (`log stream` + `eventId`, hashed to 128 bits) and remembered when new.
 //!
-//! After a complete scan the horizon moves to that scan's start `C` and keys
-//! ingested before `C - margin` are dropped. The keys kept are those of events
+//! After a complete scan the horizon moves up and keys ingested before
+//! `H - margin` are dropped. The keys kept are those of events
 //! ingested since about one poll interval plus the margin ago: the memory follows
 //! the ingestion *rate*, not the lookback volume. The margin covers the delay
-//! before a newly ingested event becomes visible to FilterLogEvents and the skew
-//! between this host's clock and CloudWatch's. Keys are grouped in buckets by
+//! before a newly ingested event becomes visible to FilterLogEvents. Keys are grouped in buckets by
 //! ingestion time (an event's `ingestionTime` never changes, so a lookup only
 //! looks in its own bucket) and pruning drops whole buckets.
 //!
@@ -30,8 +32,8 @@ use std::time::Duration;
 
 use rustc_hash::FxHashSet;
 
-/// The default margin around the horizon: visibility delay of new events plus
-/// clock skew. Five minutes is far above either in practice.
+/// The default margin around the horizon: above the delay before a new event
+/// is visible to FilterLogEvents (seconds in practice), with room to spare.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Width of the ingestion-time buckets that keys are grouped in.
@@ -69,14 +71,29 @@ impl Verdict {
     }
 }
 
+/// The times a window keeps besides its keys (saved in the checkpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowTimes {
+    /// The skip horizon: events ingested before it minus the margin were
+    /// counted. `None` before the first complete scan.
+    pub horizon_ms: Option<i64>,
+    /// Local start of the last complete scan: where the next scan's event-time
+    /// range is anchored (`last_scan_start - lookback`).
+    pub last_scan_start_ms: Option<i64>,
+    /// Newest ingestion time of any event read so far (CloudWatch's clock).
+    pub newest_ingestion_ms: Option<i64>,
+    /// Local start of the scan in progress.
+    pub scan_start_ms: Option<i64>,
+    /// The scan's bound on CloudWatch's clock at its start: the largest
+    /// `newest ingestion time of a page - time elapsed since the scan began`.
+    pub scan_bound_ms: Option<i64>,
+}
+
 /// The horizon and the recent keys of one log group.
 #[derive(Debug, Clone)]
 pub struct SeenWindow {
     margin_ms: i64,
-    /// Start of the last complete scan (local epoch ms); `None` before the first.
-    horizon_ms: Option<i64>,
-    /// Start of the scan in progress, if any.
-    scan_start_ms: Option<i64>,
+    t: WindowTimes,
     /// Bucket start (ingestion time, ms) -> keys.
     buckets: BTreeMap<i64, FxHashSet<u128>>,
     len: usize,
@@ -92,20 +109,14 @@ fn millis(d: Duration) -> i64 {
 
 impl SeenWindow {
     pub fn new(margin: Duration) -> SeenWindow {
-        SeenWindow { margin_ms: millis(margin), horizon_ms: None, scan_start_ms: None, buckets: BTreeMap::new(), len: 0 }
+        SeenWindow { margin_ms: millis(margin), t: WindowTimes::default(), buckets: BTreeMap::new(), len: 0 }
     }
 
-    /// Rebuilds a window from a checkpoint: horizon, scan in progress, and the
-    /// remembered keys with (a time in the bucket of) their ingestion time.
-    pub fn restore(
-        margin: Duration,
-        horizon_ms: Option<i64>,
-        scan_start_ms: Option<i64>,
-        keys: impl IntoIterator<Item = (i64, u128)>,
-    ) -> SeenWindow {
+    /// Rebuilds a window from a checkpoint: its times and the remembered keys
+    /// with (a time in the bucket of) their ingestion time.
+    pub fn restore(margin: Duration, times: WindowTimes, keys: impl IntoIterator<Item = (i64, u128)>) -> SeenWindow {
         let mut w = SeenWindow::new(margin);
-        w.horizon_ms = horizon_ms;
-        w.scan_start_ms = scan_start_ms;
+        w.t = times;
         for (ingestion_ms, key) in keys {
             if w.buckets.entry(bucket_of(ingestion_ms)).or_default().insert(key) {
                 w.len += 1;
@@ -118,32 +129,66 @@ impl SeenWindow {
         self.margin_ms
     }
 
-    /// Start of the last complete scan.
+    /// The window's times, for the checkpoint.
+    pub fn times(&self) -> WindowTimes {
+        self.t
+    }
+
+    /// The skip horizon.
     pub fn horizon_ms(&self) -> Option<i64> {
-        self.horizon_ms
+        self.t.horizon_ms
+    }
+
+    /// Local start of the last complete scan.
+    pub fn last_scan_start_ms(&self) -> Option<i64> {
+        self.t.last_scan_start_ms
     }
 
     /// Start of the scan in progress.
     pub fn scan_start_ms(&self) -> Option<i64> {
-        self.scan_start_ms
+        self.t.scan_start_ms
+    }
+
+    /// Newest ingestion time of any event read.
+    pub fn newest_ingestion_ms(&self) -> Option<i64> {
+        self.t.newest_ingestion_ms
     }
 
     /// Starts a scan at `now_ms` (a restarted scan takes the new time; the keys
     /// counted by the interrupted one stay remembered).
     pub fn begin_scan(&mut self, now_ms: i64) {
-        self.scan_start_ms = Some(now_ms);
+        self.t.scan_start_ms = Some(now_ms);
+        self.t.scan_bound_ms = None;
+    }
+
+    /// Records a page received at local `now_ms` whose newest event was
+    /// ingested at `newest_ingestion_ms` (CloudWatch's clock; every event of
+    /// the page counts, skipped ones too). Call it before observing the page's
+    /// events. That event existed when the page was served, so
+    /// `newest_ingestion - (now - scan start)` is no later than CloudWatch's
+    /// clock when the scan began, whatever this host's clock says.
+    pub fn note_page(&mut self, newest_ingestion_ms: i64, now_ms: i64) {
+        if self.t.newest_ingestion_ms.is_none_or(|n| newest_ingestion_ms > n) {
+            self.t.newest_ingestion_ms = Some(newest_ingestion_ms);
+        }
+        if let Some(c) = self.t.scan_start_ms {
+            let b = newest_ingestion_ms.saturating_sub(now_ms.saturating_sub(c).max(0));
+            self.t.scan_bound_ms = Some(self.t.scan_bound_ms.map_or(b, |x| x.max(b)));
+        }
     }
 
     /// Ingestion time below which events are known to be counted.
     fn skip_below(&self) -> Option<i64> {
-        self.horizon_ms.map(|h| h.saturating_sub(self.margin_ms))
+        self.t.horizon_ms.map(|h| h.saturating_sub(self.margin_ms))
     }
 
     /// Ingestion time from which new keys must be remembered: the horizon minus
-    /// the margin; in the first scan (no horizon yet), the scan's start minus
-    /// the margin, which becomes the skip bound once that scan completes.
+    /// the margin; in the first scan (no horizon yet), the horizon it will set
+    /// minus the margin — at most what it will be, as the bound only grows.
     fn remember_from(&self) -> Option<i64> {
-        self.skip_below().or_else(|| self.scan_start_ms.map(|c| c.saturating_sub(self.margin_ms)))
+        self.skip_below().or_else(|| {
+            self.t.scan_start_ms.map(|c| c.min(self.t.scan_bound_ms.unwrap_or(c)).saturating_sub(self.margin_ms))
+        })
     }
 
     /// Whether an event ingested at `ingestion_ms` is known to be counted by
@@ -170,13 +215,21 @@ impl SeenWindow {
         Verdict::New
     }
 
-    /// The scan in progress read everything to the end: its start becomes the
-    /// horizon and keys ingested before `horizon - margin` are dropped.
+    /// The scan in progress read everything to the end. The horizon becomes
+    /// its start `C` — or, if earlier, its bound on CloudWatch's clock at `C`
+    /// (see [`SeenWindow::note_page`]), so that a host clock running ahead of
+    /// CloudWatch's cannot push the horizon past what the scan could see. A
+    /// scan that read no event does not move the horizon. Keys ingested before
+    /// `horizon - margin` are dropped.
     pub fn finish_scan(&mut self) {
-        if let Some(c) = self.scan_start_ms.take() {
-            let h = self.horizon_ms.map_or(c, |h| h.max(c));
-            self.horizon_ms = Some(h);
-            self.prune_below(h.saturating_sub(self.margin_ms));
+        if let Some(c) = self.t.scan_start_ms.take() {
+            if let Some(b) = self.t.scan_bound_ms.take() {
+                let candidate = b.min(c);
+                let h = self.t.horizon_ms.map_or(candidate, |h| h.max(candidate));
+                self.t.horizon_ms = Some(h);
+                self.prune_below(h.saturating_sub(self.margin_ms));
+            }
+            self.t.last_scan_start_ms = Some(self.t.last_scan_start_ms.map_or(c, |l| l.max(c)));
         }
     }
 
@@ -230,9 +283,13 @@ mod tests {
         /// One scan from `start`; returns the number of new events.
         fn scan(&self, w: &mut SeenWindow, now: i64, start: i64) -> usize {
             w.begin_scan(now);
+            let visible: Vec<_> = self.events.iter().filter(|(_, ts, ing)| *ts >= start && *ing <= now).collect();
+            if let Some(newest) = visible.iter().map(|e| e.2).max() {
+                w.note_page(newest, now);
+            }
             let mut new = 0;
-            for (id, ts, ing) in &self.events {
-                if *ts >= start && *ing <= now && w.observe(event_key("eni-1", id), *ing).is_new() {
+            for (id, _, ing) in visible {
+                if w.observe(event_key("eni-1", id), *ing).is_new() {
                     new += 1;
                 }
             }
@@ -287,12 +344,14 @@ mod tests {
         let mut w = SeenWindow::new(Duration::from_secs(60));
         let now = clock.now_ms();
         w.begin_scan(now);
+        w.note_page(now - 1000, now);
         assert!(w.observe(event_key("a", "1"), now - 1000).is_new());
-        // Ingested after the scan began, returned by it anyway.
+        // Ingested after the scan began, returned by it anyway (a page 5 s later).
         tokio::time::advance(Duration::from_secs(5)).await;
+        w.note_page(clock.now_ms(), clock.now_ms());
         assert!(w.observe(event_key("a", "2"), clock.now_ms()).is_new());
         w.finish_scan();
-        assert_eq!(w.horizon_ms(), Some(now));
+        assert_eq!(w.horizon_ms(), Some(now), "bounded by the scan's start");
         tokio::time::advance(Duration::from_secs(30)).await;
         w.begin_scan(clock.now_ms());
         assert_eq!(w.observe(event_key("a", "1"), now - 1000), Verdict::Remembered);
@@ -301,9 +360,10 @@ mod tests {
         // (not yet visible) is new now.
         assert!(w.observe(event_key("a", "3"), now).is_new());
         w.finish_scan();
-        // Much later, all of these are behind the horizon.
+        // Much later (a fresh event read), all of these are behind the horizon.
         tokio::time::advance(Duration::from_secs(600)).await;
         w.begin_scan(clock.now_ms());
+        w.note_page(clock.now_ms() - 1000, clock.now_ms());
         w.finish_scan();
         w.begin_scan(clock.now_ms());
         assert_eq!(w.observe(event_key("a", "3"), now), Verdict::BeforeHorizon);
@@ -330,9 +390,62 @@ mod tests {
         w.begin_scan(clock.now_ms());
         assert_eq!(w.observe(event_key("s", "a"), now - 30_000), Verdict::Remembered);
         assert_eq!(w.observe(event_key("s", "b"), now - 10_000), Verdict::Remembered);
+        w.note_page(now - 5_000, clock.now_ms());
         assert!(w.observe(event_key("s", "c"), now - 5_000).is_new());
         w.finish_scan();
-        assert_eq!(w.horizon_ms(), Some(clock.now_ms()));
+        assert_eq!(w.horizon_ms(), Some(now - 5_000), "CloudWatch's newest ingestion, not the local clock");
+        assert_eq!(w.last_scan_start_ms(), Some(clock.now_ms()));
+        assert_eq!(w.len(), 3);
+    }
+
+    /// A host clock 10 minutes ahead of CloudWatch's, and events visible only
+    /// 30 s after their ingestion: scans run at local time, events carry
+    /// CloudWatch's. Returns (events put, events counted, counted twice).
+    async fn skewed_run(bounded: bool) -> (usize, usize, usize) {
+        let clock = TokioClock::new(1_700_000_000_000);
+        let (skew, vis, lookback) = (600_000, 30_000, 20 * MIN);
+        let mut w = SeenWindow::new(Duration::from_secs(60));
+        let mut events: Vec<(String, i64, i64)> = Vec::new(); // (id, ts, ingestion)
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for round in 0..40 {
+            let local = clock.now_ms();
+            let aws = local - skew;
+            if round < 30 {
+                for j in 0..20 {
+                    let ing = aws - j * 1000;
+                    events.push((format!("{round}-{j}"), ing - 120_000, ing));
+                }
+            }
+            let start = w.last_scan_start_ms().map_or(local - lookback, |c| c - lookback);
+            w.begin_scan(local);
+            let visible: Vec<_> = events.iter().filter(|(_, ts, ing)| *ts >= start && ing + vis <= aws).collect();
+            let newest = visible.iter().map(|e| e.2).max();
+            match newest {
+                Some(n) if bounded => w.note_page(n, local),
+                // The local clock alone: as if the newest event were "now".
+                Some(_) => w.note_page(local, local),
+                None => {}
+            }
+            for (id, _, ing) in visible {
+                if w.observe(event_key("s", id), *ing).is_new() {
+                    *counts.entry(id.clone()).or_default() += 1;
+                }
+            }
+            w.finish_scan();
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        (events.len(), counts.len(), counts.values().filter(|&&c| c > 1).count())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_clock_ahead_of_cloudwatch_loses_nothing() {
+        // The horizon bounded by CloudWatch's own ingestion times: exact.
+        assert_eq!(skewed_run(true).await, (600, 600, 0));
+        // Bounded by the local clock alone, a 10-minute skew (beyond the
+        // 1-minute margin) skips the events not yet visible at each scan.
+        let (put, counted, twice) = skewed_run(false).await;
+        assert_eq!(twice, 0);
+        assert!(counted < put, "{counted} of {put}");
     }
 
     #[test]
@@ -340,6 +453,7 @@ mod tests {
         let mut w = SeenWindow::new(Duration::from_secs(60));
         let now = 10_000_000;
         w.begin_scan(now);
+        w.note_page(now, now);
         for i in 0..1000 {
             // Ingested from 1000 s ago to now.
             assert!(w.observe(event_key("s", &i.to_string()), now - (1000 - i) * 1000).is_new());
@@ -361,7 +475,7 @@ mod tests {
         w.observe(event_key("s", "1"), 999_000);
         w.observe(event_key("s", "2"), 1_000_500);
         w.finish_scan();
-        let r = SeenWindow::restore(Duration::from_secs(60), w.horizon_ms(), None, w.keys().collect::<Vec<_>>());
+        let r = SeenWindow::restore(Duration::from_secs(60), w.times(), w.keys().collect::<Vec<_>>());
         assert_eq!(r.len(), 2);
         let mut r = r;
         r.begin_scan(1_010_000);

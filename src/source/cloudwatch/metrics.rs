@@ -103,7 +103,7 @@ impl Metrics {
             horizon: GaugeVec::new(
                 opts(
                     "horizon_timestamp_seconds",
-                    "Start of the last complete scan of the log group: events ingested before it (minus a margin) are known to be counted.",
+                    "The dedup horizon of the log group, on CloudWatch's clock: events ingested before it minus the margin are known to be counted.",
                 ),
                 g,
             )?,

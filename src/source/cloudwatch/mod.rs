@@ -61,7 +61,7 @@ impl CloudWatchSource {
 
     /// Sets the margin of the dedup window around the horizon (default
     /// [`dedup::DEFAULT_MARGIN`]): it must exceed the delay before a new event
-    /// is visible to FilterLogEvents plus the clock skew to CloudWatch. Tests
+    /// is visible to FilterLogEvents. Tests
     /// use a short one so that the horizon, not the keys, skips re-reads.
     pub fn set_dedup_margin(&mut self, margin: std::time::Duration) {
         self.inner.set_dedup_margin(margin);

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::checkpoint::{GroupCheckpoint, ScanCheckpoint};
 use super::client::{ApiError, ErrorKind, FilterRequest, LogsApi, Page, FILTER_LOG_EVENTS};
 use super::clock::Clock;
-use super::dedup::{event_key, SeenWindow, Verdict};
+use super::dedup::{event_key, SeenWindow, Verdict, WindowTimes};
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;
 use super::retry::{Backoff, MAX_ATTEMPTS};
@@ -154,8 +154,6 @@ pub struct GroupPoller<S> {
     sink: S,
     window: SeenWindow,
     scan: Option<Scan>,
-    /// Newest ingestion time of any event read (epoch ms).
-    newest_ingestion_ms: Option<i64>,
     m: GroupMetrics,
 }
 
@@ -166,7 +164,7 @@ fn millis(d: Duration) -> i64 {
 impl<S: EventSink> GroupPoller<S> {
     pub fn new(name: String, prefix: Option<String>, sink: S, metrics: &Metrics, margin: Duration) -> GroupPoller<S> {
         let m = GroupMetrics::new(metrics, &name);
-        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, newest_ingestion_ms: None, m }
+        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, m }
     }
 
     pub fn name(&self) -> &str {
@@ -181,7 +179,17 @@ impl<S: EventSink> GroupPoller<S> {
     pub fn restore(&mut self, cp: &GroupCheckpoint) -> Result<(), String> {
         let keys = cp.unpack_keys()?;
         let margin = Duration::from_millis(u64::try_from(self.window.margin_ms()).unwrap_or(0));
-        self.window = SeenWindow::restore(margin, cp.horizon_ms, cp.scan.as_ref().map(|s| s.started_ms), keys);
+        let times = WindowTimes {
+            horizon_ms: cp.horizon_ms,
+            last_scan_start_ms: cp.last_scan_start_ms.or(cp.horizon_ms),
+            newest_ingestion_ms: cp.newest_ingestion_ms,
+            scan_start_ms: cp.scan.as_ref().map(|s| s.started_ms),
+            scan_bound_ms: cp.scan.as_ref().and_then(|s| s.bound_ms),
+        };
+        self.window = SeenWindow::restore(margin, times, keys);
+        if let Some(n) = times.newest_ingestion_ms {
+            self.m.newest_ingestion.set(n as f64 / 1000.0);
+        }
         self.scan = cp.scan.as_ref().map(|s| Scan { start_time_ms: s.start_time_ms, next_token: s.next_token.clone() });
         self.m.dedup_keys.set(self.window.len() as i64);
         Ok(())
@@ -189,13 +197,17 @@ impl<S: EventSink> GroupPoller<S> {
 
     /// The position to save.
     pub fn checkpoint(&self) -> GroupCheckpoint {
+        let t = self.window.times();
         GroupCheckpoint {
-            horizon_ms: self.window.horizon_ms(),
-            scan: match (&self.scan, self.window.scan_start_ms()) {
+            horizon_ms: t.horizon_ms,
+            last_scan_start_ms: t.last_scan_start_ms,
+            newest_ingestion_ms: t.newest_ingestion_ms,
+            scan: match (&self.scan, t.scan_start_ms) {
                 (Some(s), Some(started_ms)) => Some(ScanCheckpoint {
                     started_ms,
                     start_time_ms: s.start_time_ms,
                     next_token: s.next_token.clone(),
+                    bound_ms: t.scan_bound_ms,
                 }),
                 _ => None,
             },
@@ -247,7 +259,7 @@ impl<S: EventSink> GroupPoller<S> {
                 Err(e) => return Err(e),
             };
             let next = page.next_token.clone();
-            let (new, dup) = self.apply_page(page);
+            let (new, dup) = self.apply_page(page, shared.clock.now_ms());
             stats.pages += 1;
             stats.events += new;
             stats.duplicates += dup;
@@ -275,9 +287,9 @@ impl<S: EventSink> GroupPoller<S> {
 
     fn begin_scan<C>(&mut self, shared: &Shared<C>) {
         let now = shared.clock.now_ms();
-        let start_time_ms = match self.window.horizon_ms() {
+        let start_time_ms = match self.window.last_scan_start_ms() {
             // Everything since the previous scan began, `lookback` late at most.
-            Some(h) => h.saturating_sub(millis(shared.settings.lookback)),
+            Some(c) => c.saturating_sub(millis(shared.settings.lookback)),
             None => now.saturating_sub(millis(shared.settings.start_from)),
         };
         self.window.begin_scan(now);
@@ -287,7 +299,14 @@ impl<S: EventSink> GroupPoller<S> {
 
     /// Counts the new events of one page: window and sink in one synchronous
     /// step. Returns (new, duplicates).
-    fn apply_page(&mut self, page: Page) -> (u64, u64) {
+    fn apply_page(&mut self, page: Page, now_ms: i64) -> (u64, u64) {
+        // CloudWatch's clock, as this page shows it, bounds the horizon.
+        if let Some(newest) = page.events.iter().map(|e| e.ingestion_ms).max() {
+            self.window.note_page(newest, now_ms);
+            if let Some(n) = self.window.newest_ingestion_ms() {
+                self.m.newest_ingestion.set(n as f64 / 1000.0);
+            }
+        }
         let mut messages: Vec<&str> = Vec::with_capacity(page.events.len());
         let mut duplicates = 0u64;
         let mut outside_prefix = 0u64;
@@ -316,12 +335,6 @@ impl<S: EventSink> GroupPoller<S> {
         }
         self.sink.ingest(&messages);
         delay.flush();
-        if let Some(newest) = page.events.iter().map(|e| e.ingestion_ms).max() {
-            if self.newest_ingestion_ms.is_none_or(|n| newest > n) {
-                self.newest_ingestion_ms = Some(newest);
-                self.m.newest_ingestion.set(newest as f64 / 1000.0);
-            }
-        }
         let new = messages.len() as u64;
         self.m.events.inc_by(new);
         self.m.duplicates.inc_by(duplicates);
