@@ -118,3 +118,18 @@ fn top_k_keeps_only_k_most_rejected() {
     assert_eq!(value(&expo, "vpc_flow_top_rejected_sources{srcaddr=\"198.51.100.7\"}"), Some(8.0));
     assert_eq!(value(&expo, "vpc_flow_top_rejected_destinations{dstaddr=\"10.0.0.8\"}"), Some(9.0));
 }
+
+#[test]
+fn a_wild_future_timestamp_does_not_empty_the_windows() {
+    let t = 1_700_000_000u64;
+    let far = 4_000_000_000u64; // year 2096
+    let lines = format!(
+        "2 1 eni-a 198.51.100.1 10.0.0.2 1 22 6 1 40 {t} {t} REJECT OK\n2 1 eni-a 198.51.100.9 10.0.0.2 1 22 6 1 40 {far} {far} REJECT OK\n"
+    );
+    let expo = exposition("", &lines);
+    assert_eq!(value(&expo, "vpc_flow_top_rejected_sources{srcaddr=\"198.51.100.1\"}"), Some(1.0));
+    assert_eq!(value(&expo, "vpc_flow_top_rejected_sources{srcaddr=\"198.51.100.9\"}"), None);
+    assert_eq!(value(&expo, "vpc_flow_exporter_future_records_total"), Some(1.0));
+    assert_eq!(value(&expo, "vpc_flow_exporter_last_flow_timestamp_seconds"), Some(t as f64));
+    assert_eq!(value(&expo, "vpc_flow_records_total{action=\"REJECT\",interface_id=\"eni-a\"}"), Some(2.0));
+}

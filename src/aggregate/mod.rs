@@ -30,6 +30,14 @@ pub const IFACE_UNKNOWN: usize = 0;
 /// Interface slot of records beyond `limits.max_interfaces`.
 pub const IFACE_OTHER: usize = 1;
 
+/// How far ahead of the clock a flow time may be and still enter the windows.
+pub const FUTURE_TOLERANCE: u64 = 3600;
+
+fn future_limit() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    now + FUTURE_TOLERANCE
+}
+
 /// Counters of one `interface_id` label value. Arrays are indexed by
 /// [`Action::index`] or [`LogStatus::index`].
 #[derive(Debug, Clone)]
@@ -101,6 +109,11 @@ pub struct Aggregator {
     pub(crate) parse_errors: [u64; ParseError::ALL.len()],
     /// Newest record time (unix seconds) seen; 0 before any.
     pub(crate) newest: u64,
+    /// Record times beyond this (the clock plus [`FUTURE_TOLERANCE`], refreshed
+    /// only when a record passes it) stay out of the windows, so that one
+    /// record with a wild timestamp cannot empty them.
+    future_limit: u64,
+    pub(crate) future_records: u64,
 
     pub(crate) top_sources: WindowedTopK,
     pub(crate) top_destinations: WindowedTopK,
@@ -142,6 +155,8 @@ impl Aggregator {
             lines: 0,
             parse_errors: [0; ParseError::ALL.len()],
             newest: 0,
+            future_limit: future_limit(),
+            future_records: 0,
             top_sources: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
             top_destinations: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
             port_scans: PortScanTracker::new(d.port_scan.window, config.limits.max_port_scan_sources),
@@ -248,6 +263,13 @@ impl Aggregator {
         }
 
         if let Some(t) = r.time() {
+            if t > self.future_limit {
+                self.future_limit = future_limit();
+                if t > self.future_limit {
+                    self.future_records += 1;
+                    return;
+                }
+            }
             if t > self.newest {
                 self.newest = t;
             }

@@ -40,6 +40,7 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("vpc_flow_exporter_tracker_entries", "Addresses held by a windowed tracker.", MetricType::GAUGE, &["tracker"]),
     ("vpc_flow_exporter_tracker_evictions_total", "Addresses dropped by a windowed tracker to stay within its capacity.", MetricType::COUNTER, &["tracker"]),
     ("vpc_flow_exporter_tracker_capped_total", "Port observations not recorded because a source held the per-source port cap.", MetricType::COUNTER, &["tracker"]),
+    ("vpc_flow_exporter_future_records_total", "Traffic records whose flow time is more than an hour ahead of the clock: counted, but kept out of the windows.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_last_flow_timestamp_seconds", "Newest flow time (record end, else start) seen, in unix seconds.", MetricType::GAUGE, &[]),
     ("vpc_flow_exporter_build_info", "Build information; the value is 1.", MetricType::GAUGE, &["version"]),
 ];
@@ -283,6 +284,7 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
         b.push("vpc_flow_exporter_tracker_evictions_total", &[("tracker", name)], t_ev as f64);
     }
     b.push("vpc_flow_exporter_tracker_capped_total", &[("tracker", "port_scan")], agg.port_scans.capped() as f64);
+    b.push("vpc_flow_exporter_future_records_total", &[], agg.future_records as f64);
     b.push("vpc_flow_exporter_last_flow_timestamp_seconds", &[], agg.newest as f64);
     b.push("vpc_flow_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
 
