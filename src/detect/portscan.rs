@@ -581,6 +581,33 @@ mod tests {
     }
 
     #[test]
+    fn purges_at_the_cap_at_most_once_per_slot() {
+        // W = 600 s: slots of 10 s. Cap 8: 4 inline + 4 spilled.
+        let mut t = PortScanTracker::with_port_cap(Duration::from_secs(600), 10, 8);
+        let a = ip("203.0.113.9");
+        for p in 0..8u16 {
+            t.add(a, p, 1000 + u64::from(p), 1000 + u64::from(p));
+        }
+        // The inline ports (0-3) are seen again; the spilled ones (4-7) not.
+        for p in 0..4u16 {
+            t.add(a, p, 1600, 1600);
+        }
+        // At 1604 spilled port 4 (seen 1004) has left the window: the purge
+        // makes room for one new port.
+        t.add(a, 100, 1604, 1604);
+        assert_eq!((t.distinct_ports(a, 1604), t.capped()), (8, 0));
+        // Port 5 leaves at 1605, but the last purge was less than a slot
+        // (10 s) ago: the new port is capped rather than the spill scanned again.
+        t.add(a, 101, 1605, 1605);
+        assert_eq!(t.capped(), 1);
+        // A slot later the purge runs again (ports 5, 6, 7 go).
+        t.add(a, 102, 1614, 1614);
+        assert_eq!(t.capped(), 1);
+        assert_eq!(t.distinct_ports(a, 1614), 6);
+        assert_eq!(t.spilled_ports(), 2);
+    }
+
+    #[test]
     fn expired_inline_slots_are_reused_without_spilling() {
         let mut t = PortScanTracker::new(Duration::from_secs(60), 10);
         let a = ip("192.0.2.1");
