@@ -127,7 +127,16 @@ pub struct WindowedTopK {
     /// Per slot of eviction time: (epoch, largest count evicted then).
     evicted_by_slot: [(u64, u64); SLOTS],
     scratch: Vec<u64>,
+    /// Admission filter, used while evictions are recent: a bitmap of new
+    /// addresses seen once since the last compaction (empty until needed).
+    door: Vec<u64>,
+    /// New addresses go through `door` while `newest` is below this.
+    pressure_until: u64,
+    deferred: u64,
 }
+
+/// Words of the admission bitmap: 2^20 bits, 128 KiB.
+const DOOR_WORDS: usize = 1 << 14;
 
 impl WindowedTopK {
     /// `capacity` is the most addresses held (at least 1).
@@ -146,6 +155,9 @@ impl WindowedTopK {
             max_evicted: 0,
             evicted_by_slot: [(0, 0); SLOTS],
             scratch: Vec::new(),
+            door: Vec::new(),
+            pressure_until: 0,
+            deferred: 0,
         }
     }
 
@@ -179,6 +191,26 @@ impl WindowedTopK {
                 &mut self.free_rings,
             ),
             Slot::Vacant(v) => {
+                if newest < self.pressure_until {
+                    // Under pressure, a new address is admitted on its second
+                    // record: one-off addresses never enter the table.
+                    let h = ((k as u64) ^ ((k >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    let bit = (h >> 44) as usize;
+                    let (word, mask) = (&mut self.door[bit >> 6], 1u64 << (bit & 63));
+                    if *word & mask == 0 {
+                        *word |= mask;
+                        self.deferred += 1;
+                        // One record lost for this address, while in the window.
+                        let e = self.clock.epoch(newest);
+                        let slot = &mut self.evicted_by_slot[(e % self.clock.slots) as usize];
+                        if slot.0 != e {
+                            *slot = (e, 0);
+                        }
+                        slot.1 = slot.1.max(1);
+                        self.max_evicted = self.max_evicted.max(1);
+                        return;
+                    }
+                }
                 v.insert(Entry {
                     total: 1,
                     head: epoch,
@@ -246,6 +278,12 @@ impl WindowedTopK {
             .unwrap_or(0)
     }
 
+    /// Records of new addresses not counted by the admission filter (while
+    /// evictions are recent, a new address is admitted on its second record).
+    pub fn deferred(&self) -> u64 {
+        self.deferred
+    }
+
     /// Records ignored because they were older than the window when added.
     pub fn stale(&self) -> u64 {
         self.stale
@@ -278,6 +316,7 @@ impl WindowedTopK {
             + self.rings.capacity() * std::mem::size_of::<[u32; SLOTS]>()
             + self.free_rings.capacity() * 4
             + self.scratch.capacity() * std::mem::size_of::<u64>()
+            + self.door.capacity() * 8
     }
 
     /// Drops the addresses with nothing left in the window, then evicts the
@@ -322,6 +361,14 @@ impl WindowedTopK {
             !evict
         });
         self.evictions += evicted;
+        // Evictions make the table lossy: until the window has passed, new
+        // addresses must show twice before they take a place.
+        self.pressure_until = newest + self.clock.window;
+        if self.door.is_empty() {
+            self.door = vec![0; DOOR_WORDS];
+        } else {
+            self.door.fill(0);
+        }
         let largest = pivot >> 32;
         self.max_evicted = self.max_evicted.max(largest);
         let epoch = self.clock.epoch(newest);
@@ -632,8 +679,10 @@ mod tests {
             assert!(t.len() <= cap);
         }
         assert!(t.evictions() > 0);
-        // Every eviction is accounted: held + evicted = distinct addresses.
-        assert_eq!(t.len() as u64 + t.evictions(), 1001);
+        // Every address is accounted: held, evicted, or (once evictions
+        // began) deferred by the admission filter on its first record.
+        assert!(t.deferred() > 0);
+        assert_eq!(t.len() as u64 + t.evictions() + t.deferred(), 1001);
         assert_eq!(top(&t, 1, now)[0], (ip("203.0.113.66"), 50));
         assert_eq!(t.max_evicted(), 1);
         assert_eq!(t.error_bound(now), 1);
@@ -665,7 +714,16 @@ mod tests {
         t.add(ip("10.0.0.5"), 1100, 1100); // compaction: keep 2 of 4
         assert_eq!(t.evictions(), 2);
         let kept: Vec<IpAddr> = top(&t, 10, 1100).into_iter().map(|(a, _)| a).collect();
-        assert_eq!(kept, vec![ip("10.0.0.3"), ip("10.0.0.4"), ip("10.0.0.5")]);
+        assert_eq!(kept, vec![ip("10.0.0.3"), ip("10.0.0.4")]);
+        // After evictions a new address is admitted on its second record.
+        assert_eq!(t.deferred(), 1);
+        t.add(ip("10.0.0.5"), 1101, 1101);
+        assert_eq!(t.count(ip("10.0.0.5"), 1101), 1);
+        assert_eq!(t.error_bound(1101), 1);
+        // Once the window has passed since the last eviction, the filter is off.
+        t.add(ip("10.0.0.6"), 2100, 2100);
+        assert_eq!((t.count(ip("10.0.0.6"), 2100), t.deferred()), (1, 1));
+        assert_eq!(t.error_bound(2100), 0);
     }
 
     #[test]
