@@ -42,7 +42,9 @@ fn bench(c: &mut Criterion) {
     // Horizon well after every event's ingestion: all skipped by time.
     let mut past = SeenWindow::new(MARGIN);
     past.begin_scan(t0 + 3_600_000);
+    past.note_page(t0 + 3_600_000, t0 + 3_600_000);
     past.finish_scan();
+    assert!(past.is_before_horizon(ingestion(N - 1)));
     past.begin_scan(t0 + 3_660_000);
     g.bench_function("before_horizon", |b| {
         b.iter(|| keys.iter().enumerate().filter(|(i, k)| past.observe(**k, ingestion(*i)).is_new()).count())
