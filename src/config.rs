@@ -108,6 +108,7 @@ struct RawCloudWatch {
     start_from: Option<String>,
     state_file: Option<String>,
     max_requests_per_second: Option<f64>,
+    dedup_margin: Option<String>,
     #[serde(default)]
     log_groups: Vec<RawLogGroup>,
 }
@@ -185,6 +186,9 @@ pub struct CloudWatchConfig {
     pub start_from: Duration,
     pub state_file: Option<PathBuf>,
     pub max_requests_per_second: f64,
+    /// How long before the dedup horizon counted events are remembered by key:
+    /// longer than the delay before a new event becomes visible to FilterLogEvents.
+    pub dedup_margin: Duration,
     pub log_groups: Vec<LogGroupConfig>,
 }
 
@@ -210,6 +214,7 @@ pub mod defaults {
     pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
     pub const LOOKBACK: Duration = Duration::from_secs(20 * 60);
     pub const MAX_REQUESTS_PER_SECOND: f64 = 4.0;
+    pub const DEDUP_MARGIN: Duration = Duration::from_secs(5 * 60);
 }
 
 impl Default for Config {
@@ -393,6 +398,10 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
     if !(rps.is_finite() && rps > 0.0 && rps <= 100.0) {
         return Err(err("cloudwatch.max_requests_per_second", format!("must be above 0 and at most 100, got {rps}")));
     }
+    let dedup_margin = duration_or("cloudwatch.dedup_margin", cw.dedup_margin.as_deref(), defaults::DEDUP_MARGIN)?;
+    if dedup_margin < Duration::from_secs(1) || dedup_margin > Duration::from_secs(3600) {
+        return Err(err("cloudwatch.dedup_margin", "must be between 1s and 1h"));
+    }
     if let Some(url) = &cw.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(err("cloudwatch.endpoint_url", format!("must start with http:// or https://, got {url:?}")));
@@ -436,6 +445,7 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
         start_from,
         state_file: cw.state_file.map(|p| resolve(base, &p)),
         max_requests_per_second: rps,
+        dedup_margin,
         log_groups: groups,
     })
 }

@@ -44,6 +44,7 @@ fn each_invalid_config_names_its_key() {
         ("cloudwatch:\n  endpoint_url: localhost:5000\n  log_groups: [{name: a}]\n", "cloudwatch.endpoint_url: must start with http://"),
         ("cloudwatch:\n  role_arn: my-role\n  log_groups: [{name: a}]\n", "cloudwatch.role_arn: must be an IAM role ARN"),
         ("detections: [1, 2]\n", "detections"),
+        ("cloudwatch:\n  dedup_margin: 2h\n  log_groups: [{name: a}]\n", "cloudwatch.dedup_margin: must be between 1s and 1h"),
     ];
     for (yaml, want) in cases {
         let got = error_of(yaml);
@@ -99,6 +100,7 @@ cloudwatch:
     assert_eq!(cw.state_file.as_deref(), Some(Path::new("/etc/vfe/state.json")));
     assert_eq!(cw.start_from, cw.lookback, "start_from defaults to lookback");
     assert_eq!(cw.lookback, Duration::from_secs(1200));
+    assert_eq!(cw.dedup_margin, Duration::from_secs(300));
     assert!(cw.log_groups[0].log_format.has_field("tcp-flags"), "groups inherit the top-level format");
     assert!(!cw.log_groups[1].log_format.has_field("srcaddr"));
     assert_eq!(cw.log_groups[0].log_stream_prefix.as_deref(), Some("eni-"));

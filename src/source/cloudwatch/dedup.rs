@@ -34,7 +34,7 @@ use rustc_hash::FxHashSet;
 
 /// The default margin around the horizon: above the delay before a new event
 /// is visible to FilterLogEvents (seconds in practice), with room to spare.
-pub const DEFAULT_MARGIN: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_MARGIN: Duration = crate::config::defaults::DEDUP_MARGIN;
 
 /// Width of the ingestion-time buckets that keys are grouped in.
 pub const BUCKET_MS: i64 = 10_000;

@@ -59,8 +59,8 @@ impl CloudWatchSource {
         Ok(CloudWatchSource { inner })
     }
 
-    /// Sets the margin of the dedup window around the horizon (default
-    /// [`dedup::DEFAULT_MARGIN`]): it must exceed the delay before a new event
+    /// Overrides the margin of the dedup window around the horizon
+    /// (`cloudwatch.dedup_margin`, default [`dedup::DEFAULT_MARGIN`]): it must exceed the delay before a new event
     /// is visible to FilterLogEvents. Tests
     /// use a short one so that the horizon, not the keys, skips re-reads.
     pub fn set_dedup_margin(&mut self, margin: std::time::Duration) {
@@ -115,7 +115,7 @@ impl<C: LogsApi> Source<C> {
             poll_interval: cfg.poll_interval,
             lookback: cfg.lookback,
             start_from: cfg.start_from,
-            margin: dedup::DEFAULT_MARGIN,
+            margin: cfg.dedup_margin,
         };
         let target = client::describe_target(&cfg);
         let shared = Shared {
