@@ -129,18 +129,21 @@ fn two_million_sources_stay_within_bounds() {
     println!(
         "{records} records ({rejects} REJECT, {distinct} distinct sources) in {elapsed:?}: \
          peak heap {:.1} MiB, live {:.1} MiB, estimate {:.1} MiB; \
-         sources len {} evictions {} error bound {}; destinations len {} evictions {}; \
-         scans len {} evictions {} spilled {} capped {}; heavy {}/{heavy_records}, scanner {}/{scanner_ports}",
+         sources len {} evictions {} deferred {} error bound {}; destinations len {} evictions {} deferred {}; \
+         scans len {} evictions {} deferred {} spilled {} capped {}; heavy {}/{heavy_records}, scanner {}/{scanner_ports}",
         peak as f64 / MIB,
         live as f64 / MIB,
         estimate as f64 / MIB,
         sources.len(),
         sources.evictions(),
+        sources.deferred(),
         sources.error_bound(newest),
         destinations.len(),
         destinations.evictions(),
+        destinations.deferred(),
         scans.len(),
         scans.evictions(),
+        scans.deferred(),
         scans.spilled_ports(),
         scans.capped(),
         top[0].1,

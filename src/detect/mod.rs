@@ -5,6 +5,7 @@
 //! the records whose time is later than that minus W.
 
 pub mod addr;
+mod admit;
 pub mod geo;
 pub mod portscan;
 pub mod rules;

@@ -38,6 +38,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, addr_order, key_of};
+use super::admit::Admission;
 use super::topk::{SlotClock, SLOTS};
 
 /// Ports a source holds without allocating.
@@ -106,6 +107,8 @@ pub struct PortScanTracker {
     max_evicted: u64,
     evicted_by_slot: [(u64, u64); SLOTS],
     scratch: Vec<u64>,
+    /// While evictions are recent, new sources enter on their second record.
+    admission: Admission,
 }
 
 impl PortScanTracker {
@@ -133,6 +136,7 @@ impl PortScanTracker {
             max_evicted: 0,
             evicted_by_slot: [(0, 0); SLOTS],
             scratch: Vec::new(),
+            admission: Admission::default(),
         }
     }
 
@@ -171,6 +175,17 @@ impl PortScanTracker {
                 );
             }
             Slot::Vacant(v) => {
+                if !self.admission.admit(key, newest) {
+                    // One port lost for this source while in the window.
+                    let e = self.clock.epoch(newest);
+                    let slot = &mut self.evicted_by_slot[(e % self.clock.slots()) as usize];
+                    if slot.0 != e {
+                        *slot = (e, 0);
+                    }
+                    slot.1 = slot.1.max(1);
+                    self.max_evicted = self.max_evicted.max(1);
+                    return;
+                }
                 let mut s = Source {
                     n: 1,
                     ..Source::default()
@@ -237,6 +252,12 @@ impl PortScanTracker {
         self.capped
     }
 
+    /// Records of new sources not counted by the admission filter (while
+    /// evictions are recent, a new source is admitted on its second record).
+    pub fn deferred(&self) -> u64 {
+        self.admission.deferred()
+    }
+
     /// Records ignored because they were older than the window when added.
     pub fn stale(&self) -> u64 {
         self.stale
@@ -297,6 +318,7 @@ impl PortScanTracker {
         buckets * (std::mem::size_of::<(u128, Source)>() + 1)
             + spill
             + self.scratch.capacity() * std::mem::size_of::<u64>()
+            + self.admission.heap_bytes()
     }
 
     /// Drops ports and sources that left the window, then evicts the sources
@@ -398,6 +420,7 @@ impl PortScanTracker {
             }
         }
         if largest > 0 {
+            self.admission.arm(newest, self.window);
             self.max_evicted = self.max_evicted.max(largest);
             let epoch = self.clock.epoch(newest);
             let slot = &mut self.evicted_by_slot[(epoch % self.clock.slots()) as usize];
@@ -631,7 +654,10 @@ mod tests {
             t.add(v4(0x0b00_0000 + i), 23, now, now);
             assert!(t.len() <= cap);
         }
+        // Every source is accounted: each came twice, so the admission
+        // filter (on once evictions began) deferred its first record only.
         assert_eq!(t.len() as u64 + t.evictions(), 1001);
+        assert!(t.deferred() > 0);
         assert_eq!(
             scanners(&t, 20, 5, now),
             (1, vec![(ip("45.155.205.1"), 40)])

@@ -41,6 +41,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, addr_order, key_of};
+use super::admit::Admission;
 
 /// The most slots a window is cut into.
 pub const SLOTS: usize = 60;
@@ -127,16 +128,9 @@ pub struct WindowedTopK {
     /// Per slot of eviction time: (epoch, largest count evicted then).
     evicted_by_slot: [(u64, u64); SLOTS],
     scratch: Vec<u64>,
-    /// Admission filter, used while evictions are recent: a bitmap of new
-    /// addresses seen once since the last compaction (empty until needed).
-    door: Vec<u64>,
-    /// New addresses go through `door` while `newest` is below this.
-    pressure_until: u64,
-    deferred: u64,
+    /// While evictions are recent, new addresses enter on their second record.
+    admission: Admission,
 }
-
-/// Words of the admission bitmap: 2^20 bits, 128 KiB.
-const DOOR_WORDS: usize = 1 << 14;
 
 impl WindowedTopK {
     /// `capacity` is the most addresses held (at least 1).
@@ -155,9 +149,7 @@ impl WindowedTopK {
             max_evicted: 0,
             evicted_by_slot: [(0, 0); SLOTS],
             scratch: Vec::new(),
-            door: Vec::new(),
-            pressure_until: 0,
-            deferred: 0,
+            admission: Admission::default(),
         }
     }
 
@@ -191,25 +183,16 @@ impl WindowedTopK {
                 &mut self.free_rings,
             ),
             Slot::Vacant(v) => {
-                if newest < self.pressure_until {
-                    // Under pressure, a new address is admitted on its second
-                    // record: one-off addresses never enter the table.
-                    let h = ((k as u64) ^ ((k >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                    let bit = (h >> 44) as usize;
-                    let (word, mask) = (&mut self.door[bit >> 6], 1u64 << (bit & 63));
-                    if *word & mask == 0 {
-                        *word |= mask;
-                        self.deferred += 1;
-                        // One record lost for this address, while in the window.
-                        let e = self.clock.epoch(newest);
-                        let slot = &mut self.evicted_by_slot[(e % self.clock.slots) as usize];
-                        if slot.0 != e {
-                            *slot = (e, 0);
-                        }
-                        slot.1 = slot.1.max(1);
-                        self.max_evicted = self.max_evicted.max(1);
-                        return;
+                if !self.admission.admit(k, newest) {
+                    // One record lost for this address while in the window.
+                    let e = self.clock.epoch(newest);
+                    let slot = &mut self.evicted_by_slot[(e % self.clock.slots) as usize];
+                    if slot.0 != e {
+                        *slot = (e, 0);
                     }
+                    slot.1 = slot.1.max(1);
+                    self.max_evicted = self.max_evicted.max(1);
+                    return;
                 }
                 v.insert(Entry {
                     total: 1,
@@ -281,7 +264,7 @@ impl WindowedTopK {
     /// Records of new addresses not counted by the admission filter (while
     /// evictions are recent, a new address is admitted on its second record).
     pub fn deferred(&self) -> u64 {
-        self.deferred
+        self.admission.deferred()
     }
 
     /// Records ignored because they were older than the window when added.
@@ -316,7 +299,7 @@ impl WindowedTopK {
             + self.rings.capacity() * std::mem::size_of::<[u32; SLOTS]>()
             + self.free_rings.capacity() * 4
             + self.scratch.capacity() * std::mem::size_of::<u64>()
-            + self.door.capacity() * 8
+            + self.admission.heap_bytes()
     }
 
     /// Drops the addresses with nothing left in the window, then evicts the
@@ -363,12 +346,7 @@ impl WindowedTopK {
         self.evictions += evicted;
         // Evictions make the table lossy: until the window has passed, new
         // addresses must show twice before they take a place.
-        self.pressure_until = newest + self.clock.window;
-        if self.door.is_empty() {
-            self.door = vec![0; DOOR_WORDS];
-        } else {
-            self.door.fill(0);
-        }
+        self.admission.arm(newest, self.clock.window);
         let largest = pivot >> 32;
         self.max_evicted = self.max_evicted.max(largest);
         let epoch = self.clock.epoch(newest);
