@@ -24,12 +24,15 @@
 //! table order) down to `capacity / 2` sources and half the spilled-port budget.
 //! Amortized O(1) per record: a compaction costs O(sources + spilled ports) and
 //! follows at least `capacity / 2` new sources or half a budget of new ports.
+//! For one window after an evicting compaction, new sources are admitted on
+//! their second record (see `admit.rs`; the first is
+//! [`PortScanTracker::deferred`]).
 //!
 //! **Error bound.** Distinct-port counts are exact while the sources fit and
 //! no source reaches the per-source cap. Beyond, a count is never above the
 //! truth; each eviction of a source dropped at most
-//! [`PortScanTracker::error_bound`] of its ports in the window, and a source at
-//! the cap reports at most [`MAX_PORTS_PER_SOURCE`].
+//! [`PortScanTracker::error_bound`] of its ports in the window, each deferral
+//! one, and a source at the cap reports at most [`MAX_PORTS_PER_SOURCE`].
 
 use std::collections::hash_map::Entry as Slot;
 use std::net::IpAddr;
@@ -268,8 +271,9 @@ impl PortScanTracker {
         self.max_evicted
     }
 
-    /// The most distinct ports evicted with one source by compactions whose
-    /// ports may still be in the window ending at `newest` (0: exact).
+    /// The most distinct ports evicted with one source (1 for a deferred
+    /// record) at times whose ports may still be in the window ending at
+    /// `newest` (0: exact).
     pub fn error_bound(&self, newest: u64) -> u64 {
         let newest = newest.max(self.newest);
         // Evicted ports were seen at or before the eviction's newest time; they

@@ -15,22 +15,25 @@
 //! keeps its count inline; one seen in two or more live slots gets a ring of 60
 //! `u32` counters from a slab (reused through a free list, so there is no
 //! allocation per record once the slab has grown). At most `capacity`
-//! addresses are held: about `capacity × (48 + 240)` bytes in the worst case
-//! (every address spread over several slots), about `capacity × 48` bytes when
-//! addresses are short-lived.
+//! addresses are held: the table (32 bytes a bucket, about 4 MiB for 50,000
+//! under churn) plus at most 240 bytes of ring per address.
 //!
 //! **Eviction.** When a new address arrives and `capacity` are held, a
 //! compaction first drops the addresses with nothing left in the window (not
 //! evictions), then, if more than `capacity / 2` remain, evicts the ones with
 //! the smallest window counts (ties: the least recently seen slot first, then
-//! table order) down to `capacity / 2`. Each compaction costs O(capacity) and happens at
-//! most once per `capacity / 2` new addresses: amortized O(1) per record.
+//! table order) down to `capacity / 2`. Each compaction costs O(capacity) and
+//! happens at most once per `capacity / 2` new addresses: amortized O(1) per
+//! record. For one window after an evicting compaction, new addresses are
+//! admitted on their second record (see `admit.rs`): the first one is
+//! deferred ([`WindowedTopK::deferred`]), so floods of one-off addresses stay
+//! out of the table.
 //!
 //! **Error bound.** Counts are exact while the distinct addresses of the window
 //! fit the capacity. Beyond, a count is never above the truth, and it is exact
-//! for an address that was not evicted during the window; each eviction of an
-//! address dropped at most [`WindowedTopK::error_bound`] records that are still
-//! in the window. With `capacity >= 4 × K` (the configuration enforces it) the
+//! for an address that was neither evicted nor deferred during the window;
+//! each eviction of an address dropped at most [`WindowedTopK::error_bound`]
+//! records that are still in the window, each deferral one. With `capacity >= 4 × K` (the configuration enforces it) the
 //! addresses reported in the top K are above the eviction threshold and are not
 //! the ones evicted by the next compaction.
 
@@ -247,10 +250,10 @@ impl WindowedTopK {
         self.max_evicted
     }
 
-    /// The largest window count evicted by compactions whose records may
-    /// still be in the window ending at `newest`: each eviction of an address
-    /// lost at most this many of its records in that window (0: every count
-    /// is exact).
+    /// The largest window count evicted (1 for a deferred record) at times
+    /// whose records may still be in the window ending at `newest`: each
+    /// eviction or deferral of an address lost at most this many of its
+    /// records in that window (0: every count is exact).
     pub fn error_bound(&self, newest: u64) -> u64 {
         let first_live = self.clock.first_live(newest.max(self.newest));
         self.evicted_by_slot
