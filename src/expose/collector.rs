@@ -39,6 +39,8 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("vpc_flow_exporter_interface_limit_records_total", "Records counted under interface_id=\"other\" because limits.max_interfaces was reached.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_tracker_entries", "Addresses held by a windowed tracker.", MetricType::GAUGE, &["tracker"]),
     ("vpc_flow_exporter_tracker_evictions_total", "Addresses dropped by a windowed tracker to stay within its capacity.", MetricType::COUNTER, &["tracker"]),
+    ("vpc_flow_exporter_tracker_deferred_total", "Records not counted because the tracker admits a new address only on its second record while it is evicting.", MetricType::COUNTER, &["tracker"]),
+    ("vpc_flow_exporter_tracker_error_bound", "The most a tracked value in the window may be below its true value, from evictions and deferrals; 0 while exact.", MetricType::GAUGE, &["tracker"]),
     ("vpc_flow_exporter_tracker_capped_total", "Port observations not recorded because a source held the per-source port cap.", MetricType::COUNTER, &["tracker"]),
     ("vpc_flow_exporter_future_records_total", "Traffic records whose flow time is more than an hour ahead of the clock: counted, but kept out of the windows.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_last_flow_timestamp_seconds", "Newest flow time (record end, else start) seen, in unix seconds.", MetricType::GAUGE, &[]),
@@ -275,13 +277,17 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
     }
     b.push("vpc_flow_exporter_interfaces", &[], agg.interface_count() as f64);
     b.push("vpc_flow_exporter_interface_limit_records_total", &[], agg.interface_limit_records as f64);
-    for (name, t_len, t_ev) in [
-        ("rejected_sources", agg.top_sources.len(), agg.top_sources.evictions()),
-        ("rejected_destinations", agg.top_destinations.len(), agg.top_destinations.evictions()),
-        ("port_scan", agg.port_scans.len(), agg.port_scans.evictions()),
+    let (src, dst, ps) = (&agg.top_sources, &agg.top_destinations, &agg.port_scans);
+    for (name, len, evictions, deferred, bound) in [
+        ("rejected_sources", src.len(), src.evictions(), src.deferred(), src.error_bound(agg.newest)),
+        ("rejected_destinations", dst.len(), dst.evictions(), dst.deferred(), dst.error_bound(agg.newest)),
+        ("port_scan", ps.len(), ps.evictions(), ps.deferred(), ps.error_bound(agg.newest)),
     ] {
-        b.push("vpc_flow_exporter_tracker_entries", &[("tracker", name)], t_len as f64);
-        b.push("vpc_flow_exporter_tracker_evictions_total", &[("tracker", name)], t_ev as f64);
+        let l = [("tracker", name)];
+        b.push("vpc_flow_exporter_tracker_entries", &l, len as f64);
+        b.push("vpc_flow_exporter_tracker_evictions_total", &l, evictions as f64);
+        b.push("vpc_flow_exporter_tracker_deferred_total", &l, deferred as f64);
+        b.push("vpc_flow_exporter_tracker_error_bound", &l, bound as f64);
     }
     b.push("vpc_flow_exporter_tracker_capped_total", &[("tracker", "port_scan")], agg.port_scans.capped() as f64);
     b.push("vpc_flow_exporter_future_records_total", &[], agg.future_records as f64);
