@@ -8,6 +8,8 @@
 //! Off while no eviction happened in the window, so counts stay exact while
 //! the addresses fit.
 
+use super::topk::{SlotClock, SLOTS};
+
 /// Words of the bitmap: 2^20 bits, 128 KiB.
 const WORDS: usize = 1 << 14;
 
@@ -55,5 +57,45 @@ impl Admission {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bits.capacity() * 8
+    }
+}
+
+/// What the trackers lost: the largest loss (a window count or a number of
+/// ports evicted with one address, or 1 for a deferred record) per slot of the
+/// window, and since start. `bound` is the tracker's error bound.
+#[derive(Debug)]
+pub(crate) struct LossLog {
+    by_slot: [(u64, u64); SLOTS],
+    max: u64,
+}
+
+impl Default for LossLog {
+    fn default() -> LossLog {
+        LossLog { by_slot: [(0, 0); SLOTS], max: 0 }
+    }
+}
+
+impl LossLog {
+    /// One address lost `lost` at the time `newest`.
+    pub(crate) fn record(&mut self, clock: &SlotClock, newest: u64, lost: u64) {
+        self.max = self.max.max(lost);
+        let epoch = clock.epoch(newest);
+        let slot = &mut self.by_slot[(epoch % clock.slots()) as usize];
+        if slot.0 != epoch {
+            *slot = (epoch, 0);
+        }
+        slot.1 = slot.1.max(lost);
+    }
+
+    /// The largest loss at times whose records may still be in the window
+    /// ending at `newest` (0: every value is exact).
+    pub(crate) fn bound(&self, clock: &SlotClock, newest: u64) -> u64 {
+        let first_live = clock.first_live(newest);
+        self.by_slot.iter().filter(|(epoch, max)| *max > 0 && *epoch >= first_live).map(|&(_, max)| max).max().unwrap_or(0)
+    }
+
+    /// The largest loss since start.
+    pub(crate) fn max(&self) -> u64 {
+        self.max
     }
 }

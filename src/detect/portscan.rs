@@ -41,8 +41,8 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, addr_order, key_of};
-use super::admit::Admission;
-use super::topk::{SlotClock, SLOTS};
+use super::admit::{Admission, LossLog};
+use super::topk::SlotClock;
 
 /// Ports a source holds without allocating.
 pub const INLINE_PORTS: usize = 4;
@@ -107,8 +107,7 @@ pub struct PortScanTracker {
     evictions: u64,
     capped: u64,
     stale: u64,
-    max_evicted: u64,
-    evicted_by_slot: [(u64, u64); SLOTS],
+    losses: LossLog,
     scratch: Vec<u64>,
     /// While evictions are recent, new sources enter on their second record.
     admission: Admission,
@@ -136,8 +135,7 @@ impl PortScanTracker {
             evictions: 0,
             capped: 0,
             stale: 0,
-            max_evicted: 0,
-            evicted_by_slot: [(0, 0); SLOTS],
+            losses: LossLog::default(),
             scratch: Vec::new(),
             admission: Admission::default(),
         }
@@ -180,13 +178,7 @@ impl PortScanTracker {
             Slot::Vacant(v) => {
                 if !self.admission.admit(key, newest) {
                     // One port lost for this source while in the window.
-                    let e = self.clock.epoch(newest);
-                    let slot = &mut self.evicted_by_slot[(e % self.clock.slots()) as usize];
-                    if slot.0 != e {
-                        *slot = (e, 0);
-                    }
-                    slot.1 = slot.1.max(1);
-                    self.max_evicted = self.max_evicted.max(1);
+                    self.losses.record(&self.clock, newest, 1);
                     return;
                 }
                 let mut s = Source {
@@ -268,23 +260,16 @@ impl PortScanTracker {
 
     /// The most distinct ports an evicted source held, since start.
     pub fn max_evicted(&self) -> u64 {
-        self.max_evicted
+        self.losses.max()
     }
 
     /// The most distinct ports evicted with one source (1 for a deferred
     /// record) at times whose ports may still be in the window ending at
     /// `newest` (0: exact).
     pub fn error_bound(&self, newest: u64) -> u64 {
-        let newest = newest.max(self.newest);
         // Evicted ports were seen at or before the eviction's newest time; they
         // can be in the window only if that time is.
-        let first_live = self.clock.first_live(newest);
-        self.evicted_by_slot
-            .iter()
-            .filter(|(epoch, max)| *max > 0 && *epoch >= first_live)
-            .map(|&(_, max)| max)
-            .max()
-            .unwrap_or(0)
+        self.losses.bound(&self.clock, newest.max(self.newest))
     }
 
     /// Sources held now.
@@ -425,13 +410,7 @@ impl PortScanTracker {
         }
         if largest > 0 {
             self.admission.arm(newest, self.window);
-            self.max_evicted = self.max_evicted.max(largest);
-            let epoch = self.clock.epoch(newest);
-            let slot = &mut self.evicted_by_slot[(epoch % self.clock.slots()) as usize];
-            if slot.0 != epoch {
-                *slot = (epoch, 0);
-            }
-            slot.1 = slot.1.max(largest);
+            self.losses.record(&self.clock, newest, largest);
         }
     }
 }

@@ -44,7 +44,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, addr_order, key_of};
-use super::admit::Admission;
+use super::admit::{Admission, LossLog};
 
 /// The most slots a window is cut into.
 pub const SLOTS: usize = 60;
@@ -127,9 +127,7 @@ pub struct WindowedTopK {
     first_live: u64,
     evictions: u64,
     stale: u64,
-    max_evicted: u64,
-    /// Per slot of eviction time: (epoch, largest count evicted then).
-    evicted_by_slot: [(u64, u64); SLOTS],
+    losses: LossLog,
     scratch: Vec<u64>,
     /// While evictions are recent, new addresses enter on their second record.
     admission: Admission,
@@ -149,8 +147,7 @@ impl WindowedTopK {
             first_live: u64::MAX,
             evictions: 0,
             stale: 0,
-            max_evicted: 0,
-            evicted_by_slot: [(0, 0); SLOTS],
+            losses: LossLog::default(),
             scratch: Vec::new(),
             admission: Admission::default(),
         }
@@ -188,13 +185,7 @@ impl WindowedTopK {
             Slot::Vacant(v) => {
                 if !self.admission.admit(k, newest) {
                     // One record lost for this address while in the window.
-                    let e = self.clock.epoch(newest);
-                    let slot = &mut self.evicted_by_slot[(e % self.clock.slots) as usize];
-                    if slot.0 != e {
-                        *slot = (e, 0);
-                    }
-                    slot.1 = slot.1.max(1);
-                    self.max_evicted = self.max_evicted.max(1);
+                    self.losses.record(&self.clock, newest, 1);
                     return;
                 }
                 v.insert(Entry {
@@ -247,7 +238,7 @@ impl WindowedTopK {
 
     /// The largest window count an evicted address held, since start.
     pub fn max_evicted(&self) -> u64 {
-        self.max_evicted
+        self.losses.max()
     }
 
     /// The largest window count evicted (1 for a deferred record) at times
@@ -255,13 +246,7 @@ impl WindowedTopK {
     /// eviction or deferral of an address lost at most this many of its
     /// records in that window (0: every count is exact).
     pub fn error_bound(&self, newest: u64) -> u64 {
-        let first_live = self.clock.first_live(newest.max(self.newest));
-        self.evicted_by_slot
-            .iter()
-            .filter(|(epoch, max)| *max > 0 && *epoch >= first_live)
-            .map(|&(_, max)| max)
-            .max()
-            .unwrap_or(0)
+        self.losses.bound(&self.clock, newest.max(self.newest))
     }
 
     /// Records of new addresses not counted by the admission filter (while
@@ -351,13 +336,7 @@ impl WindowedTopK {
         // addresses must show twice before they take a place.
         self.admission.arm(newest, self.clock.window);
         let largest = pivot >> 32;
-        self.max_evicted = self.max_evicted.max(largest);
-        let epoch = self.clock.epoch(newest);
-        let slot = &mut self.evicted_by_slot[(epoch % self.clock.slots) as usize];
-        if slot.0 != epoch {
-            *slot = (epoch, 0);
-        }
-        slot.1 = slot.1.max(largest);
+        self.losses.record(&self.clock, newest, largest);
     }
 }
 
