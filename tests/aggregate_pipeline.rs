@@ -133,3 +133,19 @@ fn a_wild_future_timestamp_does_not_empty_the_windows() {
     assert_eq!(value(&expo, "vpc_flow_exporter_last_flow_timestamp_seconds"), Some(t as f64));
     assert_eq!(value(&expo, "vpc_flow_records_total{action=\"REJECT\",interface_id=\"eni-a\"}"), Some(2.0));
 }
+
+#[test]
+fn interface_ids_named_like_the_reserved_values_share_their_series() {
+    let lines = format!("{}{}{}", line("other", "ACCEPT"), line("unknown", "ACCEPT"), line("eni-a", "ACCEPT"));
+    let expo = exposition("limits:\n  max_interfaces: 1\n", &format!("{lines}{}", line("eni-b", "ACCEPT")));
+    let series: Vec<&str> = expo.lines().filter(|l| l.starts_with("vpc_flow_records_total{")).collect();
+    assert_eq!(
+        series,
+        vec![
+            "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"eni-a\"} 1",
+            "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"other\"} 2",
+            "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"unknown\"} 1",
+        ]
+    );
+    assert_eq!(value(&expo, "vpc_flow_exporter_interfaces"), Some(1.0));
+}

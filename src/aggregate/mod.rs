@@ -38,6 +38,17 @@ fn future_limit() -> u64 {
     now + FUTURE_TOLERANCE
 }
 
+/// The label value of an interface-id: as it is when it is printable ASCII
+/// without a backslash (every real one), else with its bytes escaped
+/// (`\xff`, `\\`), so that distinct ids never share a label value.
+pub fn interface_label(id: &[u8]) -> String {
+    if id.iter().all(|&b| b.is_ascii_graphic() && b != b'\\') {
+        String::from_utf8_lossy(id).into_owned()
+    } else {
+        id.escape_ascii().to_string()
+    }
+}
+
 /// Counters of one `interface_id` label value. Arrays are indexed by
 /// [`Action::index`] or [`LogStatus::index`].
 #[derive(Debug, Clone)]
@@ -296,12 +307,19 @@ impl Aggregator {
         if self.last_slot != usize::MAX && self.last_iface == id {
             return self.last_slot;
         }
+        // The reserved label values keep their slots, so that a record that
+        // names them cannot make a second series with the same labels.
+        if id == b"unknown" {
+            return IFACE_UNKNOWN;
+        }
+        if id == b"other" {
+            return IFACE_OTHER;
+        }
         let slot = match self.iface_slots.get(id) {
             Some(&s) => s as usize,
             None if self.iface_slots.len() < self.max_interfaces => {
                 let s = self.interfaces.len();
-                let name = String::from_utf8_lossy(id);
-                self.interfaces.push(InterfaceCounters::new(&name, self.forbidden_ports.len()));
+                self.interfaces.push(InterfaceCounters::new(&interface_label(id), self.forbidden_ports.len()));
                 self.iface_slots.insert(id.into(), s as u32);
                 s
             }
@@ -335,5 +353,18 @@ impl Aggregator {
     /// Traffic records of one action, all interfaces.
     pub fn records(&self, action: Action) -> u64 {
         self.interfaces.iter().map(|c| c.records[action.index()]).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interface_label;
+
+    #[test]
+    fn interface_labels_are_distinct_for_distinct_ids() {
+        assert_eq!(interface_label(b"eni-1235b8ca123456789"), "eni-1235b8ca123456789");
+        let ids: [&[u8]; 6] = [b"eni-\xff", b"eni-\xfe", b"eni-\\xff", b"eni-\xc3\xa9", b"eni-\\", b"eni-\t"];
+        let labels: std::collections::HashSet<String> = ids.iter().map(|id| interface_label(id)).collect();
+        assert_eq!(labels.len(), ids.len(), "{labels:?}");
     }
 }
