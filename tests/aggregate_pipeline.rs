@@ -149,3 +149,12 @@ fn interface_ids_named_like_the_reserved_values_share_their_series() {
     );
     assert_eq!(value(&expo, "vpc_flow_exporter_interfaces"), Some(1.0));
 }
+
+#[test]
+fn absurdly_long_interface_ids_count_as_other() {
+    let long = format!("eni-{}", "f".repeat(200));
+    let expo = exposition("", &format!("{}{}", line(&long, "ACCEPT"), line("eni-a", "ACCEPT")));
+    assert_eq!(value(&expo, "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"other\"}"), Some(1.0));
+    assert_eq!(value(&expo, "vpc_flow_exporter_interface_limit_records_total"), Some(1.0));
+    assert_eq!(value(&expo, "vpc_flow_exporter_interfaces"), Some(1.0));
+}

@@ -30,6 +30,10 @@ pub const IFACE_UNKNOWN: usize = 0;
 /// Interface slot of records beyond `limits.max_interfaces`.
 pub const IFACE_OTHER: usize = 1;
 
+/// Longest interface-id given its own label value (real ones have 21 bytes);
+/// longer ones count under `other`, so label memory stays bounded.
+pub const MAX_INTERFACE_ID_LEN: usize = 128;
+
 /// How far ahead of the clock a flow time may be and still enter the windows.
 pub const FUTURE_TOLERANCE: u64 = 3600;
 
@@ -317,7 +321,7 @@ impl Aggregator {
         }
         let slot = match self.iface_slots.get(id) {
             Some(&s) => s as usize,
-            None if self.iface_slots.len() < self.max_interfaces => {
+            None if self.iface_slots.len() < self.max_interfaces && id.len() <= MAX_INTERFACE_ID_LEN => {
                 let s = self.interfaces.len();
                 self.interfaces.push(InterfaceCounters::new(&interface_label(id), self.forbidden_ports.len()));
                 self.iface_slots.insert(id.into(), s as u32);
