@@ -84,14 +84,25 @@ pub fn replay(inputs: &[Input], parser: &mut LineParser, agg: &mut Aggregator) -
 }
 
 /// Feeds one reader's lines to the aggregator: complete lines of each block are
-/// parsed in place; the partial last line moves to the front of the buffer.
+/// parsed in place; the partial last line moves to the front of the buffer. A
+/// line longer than the whole buffer is counted once as an invalid line (the
+/// parser's `too_long`) and skipped up to its end, so memory stays bounded
+/// whatever the input.
 pub fn read_lines(r: &mut dyn Read, buf: &mut Vec<u8>, parser: &mut LineParser, agg: &mut Aggregator) -> io::Result<()> {
+    if buf.len() < 2 * crate::parse::MAX_LINE_LEN {
+        buf.resize(2 * crate::parse::MAX_LINE_LEN, 0);
+    }
     let mut filled = 0;
+    // Inside an over-long line already counted: drop bytes up to its end.
+    let mut skipping = false;
     loop {
         if filled == buf.len() {
-            // One line longer than the buffer: grow (the parser rejects very
-            // long lines itself).
-            buf.resize(buf.len() * 2, 0);
+            // A whole buffer without a newline: far longer than any valid line.
+            if !skipping {
+                agg.ingest_line(parser, &buf[..filled]);
+                skipping = true;
+            }
+            filled = 0;
         }
         let n = match r.read(&mut buf[filled..]) {
             Ok(0) => break,
@@ -100,18 +111,81 @@ pub fn read_lines(r: &mut dyn Read, buf: &mut Vec<u8>, parser: &mut LineParser, 
             Err(e) => return Err(e),
         };
         let end = filled + n;
-        match memchr::memrchr(b'\n', &buf[filled..end]) {
+        let mut start = 0;
+        if skipping {
+            match memchr::memchr(b'\n', &buf[filled..end]) {
+                Some(i) => {
+                    skipping = false;
+                    start = filled + i + 1;
+                }
+                None => {
+                    filled = 0;
+                    continue;
+                }
+            }
+        }
+        match memchr::memrchr(b'\n', &buf[start..end]) {
             Some(i) => {
-                let cut = filled + i;
-                agg.ingest_lines(parser, &buf[..cut]);
+                let cut = start + i;
+                agg.ingest_lines(parser, &buf[start..cut]);
                 buf.copy_within(cut + 1..end, 0);
                 filled = end - cut - 1;
             }
-            None => filled = end,
+            None => {
+                buf.copy_within(start..end, 0);
+                filled = end - start;
+            }
         }
     }
-    if filled > 0 {
+    if filled > 0 && !skipping {
         agg.ingest_lines(parser, &buf[..filled]);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::parse::{Format, ParseError};
+
+    fn run(input: &[u8], block: usize) -> Aggregator {
+        let mut agg = Aggregator::new(&Config::default());
+        let mut parser = LineParser::new(Format::default_v2());
+        let mut buf = vec![0u8; block];
+        // A reader that hands out small pieces, to cross every boundary.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.0.len()).min(977);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        read_lines(&mut Trickle(input), &mut buf, &mut parser, &mut agg).unwrap();
+        agg
+    }
+
+    const LINE: &str = "2 123456789010 eni-a 10.0.0.1 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK";
+
+    #[test]
+    fn a_giant_line_is_one_error_and_the_lines_around_it_count() {
+        let mut input = format!("{LINE}\n").into_bytes();
+        input.extend(std::iter::repeat_n(b'x', 5 * crate::parse::MAX_LINE_LEN + 3));
+        input.extend(format!("\n{LINE}\n{LINE}").bytes());
+        let agg = run(&input, 0);
+        assert_eq!(agg.records(crate::parse::Action::Accept), 3);
+        let too_long = agg.parse_errors().find(|(e, _)| *e == ParseError::TooLong).map(|(_, n)| n);
+        assert_eq!(too_long, Some(1));
+        assert_eq!(agg.lines(), 4);
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_whole() {
+        let input: String = (0..500).map(|_| format!("{LINE}\r\n")).collect();
+        let agg = run(input.as_bytes(), 1 << 20);
+        assert_eq!(agg.records(crate::parse::Action::Accept), 500);
+        assert_eq!(agg.lines(), 500);
+    }
 }
