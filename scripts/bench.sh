@@ -3,7 +3,9 @@
 #   scripts/bench.sh [LINES] [DISTINCT_SOURCES] [REJECT_PERCENT]
 # Defaults: 10,000,000 lines, 50,000 sources, 20% REJECT (a realistic mix).
 # The worst case of the memory target: scripts/bench.sh 10000000 2000000 50
-# With GEOIP=path/to/country.mmdb the run adds a config with that database.
+# With GEOIP=path/to/country.mmdb the run adds a config with that database;
+# GEOIP=synthetic uses a realistic-size made-up one (examples/gen_mmdb.rs:
+# 400k IPv4 + ~92k IPv6 networks, 6 MB), generated once under the bench dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-10000000}
@@ -12,6 +14,15 @@ reject=${3:-20}
 dir=${BENCH_DIR:-/tmp/vpc-flow-bench}
 mkdir -p "$dir"
 cargo build --release --quiet --bin vpc-flow-exporter --example gen_flows
+geoip=${GEOIP:-}
+if [ "$geoip" = synthetic ]; then
+    cargo build --release --quiet --example gen_mmdb
+    geoip="$dir/synthetic-country.mmdb"
+    if [ ! -s "$geoip" ] || [ target/release/examples/gen_mmdb -nt "$geoip" ]; then
+        echo "bench: generating $geoip"
+        target/release/examples/gen_mmdb "$geoip"
+    fi
+fi
 file="$dir/flows-$lines-$distinct-$reject.log"
 if [ ! -s "$file" ]; then
     echo "bench: generating $file"
@@ -19,8 +30,8 @@ if [ ! -s "$file" ]; then
 fi
 cat "$file" > /dev/null   # into the page cache
 args=(replay)
-if [ -n "${GEOIP:-}" ]; then
-    printf 'geoip:\n  database: %s\n' "$(realpath "$GEOIP")" > "$dir/geoip.yaml"
+if [ -n "$geoip" ]; then
+    printf 'geoip:\n  database: %s\n' "$(realpath "$geoip")" > "$dir/geoip.yaml"
     args+=(--config.file "$dir/geoip.yaml")
 fi
 args+=("$file")
