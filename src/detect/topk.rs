@@ -37,7 +37,6 @@
 //! addresses reported in the top K are above the eviction threshold and are not
 //! the ones evicted by the next compaction.
 
-use std::collections::hash_map::Entry as Slot;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -170,31 +169,20 @@ impl WindowedTopK {
         }
         let epoch = epoch.min(u64::from(u32::MAX - 1)) as u32;
         let k = key_of(key);
-        if self.map.len() >= self.capacity && !self.map.contains_key(&k) {
+        // One probe for a held address, the common case.
+        if let Some(e) = self.map.get_mut(&k) {
+            bump(e, epoch, first_live, self.clock.slots as u32, &mut self.rings, &mut self.free_rings);
+            return;
+        }
+        if self.map.len() >= self.capacity {
             self.compact(newest);
         }
-        match self.map.entry(k) {
-            Slot::Occupied(o) => bump(
-                o.into_mut(),
-                epoch,
-                first_live,
-                self.clock.slots as u32,
-                &mut self.rings,
-                &mut self.free_rings,
-            ),
-            Slot::Vacant(v) => {
-                if !self.admission.admit(k, newest) {
-                    // One record lost for this address while in the window.
-                    self.losses.record(&self.clock, newest, 1);
-                    return;
-                }
-                v.insert(Entry {
-                    total: 1,
-                    head: epoch,
-                    ring: NO_RING,
-                });
-            }
+        if !self.admission.admit(k, newest) {
+            // One record lost for this address while in the window.
+            self.losses.record(&self.clock, newest, 1);
+            return;
         }
+        self.map.insert(k, Entry { total: 1, head: epoch, ring: NO_RING });
     }
 
     /// The `k` addresses with the most records in the window ending at `newest`,
