@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::expo::{self, events, polls_ok, value};
 use support::exporter::{relevant, tail, Binary};
-use support::moto::{now_ms, v2_line, MotoServer};
+use support::moto::{lines, now_ms, MotoServer};
 use support::proxy::{Fault, FaultProxy, Stats};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -24,10 +24,6 @@ fn write(dir: &std::path::Path, endpoint: &str, extra: &str, group: &str) -> std
     path
 }
 
-fn lines(eni: &str, range: std::ops::Range<usize>, ts_ms: impl Fn(usize) -> i64) -> Vec<(i64, String)> {
-    range.map(|i| (ts_ms(i), v2_line(eni, i, ts_ms(i) / 1000))).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_scan_then_restart_from_the_state_file() {
     let moto = MotoServer::start();
@@ -35,11 +31,7 @@ async fn sigterm_mid_scan_then_restart_from_the_state_file() {
     let g = "/vpc/binary-restart";
     seed.create_group(g).await;
     let now = now_ms();
-    for s in 0..3 {
-        let eni = format!("eni-b{s}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..8000, |i| now - 600_000 + i as i64 * 50)).await;
-    }
+    seed.fill_streams(g, (0..3).map(|s| format!("eni-b{s}")), 0..8000, |i| now - 600_000 + i as i64 * 50).await;
     let mut total = 24_000.0;
     let proxy = FaultProxy::start(&moto.endpoint, Arc::new(|_| Fault::Delay(Duration::from_millis(1500)))).await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -90,11 +82,7 @@ async fn throttling_and_5xx_through_a_proxy_with_the_binary() {
     let g = "/vpc/binary-throttled";
     seed.create_group(g).await;
     let now = now_ms();
-    for s in 0..4 {
-        let eni = format!("eni-p{s}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..6000, |i| now - 300_000 + i as i64 * 40)).await;
-    }
+    seed.fill_streams(g, (0..4).map(|s| format!("eni-p{s}")), 0..6000, |i| now - 300_000 + i as i64 * 40).await;
     let plan = Arc::new(|n: u64| match n {
         n if n > 30 => Fault::Forward,
         n if n % 2 == 1 => Fault::Throttle,

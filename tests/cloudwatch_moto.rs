@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use support::expo::{self, events, polls_ok, value};
 use support::exporter::{write_config, InProcess};
-use support::moto::{now_ms, v2_line, MotoServer};
+use support::moto::{lines, now_ms, MotoServer};
 use support::proxy::{Fault, FaultProxy, Stats};
 
 const MARGIN: Option<Duration> = Some(Duration::from_secs(2));
@@ -25,10 +25,6 @@ fn config(endpoint: &str, extra: &str, groups: &str) -> String {
     format!(
         "cloudwatch:\n  region: us-east-1\n  endpoint_url: {endpoint}\n  poll_interval: 1s\n  max_requests_per_second: 20\n{extra}  log_groups:\n{groups}"
     )
-}
-
-fn lines(eni: &str, range: std::ops::Range<usize>, ts_ms: impl Fn(usize) -> i64) -> Vec<(i64, String)> {
-    range.map(|i| (ts_ms(i), v2_line(eni, i, ts_ms(i) / 1000))).collect()
 }
 
 fn records(t: &str) -> f64 {
@@ -43,11 +39,7 @@ async fn many_streams_and_pages_are_counted_once() {
     seed.create_group(g).await;
     let now = now_ms();
     // 30 streams x 1,000 events: 30,000 events, 3 pages of 10,000 per scan.
-    for s in 0..30 {
-        let eni = format!("eni-{s:04x}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..1000, |i| now - 20 * 60_000 + (i as i64) * 1000)).await;
-    }
+    seed.fill_streams(g, (0..30).map(|s| format!("eni-{s:04x}")), 0..1000, |i| now - 20 * 60_000 + (i as i64) * 1000).await;
     let dir = tempfile::tempdir().expect("tmp");
     let (_, cfg) = write_config(
         dir.path(),
@@ -86,11 +78,7 @@ async fn late_events_are_counted_once_and_rereads_skipped() {
     let g = "/vpc/late";
     seed.create_group(g).await;
     let now = now_ms();
-    for s in 0..3 {
-        let eni = format!("eni-a{s}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..100, |i| now - 120_000 + i as i64 * 100)).await;
-    }
+    seed.fill_streams(g, (0..3).map(|s| format!("eni-a{s}")), 0..100, |i| now - 120_000 + i as i64 * 100).await;
     let dir = tempfile::tempdir().expect("tmp");
     let (_, cfg) = write_config(dir.path(), &config(&moto.endpoint, "  lookback: 5m\n", &format!("    - name: {g}\n")));
     let ex = InProcess::start(&cfg, MARGIN).await;
@@ -129,11 +117,7 @@ async fn restart_with_state_file_mid_scan_counts_nothing_twice_and_loses_nothing
     let g = "/vpc/restart";
     seed.create_group(g).await;
     let now = now_ms();
-    for s in 0..3 {
-        let eni = format!("eni-r{s}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..8000, |i| now - 600_000 + i as i64 * 50)).await;
-    }
+    seed.fill_streams(g, (0..3).map(|s| format!("eni-r{s}")), 0..8000, |i| now - 600_000 + i as i64 * 50).await;
     let mut total = 24_000.0;
     // A slow link (every FilterLogEvents delayed) so that the first scan is
     // still in progress when the exporter stops.
@@ -186,11 +170,7 @@ async fn two_groups_with_their_own_formats_and_a_stream_prefix() {
     seed.create_group(a).await;
     seed.create_group(b).await;
     let now = now_ms();
-    for s in 0..2 {
-        let eni = format!("eni-d{s}");
-        seed.create_stream(a, &eni).await;
-        seed.put(a, &eni, lines(&eni, 0..100, |i| now - 60_000 + i as i64)).await;
-    }
+    seed.fill_streams(a, (0..2).map(|s| format!("eni-d{s}")), 0..100, |i| now - 60_000 + i as i64).await;
     // Group b: a custom field order, and a stream outside the prefix whose
     // lines would be invalid in b's format.
     let custom = |eni: &str, i: usize, ts: i64| {
@@ -264,11 +244,7 @@ async fn throttling_and_server_errors_back_off_and_still_count_every_event_once(
     let g = "/vpc/throttled";
     seed.create_group(g).await;
     let now = now_ms();
-    for s in 0..5 {
-        let eni = format!("eni-t{s}");
-        seed.create_stream(g, &eni).await;
-        seed.put(g, &eni, lines(&eni, 0..5000, |i| now - 300_000 + i as i64 * 40)).await;
-    }
+    seed.fill_streams(g, (0..5).map(|s| format!("eni-t{s}")), 0..5000, |i| now - 300_000 + i as i64 * 40).await;
     // The first 40 FilterLogEvents requests: every 3rd throttled, every 7th a
     // 503, every 11th a bare 500. Then all pass.
     let plan = Arc::new(|n: u64| match n {

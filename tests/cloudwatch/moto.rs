@@ -140,6 +140,21 @@ impl Seeder {
             .expect("CreateLogStream");
     }
 
+    /// Creates one stream per name in `group`, each holding the [`lines`] of
+    /// that name for `range` at the times `ts_ms(i)`.
+    pub async fn fill_streams(
+        &self,
+        group: &str,
+        names: impl IntoIterator<Item = String>,
+        range: std::ops::Range<usize>,
+        ts_ms: impl Fn(usize) -> i64,
+    ) {
+        for eni in names {
+            self.create_stream(group, &eni).await;
+            self.put(group, &eni, lines(&eni, range.clone(), &ts_ms)).await;
+        }
+    }
+
     /// Puts events (epoch ms, message) in time order, in batches.
     pub async fn put(&self, group: &str, stream: &str, mut events: Vec<(i64, String)>) {
         events.sort_by_key(|e| e.0);
@@ -158,6 +173,12 @@ impl Seeder {
                 .expect("PutLogEvents");
         }
     }
+}
+
+/// Default-format lines of `eni` for the indexes in `range`, at the times
+/// `ts_ms(i)` (epoch ms), as (timestamp, message) events.
+pub fn lines(eni: &str, range: std::ops::Range<usize>, ts_ms: impl Fn(usize) -> i64) -> Vec<(i64, String)> {
+    range.map(|i| (ts_ms(i), v2_line(eni, i, ts_ms(i) / 1000))).collect()
 }
 
 /// A default-format (v2) flow-log line; `n` varies ports and sizes.
