@@ -919,21 +919,7 @@ fn cloudwatch_stack_feeds_health_panels() {
         ),
     )
     .unwrap();
-    let log = dir.join("exporter.log");
-    let out = fs::File::create(&log).unwrap();
-    let child = Command::new(&exporter_bin)
-        .args(["--config.file", &dir.join("config.yml").display().to_string()])
-        .args(["--web.listen-address", &format!("127.0.0.1:{exporter_port}")])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start the exporter");
-    let mut exporter = Proc { name: "exporter", child, log };
+    let mut exporter = start_live_exporter(&exporter_bin, dir, exporter_port);
     let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/-/ready"));
     wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
@@ -1113,21 +1099,7 @@ fn cloudwatch_failures_make_health_alerts_pending() {
     )
     .unwrap();
     let exporter_port = free_port();
-    let log = dir.join("exporter.log");
-    let out = fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
-        .args(["--config.file", &dir.join("config.yml").display().to_string()])
-        .args(["--web.listen-address", &format!("127.0.0.1:{exporter_port}")])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start the exporter");
-    let mut exporter = Proc { name: "exporter", child, log };
+    let mut exporter = start_live_exporter(Path::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")), dir, exporter_port);
     let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
     wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
@@ -1150,4 +1122,24 @@ fn cloudwatch_failures_make_health_alerts_pending() {
         );
         thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The exporter in live mode on `dir/config.yml`, with test credentials and no
+/// instance metadata, logging to `dir/exporter.log`.
+fn start_live_exporter(bin: &Path, dir: &Path, port: u16) -> Proc {
+    let log = dir.join("exporter.log");
+    let out = fs::File::create(&log).unwrap();
+    let child = Command::new(bin)
+        .args(["--config.file", &dir.join("config.yml").display().to_string()])
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start the exporter");
+    Proc { name: "exporter", child, log }
 }
