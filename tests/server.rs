@@ -28,7 +28,7 @@ impl Drop for Exporter {
 fn start(extra: &[&str]) -> Exporter {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["demo", "--web.listen-address", &addr])
         .args(extra)
         .stdout(Stdio::null())
@@ -43,6 +43,8 @@ fn start(extra: &[&str]) -> Exporter {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("exporter did not start on {addr}");
 }
 
