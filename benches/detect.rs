@@ -50,14 +50,7 @@ struct Stream {
 
 impl Stream {
     fn new(sources: u64, destinations: u64, hot_ports: bool) -> Stream {
-        Stream {
-            rng: Rng(7),
-            i: 0,
-            sources,
-            destinations,
-            hot_ports,
-            newest: 0,
-        }
+        Stream { rng: Rng(7), i: 0, sources, destinations, hot_ports, newest: 0 }
     }
     #[inline]
     fn next(&mut self) -> (IpAddr, IpAddr, u16, u64, u64) {
@@ -68,14 +61,8 @@ impl Stream {
         self.newest = self.newest.max(time);
         let s = (i % self.sources) as u32;
         let src = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + s));
-        let dst = IpAddr::V4(Ipv4Addr::from(
-            0x0a00_0000 + ((r >> 8) % self.destinations) as u32,
-        ));
-        let port = if self.hot_ports {
-            22 + (s + (r >> 40) as u32 % 3) as u16
-        } else {
-            (r >> 40) as u16
-        };
+        let dst = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + ((r >> 8) % self.destinations) as u32));
+        let port = if self.hot_ports { 22 + (s + (r >> 40) as u32 % 3) as u16 } else { (r >> 40) as u16 };
         (src, dst, port, time, self.newest)
     }
 }
@@ -83,10 +70,7 @@ impl Stream {
 fn trackers(c: &mut Criterion) {
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Elements(BATCH));
-    for (name, sources, destinations, hot) in [
-        ("worst", 2_000_000, 1_000_000, false),
-        ("hot", 1_000, 1_000, true),
-    ] {
+    for (name, sources, destinations, hot) in [("worst", 2_000_000, 1_000_000, false), ("hot", 1_000, 1_000, true)] {
         let mut stream = Stream::new(sources, destinations, hot);
         let mut top = WindowedTopK::new(TOP_K_WINDOW, 50_000);
         g.bench_function(format!("topk_add/{name}"), |b| {
@@ -165,10 +149,7 @@ fn scrape(c: &mut Criterion) {
 }
 
 fn geoip(c: &mut Criterion) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/geoip/country-iso.mmdb"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geoip/country-iso.mmdb");
     let Ok(db) = MaxMindCountries::open(path) else {
         return;
     };

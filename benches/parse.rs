@@ -78,7 +78,17 @@ fn default_lines() -> Vec<String> {
             } else {
                 format!(
                     "2 123456789010 {} {} {} {} {} {} {} {} {} {} {} OK",
-                    f.eni, f.src, f.dst, f.sport, f.dport, f.proto, f.packets, f.bytes, f.start, f.start + 60, f.action
+                    f.eni,
+                    f.src,
+                    f.dst,
+                    f.sport,
+                    f.dport,
+                    f.proto,
+                    f.packets,
+                    f.bytes,
+                    f.start,
+                    f.start + 60,
+                    f.action
                 )
             }
         })

@@ -38,8 +38,8 @@ const ISO: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE B
 
 /// The largest holders first, for the skewed share.
 const BIG: &[&str] = &[
-    "US", "CN", "JP", "DE", "GB", "KR", "BR", "FR", "CA", "IT", "NL", "AU", "RU", "IN", "TW", "ES",
-    "SE", "MX", "PL", "ZA",
+    "US", "CN", "JP", "DE", "GB", "KR", "BR", "FR", "CA", "IT", "NL", "AU", "RU", "IN", "TW", "ES", "SE", "MX", "PL",
+    "ZA",
 ];
 
 const CONTINENTS: &[(&str, &str, u32)] = &[
@@ -87,40 +87,23 @@ fn leak(s: String) -> &'static str {
 
 /// `names` in every language (made-up names: "Country XX", "Land XX", ...).
 fn names(word: &str, what: &str) -> Value {
-    Map(LANGUAGES
-        .iter()
-        .map(|&lang| (lang, Str(leak(format!("{word} {what} ({lang})")))))
-        .collect())
+    Map(LANGUAGES.iter().map(|&lang| (lang, Str(leak(format!("{word} {what} ({lang})"))))).collect())
 }
 
 fn country(code: &'static str, geoname_id: u32) -> Value {
-    Map(vec![
-        ("geoname_id", U32(geoname_id)),
-        ("iso_code", Str(code)),
-        ("names", names("Country", code)),
-    ])
+    Map(vec![("geoname_id", U32(geoname_id)), ("iso_code", Str(code)), ("names", names("Country", code))])
 }
 
 fn continent(i: usize) -> Value {
     let (code, name, id) = CONTINENTS[i];
-    Map(vec![
-        ("code", Str(code)),
-        ("geoname_id", U32(id)),
-        ("names", names(name, "")),
-    ])
+    Map(vec![("code", Str(code)), ("geoname_id", U32(id)), ("names", names(name, ""))])
 }
 
 /// Leaves of a random binary partition: start from `roots`, split a random
 /// leaf (no longer than `max_len`) in two until there are `target` leaves.
 /// Splitting uniformly among leaves makes fragmented regions more fragmented,
 /// so the prefix lengths spread out as real allocations do.
-fn partition(
-    rng: &mut Rng,
-    roots: &[(u128, u8)],
-    width: u8,
-    max_len: u8,
-    target: usize,
-) -> Vec<(u128, u8)> {
+fn partition(rng: &mut Rng, roots: &[(u128, u8)], width: u8, max_len: u8, target: usize) -> Vec<(u128, u8)> {
     let mut leaves = roots.to_vec();
     let mut stuck = 0;
     while leaves.len() < target && stuck < 1_000_000 {
@@ -143,10 +126,7 @@ fn main() {
         eprintln!("usage: gen_mmdb PATH [IPV4_NETWORKS] [IPV6_NETWORKS] [SEED]");
         std::process::exit(2);
     };
-    let num = |i: usize, default: u64| {
-        args.get(i)
-            .map_or(default, |a| a.parse().expect("a number"))
-    };
+    let num = |i: usize, default: u64| args.get(i).map_or(default, |a| a.parse().expect("a number"));
     let v4_target = num(1, 400_000) as usize;
     let v6_target = num(2, 100_000) as usize;
     let mut rng = Rng(num(3, 42));
@@ -168,27 +148,18 @@ fn main() {
         record_country.push(Some(code));
     }
     for _ in 0..8 {
-        let (a, b) = (
-            rng.below(codes.len() as u64) as usize,
-            rng.below(BIG.len() as u64) as usize,
-        );
+        let (a, b) = (rng.below(codes.len() as u64) as usize, rng.below(BIG.len() as u64) as usize);
         let reg = codes.iter().position(|c| *c == BIG[b]).unwrap();
         records.push(Map(vec![
             ("continent", continent(continent_of[codes[a]])),
             ("country", country(codes[a], 1_000_000 + a as u32)),
-            (
-                "registered_country",
-                country(codes[reg], 1_000_000 + reg as u32),
-            ),
+            ("registered_country", country(codes[reg], 1_000_000 + reg as u32)),
         ]));
         record_country.push(Some(codes[a]));
     }
     records.push(Map(vec![(
         "registered_country",
-        country(
-            "US",
-            1_000_000 + codes.iter().position(|c| *c == "US").unwrap() as u32,
-        ),
+        country("US", 1_000_000 + codes.iter().position(|c| *c == "US").unwrap() as u32),
     )]));
     record_country.push(None);
 
@@ -210,10 +181,7 @@ fn main() {
     };
 
     // IPv4: the unicast /8s but 0, 10 and 127.
-    let roots: Vec<(u128, u8)> = (1u128..224)
-        .filter(|o| *o != 10 && *o != 127)
-        .map(|o| (o << 24, 8))
-        .collect();
+    let roots: Vec<(u128, u8)> = (1u128..224).filter(|o| *o != 10 && *o != 127).map(|o| (o << 24, 8)).collect();
     let v4 = partition(&mut rng, &roots, 32, 24, v4_target * 103 / 100);
     // IPv6: allocations (/16../32) under the RIR blocks, half of them one
     // network each, the other half sparse /48s (customer sites) in one /40.
@@ -228,9 +196,7 @@ fn main() {
             continue;
         }
         let site40 = base | u128::from(rng.below(1 << (40 - len))) << 88;
-        let mut sites: Vec<u128> = (0..1 + rng.below(12))
-            .map(|_| u128::from(rng.below(256)))
-            .collect();
+        let mut sites: Vec<u128> = (0..1 + rng.below(12)).map(|_| u128::from(rng.below(256))).collect();
         sites.sort_unstable();
         sites.dedup();
         v6.extend(sites.into_iter().map(|s| (site40 | s << 80, 48)));
@@ -250,11 +216,7 @@ fn main() {
             if !rng.chance(keep) {
                 continue;
             }
-            let record = if rng.chance(0.3) {
-                prev
-            } else {
-                draw(&mut rng)
-            };
+            let record = if rng.chance(0.3) { prev } else { draw(&mut rng) };
             prev = record;
             let addr = if is_v4 {
                 v4_hist[usize::from(len)] += 1;
@@ -287,14 +249,10 @@ fn main() {
                 let host = (rng.next() as u32) >> len; // len <= 24
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
             }
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
-                u128::from(a) | u128::from(rng.next() as u16),
-            )),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) | u128::from(rng.next() as u16))),
         };
         let found = reader.lookup(addr).expect("lookup");
-        let code: Option<&str> = found
-            .decode_path(&maxminddb::path!["country", "iso_code"])
-            .expect("decode");
+        let code: Option<&str> = found.decode_path(&maxminddb::path!["country", "iso_code"]).expect("decode");
         assert_eq!(code, record_country[record], "{addr}");
     }
     let node_count = reader.metadata().node_count;
@@ -303,9 +261,8 @@ fn main() {
     let tmp = format!("{path}.tmp{}", std::process::id());
     std::fs::write(&tmp, &bytes).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
-    let hist: Vec<String> = (8..=24)
-        .map(|l| format!("/{l}:{:.1}%", 100.0 * v4_hist[l] as f64 / v4_count as f64))
-        .collect();
+    let hist: Vec<String> =
+        (8..=24).map(|l| format!("/{l}:{:.1}%", 100.0 * v4_hist[l] as f64 / v4_count as f64)).collect();
     eprintln!(
         "gen_mmdb: {path}: {:.1} MB, {v4_count} IPv4 + {v6_count} IPv6 networks, {} records, {node_count} nodes; IPv4 {}",
         bytes.len() as f64 / 1e6,

@@ -288,8 +288,7 @@ fn yaml_error(e: serde_norway::Error) -> ConfigError {
     let text = e.to_string();
     match text.split_once(": ") {
         Some((path, rest))
-            if !path.is_empty()
-                && path.chars().all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c)) =>
+            if !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c)) =>
         {
             err(path, rest)
         }
@@ -318,10 +317,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
     let detections = Detections {
         allowed_source_cidrs: cidrs("detections.allowed_source_cidrs", &rd.allowed_source_cidrs)?,
-        approved_destination_cidrs: cidrs(
-            "detections.approved_destination_cidrs",
-            &rd.approved_destination_cidrs,
-        )?,
+        approved_destination_cidrs: cidrs("detections.approved_destination_cidrs", &rd.approved_destination_cidrs)?,
         forbidden_ports: dedup_ports(rd.forbidden_ports.unwrap_or(d.detections.forbidden_ports)),
         watch_ports: dedup_ports(rd.watch_ports.unwrap_or(d.detections.watch_ports)),
         top_k: TopKConfig {
@@ -329,11 +325,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             window: window("detections.top_k.window", rd.top_k.window.as_deref(), defaults::TOP_K_WINDOW)?,
         },
         port_scan: PortScanConfig {
-            window: window(
-                "detections.port_scan.window",
-                rd.port_scan.window.as_deref(),
-                defaults::PORT_SCAN_WINDOW,
-            )?,
+            window: window("detections.port_scan.window", rd.port_scan.window.as_deref(), defaults::PORT_SCAN_WINDOW)?,
             min_distinct_ports: min_ports,
         },
     };
@@ -434,7 +426,11 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
             Some(spec) => compile_format(&format!("{key}.log_format"), &spec)?,
             None => log_format.clone(),
         };
-        groups.push(LogGroupConfig { name, log_format, log_stream_prefix: g.log_stream_prefix.filter(|p| !p.is_empty()) });
+        groups.push(LogGroupConfig {
+            name,
+            log_format,
+            log_stream_prefix: g.log_stream_prefix.filter(|p| !p.is_empty()),
+        });
     }
     Ok(CloudWatchConfig {
         region: cw.region,
@@ -484,7 +480,11 @@ fn at_least(key: &str, v: Option<usize>, default: usize, min: usize) -> Result<u
 fn cidrs(key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, s)| parse_cidr(s).ok_or_else(|| err(format!("{key}[{i}]"), format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))))
+        .map(|(i, s)| {
+            parse_cidr(s).ok_or_else(|| {
+                err(format!("{key}[{i}]"), format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))
+            })
+        })
         .collect()
 }
 

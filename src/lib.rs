@@ -8,9 +8,9 @@
 //! in-memory aggregates as the Prometheus exposition at scrape time and serves it.
 //! `config` turns the YAML file into a validated model whose errors name the key.
 
-pub mod parse;
-pub mod config;
 pub mod aggregate;
+pub mod config;
 pub mod detect;
 pub mod expose;
+pub mod parse;
 pub mod source;

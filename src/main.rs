@@ -181,7 +181,8 @@ fn listen_addr(s: &str) -> Result<SocketAddr> {
 
 async fn bind(cli: &Cli) -> Result<TcpListener> {
     let addr = listen_addr(&cli.listen_address)?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("--web.listen-address: cannot listen on {addr}"))?;
+    let listener =
+        TcpListener::bind(addr).await.with_context(|| format!("--web.listen-address: cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr().unwrap_or(addr), path = %cli.telemetry_path, "Listening");
     Ok(listener)
 }

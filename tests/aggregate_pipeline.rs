@@ -51,7 +51,13 @@ fn missing_fields_use_unknown_labels_and_skip_their_rules() {
     assert_eq!(value(&expo, "vpc_flow_records_total{action=\"unknown\",interface_id=\"unknown\"}"), Some(2.0));
     assert_eq!(value(&expo, "vpc_flow_log_status_total{interface_id=\"unknown\",log_status=\"OK\"}"), Some(2.0));
     assert_eq!(value(&expo, "vpc_flow_bytes_total{action=\"unknown\",interface_id=\"unknown\"}"), Some(10.0));
-    assert_eq!(value(&expo, "vpc_flow_forbidden_port_records_total{action=\"unknown\",dstport=\"23\",interface_id=\"unknown\"}"), Some(1.0));
+    assert_eq!(
+        value(
+            &expo,
+            "vpc_flow_forbidden_port_records_total{action=\"unknown\",dstport=\"23\",interface_id=\"unknown\"}"
+        ),
+        Some(1.0)
+    );
     assert_eq!(value(&expo, "vpc_flow_protocol_records_total{action=\"unknown\",protocol=\"unknown\"}"), Some(2.0));
     // Illegal-source needs ACCEPT; NAT rule needs pkt-dstaddr; short connections need tcp-flags.
     assert!(!expo.contains("vpc_flow_illegal_source_accepts_total{"));

@@ -143,8 +143,10 @@ async fn region_and_endpoint_from_the_environment() {
     seed.put(g, "eni-e", lines("eni-e", 0..30, |i| now - 20_000 + i as i64)).await;
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, format!("cloudwatch:\n  poll_interval: 1s\n  log_groups:\n    - name: {g}\n")).expect("config");
-    let mut ex = Binary::start_with_env(&cfg, dir.path(), &[("AWS_ENDPOINT_URL", &moto.endpoint), ("AWS_REGION", "us-east-1")]);
+    std::fs::write(&cfg, format!("cloudwatch:\n  poll_interval: 1s\n  log_groups:\n    - name: {g}\n"))
+        .expect("config");
+    let mut ex =
+        Binary::start_with_env(&cfg, dir.path(), &[("AWS_ENDPOINT_URL", &moto.endpoint), ("AWS_REGION", "us-east-1")]);
     let t = ex.wait_for("2 polls", WAIT, |t| polls_ok(t, g) >= 2.0).await;
     assert_eq!(events(&t, g), 30.0);
     assert!(ex.terminate().success());
@@ -202,7 +204,12 @@ async fn a_failing_group_is_logged_once_per_change() {
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("Polling the log group failed;")).collect();
     assert_eq!(warned.len(), 1, "one warning for the whole outage:\n{}", warned.join("\n"));
     assert!(warned[0].contains(missing) && warned[0].contains("not_found"), "{}", warned[0]);
-    assert_eq!(log.lines().filter(|l| l.contains("Log group polled successfully again")).count(), 1, "{}", tail(&log, 20));
+    assert_eq!(
+        log.lines().filter(|l| l.contains("Log group polled successfully again")).count(),
+        1,
+        "{}",
+        tail(&log, 20)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,9 +219,8 @@ async fn missing_credentials_are_reported_as_such() {
     let cfg = write(dir.path(), &moto.endpoint, "", "/vpc/any");
     // No keys anywhere in the chain (the test defaults are overridden).
     let mut ex = Binary::start_with_env(&cfg, dir.path(), &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")]);
-    let t = ex
-        .wait_for("a credentials error", WAIT, |t| value(t, expo::ERRORS, &[("error", "credentials")]) >= 1.0)
-        .await;
+    let t =
+        ex.wait_for("a credentials error", WAIT, |t| value(t, expo::ERRORS, &[("error", "credentials")]) >= 1.0).await;
     assert_eq!(value(&t, "vpc_flow_exporter_cloudwatch_log_group_up", &[("log_group", "/vpc/any")]), 0.0);
     assert!(ex.terminate().success());
     assert!(ex.log().contains("error=credentials"), "{}", tail(&ex.log(), 10));

@@ -71,7 +71,8 @@ fn simulate(keys: &[u128], lookback_ms: i64, margin: Duration) -> Run {
 
 #[test]
 fn one_million_events_through_the_lookback_window_hold_only_the_margin() {
-    let keys: Vec<u128> = (0..EVENTS).map(|i| event_key("eni-0123456789abcdef0", &format!("{:056}", i * 7919))).collect();
+    let keys: Vec<u128> =
+        (0..EVENTS).map(|i| event_key("eni-0123456789abcdef0", &format!("{:056}", i * 7919))).collect();
     let rate_per_ms = EVENTS as f64 / SPAN_MS as f64;
     for margin_s in [60u64, 300] {
         let margin = Duration::from_secs(margin_s);
@@ -95,6 +96,11 @@ fn one_million_events_through_the_lookback_window_hold_only_the_margin() {
         assert!(big.max_keys < EVENTS / 3);
         // Independent of the lookback volume: 4 x the events in the window,
         // the same keys.
-        assert!(big.max_keys.abs_diff(small.max_keys) <= (rate_per_ms * BUCKET_MS as f64) as usize, "{} vs {}", big.max_keys, small.max_keys);
+        assert!(
+            big.max_keys.abs_diff(small.max_keys) <= (rate_per_ms * BUCKET_MS as f64) as usize,
+            "{} vs {}",
+            big.max_keys,
+            small.max_keys
+        );
     }
 }

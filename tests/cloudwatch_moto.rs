@@ -39,14 +39,17 @@ async fn many_streams_and_pages_are_counted_once() {
     seed.create_group(g).await;
     let now = now_ms();
     // 30 streams x 1,000 events: 30,000 events, 3 pages of 10,000 per scan.
-    seed.fill_streams(g, (0..30).map(|s| format!("eni-{s:04x}")), 0..1000, |i| now - 20 * 60_000 + (i as i64) * 1000).await;
+    seed.fill_streams(g, (0..30).map(|s| format!("eni-{s:04x}")), 0..1000, |i| now - 20 * 60_000 + (i as i64) * 1000)
+        .await;
     let dir = tempfile::tempdir().expect("tmp");
     let (_, cfg) = write_config(
         dir.path(),
         &config(&moto.endpoint, "  lookback: 10m\n  start_from: 30m\n", &format!("    - name: {g}\n")),
     );
     let ex = InProcess::start(&cfg, MARGIN).await;
-    let t = ex.wait_for("3 polls after all 30,000 events", WAIT, |t| events(t, g) >= 30_000.0 && polls_ok(t, g) >= 3.0).await;
+    let t = ex
+        .wait_for("3 polls after all 30,000 events", WAIT, |t| events(t, g) >= 30_000.0 && polls_ok(t, g) >= 3.0)
+        .await;
     // Once the horizon has passed their ingestion time (plus the margin and
     // the 10 s key bucket), their keys are dropped: re-reads are skipped by
     // time alone. The horizon follows CloudWatch's newest ingestion time, so
@@ -67,7 +70,11 @@ async fn many_streams_and_pages_are_counted_once() {
     // Every poll after the first re-read the lookback (the 12,000 events of
     // the last 10 minutes) and skipped it.
     let polls = polls_ok(&t2, g);
-    assert!(value(&t2, expo::DUPLICATES, &[("log_group", g)]) >= (polls - 1.0) * 11_000.0, "{}", support::exporter::relevant(&t2));
+    assert!(
+        value(&t2, expo::DUPLICATES, &[("log_group", g)]) >= (polls - 1.0) * 11_000.0,
+        "{}",
+        support::exporter::relevant(&t2)
+    );
     assert!(value(&t2, "vpc_flow_exporter_cloudwatch_pages_total", &[("log_group", g)]) >= 3.0 + (polls - 1.0) * 2.0);
 }
 
@@ -106,7 +113,8 @@ async fn late_events_are_counted_once_and_rereads_skipped() {
     let delay_count = value(&t, "vpc_flow_exporter_cloudwatch_ingestion_delay_seconds_count", &[("log_group", g)]);
     assert_eq!(delay_count, 450.0, "one delay observation per counted event");
     // The late events were 4 minutes late: the histogram shows it.
-    let late = delay_count - value(&t, "vpc_flow_exporter_cloudwatch_ingestion_delay_seconds_bucket", &[("log_group", g), ("le", "180")]);
+    let late = delay_count
+        - value(&t, "vpc_flow_exporter_cloudwatch_ingestion_delay_seconds_bucket", &[("log_group", g), ("le", "180")]);
     assert_eq!(late, 150.0);
 }
 
@@ -132,7 +140,8 @@ async fn restart_with_state_file_mid_scan_counts_nothing_twice_and_loses_nothing
     res.expect("clean stop");
     let counted_a = events(&ta, g);
     assert!(polls_ok(&ta, g) == 0.0 && counted_a < total, "stopped mid-scan: {}", support::exporter::relevant(&ta));
-    let cp: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).expect("state file written at shutdown")).expect("json");
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state file written at shutdown")).expect("json");
     assert!(cp["log_groups"][g]["scan"]["next_token"].is_string(), "the scan in progress is saved: {cp}");
 
     // While it is down, more events arrive, some of them late.
@@ -148,7 +157,13 @@ async fn restart_with_state_file_mid_scan_counts_nothing_twice_and_loses_nothing
     b.wait_for("the rest, and 3 polls", WAIT, |t| counted_a + events(t, g) >= total && polls_ok(t, g) >= 3.0).await;
     let (tb, res) = b.stop().await;
     res.expect("clean stop");
-    assert_eq!(counted_a + events(&tb, g), total, "A {counted_a} + B {}: {}", events(&tb, g), support::exporter::relevant(&tb));
+    assert_eq!(
+        counted_a + events(&tb, g),
+        total,
+        "A {counted_a} + B {}: {}",
+        events(&tb, g),
+        support::exporter::relevant(&tb)
+    );
     assert_eq!(records(&ta) + records(&tb), total);
 
     // A restart after complete scans: only what arrived meanwhile.
@@ -174,11 +189,20 @@ async fn two_groups_with_their_own_formats_and_a_stream_prefix() {
     // Group b: a custom field order, and a stream outside the prefix whose
     // lines would be invalid in b's format.
     let custom = |eni: &str, i: usize, ts: i64| {
-        format!("5 vpc-0abc subnet-0def {eni} 10.0.0.{} 52.95.0.1 {} 443 6 {} {} {} {} REJECT OK 2", i % 250 + 1, 1024 + i, 100 + i, 1 + i % 9, ts, ts + 60)
+        format!(
+            "5 vpc-0abc subnet-0def {eni} 10.0.0.{} 52.95.0.1 {} 443 6 {} {} {} {} REJECT OK 2",
+            i % 250 + 1,
+            1024 + i,
+            100 + i,
+            1 + i % 9,
+            ts,
+            ts + 60
+        )
     };
     for (eni, n) in [("eni-c1", 150usize), ("eni-c2", 50)] {
         seed.create_stream(b, eni).await;
-        seed.put(b, eni, (0..n).map(|i| (now - 30_000 + i as i64, custom(eni, i, (now - 30_000) / 1000))).collect()).await;
+        seed.put(b, eni, (0..n).map(|i| (now - 30_000 + i as i64, custom(eni, i, (now - 30_000) / 1000))).collect())
+            .await;
     }
     seed.create_stream(b, "other-1").await;
     seed.put(b, "other-1", lines("other-1", 0..70, |i| now - 30_000 + i as i64)).await;
@@ -256,7 +280,8 @@ async fn throttling_and_server_errors_back_off_and_still_count_every_event_once(
     });
     let proxy = FaultProxy::start(&moto.endpoint, plan).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let (_, cfg) = write_config(dir.path(), &config(&proxy.endpoint, "  lookback: 10m\n", &format!("    - name: {g}\n")));
+    let (_, cfg) =
+        write_config(dir.path(), &config(&proxy.endpoint, "  lookback: 10m\n", &format!("    - name: {g}\n")));
     let ex = InProcess::start(&cfg, MARGIN).await;
     ex.wait_for("all events and 50 requests", Duration::from_secs(150), |t| {
         events(t, g) >= 25_000.0 && value(t, expo::REQUESTS, &[]) >= 50.0 && polls_ok(t, g) >= 2.0
@@ -302,5 +327,8 @@ async fn role_arn_is_assumed_through_sts_and_its_credentials_sign_the_requests()
     assert_eq!(events(&t, g), 25.0);
     assert!(Stats::get(&proxy.stats.assume_role) >= 1, "AssumeRole was called");
     let key = proxy.stats.last_filter_access_key.lock().expect("lock").clone();
-    assert!(!key.is_empty() && key != "testing", "FilterLogEvents signed with the role's credentials, not the base ones: {key:?}");
+    assert!(
+        !key.is_empty() && key != "testing",
+        "FilterLogEvents signed with the role's credentials, not the base ones: {key:?}"
+    );
 }

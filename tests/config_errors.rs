@@ -23,9 +23,18 @@ fn each_invalid_config_names_its_key() {
         ("detections:\n  top_k:\n    window: 10s\n", "detections.top_k.window: must be between 1m and 24h"),
         ("detections:\n  top_k:\n    size: 0\n", "detections.top_k.size: must be between 1 and 1000"),
         ("detections:\n  port_scan:\n    window: forever\n", "detections.port_scan.window: invalid duration"),
-        ("detections:\n  port_scan:\n    min_distinct_ports: 0\n", "detections.port_scan.min_distinct_ports: must be between 1 and 65536"),
-        ("detections:\n  allowed_source_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n", "detections.allowed_source_cidrs[1]: invalid CIDR \"10.0.0/33\""),
-        ("detections:\n  approved_destination_cidrs: [\"nope\"]\n", "detections.approved_destination_cidrs[0]: invalid CIDR"),
+        (
+            "detections:\n  port_scan:\n    min_distinct_ports: 0\n",
+            "detections.port_scan.min_distinct_ports: must be between 1 and 65536",
+        ),
+        (
+            "detections:\n  allowed_source_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n",
+            "detections.allowed_source_cidrs[1]: invalid CIDR \"10.0.0/33\"",
+        ),
+        (
+            "detections:\n  approved_destination_cidrs: [\"nope\"]\n",
+            "detections.approved_destination_cidrs[0]: invalid CIDR",
+        ),
         ("detections:\n  forbidden_ports: [70000]\n", "detections.forbidden_ports"),
         ("detections:\n  watch_ports: [-1]\n", "detections.watch_ports"),
         ("log_format: \"\"\n", "log_format: "),
@@ -34,17 +43,41 @@ fn each_invalid_config_names_its_key() {
         ("limits:\n  max_tracked_addresses: 10\n", "limits.max_tracked_addresses: must be at least 64"),
         ("cloudwatch:\n  log_groups: []\n", "cloudwatch.log_groups: at least one log group is required"),
         ("cloudwatch:\n  log_groups:\n    - log_format: \"${version}\"\n", "cloudwatch.log_groups[0].name: missing"),
-        ("cloudwatch:\n  log_groups:\n    - name: a\n    - name: a\n", "cloudwatch.log_groups[1].name: log group \"a\" is listed twice"),
-        ("cloudwatch:\n  log_groups:\n    - name: a\n      log_format: \"\"\n", "cloudwatch.log_groups[0].log_format: "),
+        (
+            "cloudwatch:\n  log_groups:\n    - name: a\n    - name: a\n",
+            "cloudwatch.log_groups[1].name: log group \"a\" is listed twice",
+        ),
+        (
+            "cloudwatch:\n  log_groups:\n    - name: a\n      log_format: \"\"\n",
+            "cloudwatch.log_groups[0].log_format: ",
+        ),
         ("cloudwatch:\n  log_groups:\n    - name: a\n      prefix: eni-\n", "unknown field `prefix`"),
-        ("cloudwatch:\n  poll_interval: 1 minute\n  log_groups: [{name: a}]\n", "cloudwatch.poll_interval: invalid duration"),
-        ("cloudwatch:\n  lookback: 10s\n  log_groups: [{name: a}]\n", "cloudwatch.lookback: must be between 1m and 24h"),
+        (
+            "cloudwatch:\n  poll_interval: 1 minute\n  log_groups: [{name: a}]\n",
+            "cloudwatch.poll_interval: invalid duration",
+        ),
+        (
+            "cloudwatch:\n  lookback: 10s\n  log_groups: [{name: a}]\n",
+            "cloudwatch.lookback: must be between 1m and 24h",
+        ),
         ("cloudwatch:\n  start_from: 30d\n  log_groups: [{name: a}]\n", "cloudwatch.start_from: must be at most 14d"),
-        ("cloudwatch:\n  max_requests_per_second: 0\n  log_groups: [{name: a}]\n", "cloudwatch.max_requests_per_second: must be above 0"),
-        ("cloudwatch:\n  endpoint_url: localhost:5000\n  log_groups: [{name: a}]\n", "cloudwatch.endpoint_url: must start with http://"),
-        ("cloudwatch:\n  role_arn: my-role\n  log_groups: [{name: a}]\n", "cloudwatch.role_arn: must be an IAM role ARN"),
+        (
+            "cloudwatch:\n  max_requests_per_second: 0\n  log_groups: [{name: a}]\n",
+            "cloudwatch.max_requests_per_second: must be above 0",
+        ),
+        (
+            "cloudwatch:\n  endpoint_url: localhost:5000\n  log_groups: [{name: a}]\n",
+            "cloudwatch.endpoint_url: must start with http://",
+        ),
+        (
+            "cloudwatch:\n  role_arn: my-role\n  log_groups: [{name: a}]\n",
+            "cloudwatch.role_arn: must be an IAM role ARN",
+        ),
         ("detections: [1, 2]\n", "detections"),
-        ("cloudwatch:\n  dedup_margin: 2h\n  log_groups: [{name: a}]\n", "cloudwatch.dedup_margin: must be between 1s and 1h"),
+        (
+            "cloudwatch:\n  dedup_margin: 2h\n  log_groups: [{name: a}]\n",
+            "cloudwatch.dedup_margin: must be between 1s and 1h",
+        ),
     ];
     for (yaml, want) in cases {
         let got = error_of(yaml);

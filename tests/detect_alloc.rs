@@ -75,19 +75,9 @@ fn the_hot_path_does_not_allocate() {
     let random_ports = |i: u64| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as u16;
     feed(&mut top, &mut scans, 0, 300_000, 2_000_000, random_ports);
     let before = ALLOCS.load(Ordering::Relaxed);
-    feed(
-        &mut top,
-        &mut scans,
-        300_000,
-        1_000_000,
-        2_000_000,
-        random_ports,
-    );
+    feed(&mut top, &mut scans, 300_000, 1_000_000, 2_000_000, random_ports);
     let churn = ALLOCS.load(Ordering::Relaxed) - before;
     assert!(top.evictions() > 0 && scans.evictions() > 0);
     println!("allocations per million records under churn: {churn}");
-    assert!(
-        churn < 100,
-        "{churn} allocations per million records under churn"
-    );
+    assert!(churn < 100, "{churn} allocations per million records under churn");
 }

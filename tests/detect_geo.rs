@@ -32,10 +32,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
                     (
                         "203.0.113.0/24",
                         Map(vec![
-                            (
-                                "continent",
-                                Map(vec![("code", Str("AS")), ("names", names("Asia"))]),
-                            ),
+                            ("continent", Map(vec![("code", Str("AS")), ("names", names("Asia"))])),
                             (
                                 "country",
                                 Map(vec![
@@ -46,22 +43,13 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
                             ),
                             (
                                 "registered_country",
-                                Map(vec![
-                                    ("iso_code", Str("US")),
-                                    ("names", names("United States")),
-                                ]),
+                                Map(vec![("iso_code", Str("US")), ("names", names("United States"))]),
                             ),
                         ]),
                     ),
-                    (
-                        "2001:db8:1::/48",
-                        Map(vec![("country", Map(vec![("iso_code", Str("de"))]))]),
-                    ),
+                    ("2001:db8:1::/48", Map(vec![("country", Map(vec![("iso_code", Str("de"))]))])),
                     // A record with no country at all.
-                    (
-                        "192.0.2.128/25",
-                        Map(vec![("continent", Map(vec![("code", Str("EU"))]))]),
-                    ),
+                    ("192.0.2.128/25", Map(vec![("continent", Map(vec![("code", Str("EU"))]))])),
                 ],
             ),
         ),
@@ -74,13 +62,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
                     "198.51.100.0/24",
                     Map(vec![
                         ("continent", Map(vec![("code", Str("EU"))])),
-                        (
-                            "registered_country",
-                            Map(vec![
-                                ("iso_code", Str("NL")),
-                                ("names", names("Netherlands")),
-                            ]),
-                        ),
+                        ("registered_country", Map(vec![("iso_code", Str("NL")), ("names", names("Netherlands"))])),
                         ("traits", Map(vec![("is_anycast", mmdb::Value::U16(1))])),
                     ]),
                 )],
@@ -142,10 +124,7 @@ fn fixtures_match_the_generator() {
     ensure_fixtures();
     for (name, bytes) in fixtures() {
         let on_disk = std::fs::read(fixture_dir().join(name)).unwrap();
-        assert!(
-            on_disk == bytes,
-            "{name} differs from the generator: rerun with GEOIP_FIXTURES=write"
-        );
+        assert!(on_disk == bytes, "{name} differs from the generator: rerun with GEOIP_FIXTURES=write");
         // The official reader accepts every fixture as a whole.
         let reader = maxminddb::Reader::from_source(on_disk).unwrap();
         reader.verify().unwrap();
@@ -186,20 +165,9 @@ fn top_level_country_code_shape() {
 
 #[test]
 fn misses_are_unknown() {
-    for name in [
-        "country-iso.mmdb",
-        "registered-country.mmdb",
-        "country-code.mmdb",
-    ] {
+    for name in ["country-iso.mmdb", "registered-country.mmdb", "country-code.mmdb"] {
         let db = open(name);
-        for a in [
-            "8.8.8.8",
-            "0.0.0.0",
-            "255.255.255.255",
-            "2001:db8:3::1",
-            "::1",
-            "ffff::1",
-        ] {
+        for a in ["8.8.8.8", "0.0.0.0", "255.255.255.255", "2001:db8:3::1", "::1", "ffff::1"] {
             assert_eq!(db.lookup(ip(a)), Country::Unknown, "{name} {a}");
         }
     }
@@ -214,11 +182,7 @@ fn cached_answers_match_uncached_ones() {
         for i in 0..70_000u32 {
             let n = 0xcb00_7100u32.wrapping_add(i.wrapping_mul(37));
             let a = IpAddr::V4(n.into());
-            let expect = if n >> 8 == 0x00cb_0071 {
-                Country::Code(*b"JP")
-            } else {
-                Country::Unknown
-            };
+            let expect = if n >> 8 == 0x00cb_0071 { Country::Code(*b"JP") } else { Country::Unknown };
             assert_eq!(db.lookup(a), expect, "round {round} {a}");
         }
     }
@@ -233,17 +197,8 @@ fn lookups_from_many_threads_agree() {
             let db = db.clone();
             std::thread::spawn(move || {
                 for i in 0..20_000u32 {
-                    let a = IpAddr::V4(std::net::Ipv4Addr::new(
-                        45,
-                        155,
-                        205 + (i % 2) as u8,
-                        i as u8,
-                    ));
-                    let want = if i % 2 == 0 {
-                        Country::Code(*b"BR")
-                    } else {
-                        Country::Unknown
-                    };
+                    let a = IpAddr::V4(std::net::Ipv4Addr::new(45, 155, 205 + (i % 2) as u8, i as u8));
+                    let want = if i % 2 == 0 { Country::Code(*b"BR") } else { Country::Unknown };
                     assert_eq!(db.lookup(a), want);
                 }
             })

@@ -95,9 +95,7 @@ fn two_million_sources_stay_within_bounds() {
         let time = on_time - (r >> 8) % 60;
         newest = newest.max(time);
         let src = IpAddr::V4(Ipv4Addr::from(0x0b00_0000u32 + (i % distinct) as u32));
-        let dst = IpAddr::V4(Ipv4Addr::from(
-            0x0a00_0000u32 + ((r >> 16) % 1_000_000) as u32,
-        ));
+        let dst = IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + ((r >> 16) % 1_000_000) as u32));
         let port = (r >> 40) as u16;
         sources.add(src, time, newest);
         destinations.add(dst, time, newest);
@@ -120,10 +118,7 @@ fn two_million_sources_stay_within_bounds() {
     let n = scans.scanners(20, 5, newest, &mut scanners);
     assert_eq!(n, 1, "{scanners:?}");
     assert_eq!(scanners[0].0, scanner);
-    assert!(
-        scanners[0].1 <= scanner_ports
-            && scanners[0].1 + scans.error_bound(newest) >= scanner_ports
-    );
+    assert!(scanners[0].1 <= scanner_ports && scanners[0].1 + scans.error_bound(newest) >= scanner_ports);
 
     let estimate = sources.heap_bytes() + destinations.heap_bytes() + scans.heap_bytes();
     println!(
@@ -151,9 +146,5 @@ fn two_million_sources_stay_within_bounds() {
     );
     // The three trackers at default capacity: well under the exporter's
     // 150 MiB budget whatever the traffic.
-    assert!(
-        peak < 48 * 1024 * 1024,
-        "peak heap {:.1} MiB",
-        peak as f64 / MIB
-    );
+    assert!(peak < 48 * 1024 * 1024, "peak heap {:.1} MiB", peak as f64 / MIB);
 }

@@ -47,8 +47,16 @@ fn accepted_ssh_and_rejected_rdp() {
 fn nodata_and_skipdata() {
     let mut p = LineParser::new(Format::default_v2());
     for (line, eni, status) in [
-        ("2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA", "eni-1235b8ca123456789", LogStatus::NoData),
-        ("2 123456789010 eni-11111111aaaaaaaaa - - - - - - - 1431280876 1431280934 - SKIPDATA", "eni-11111111aaaaaaaaa", LogStatus::SkipData),
+        (
+            "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA",
+            "eni-1235b8ca123456789",
+            LogStatus::NoData,
+        ),
+        (
+            "2 123456789010 eni-11111111aaaaaaaaa - - - - - - - 1431280876 1431280934 - SKIPDATA",
+            "eni-11111111aaaaaaaaa",
+            LogStatus::SkipData,
+        ),
     ] {
         let r = parse_all(&mut p, line);
         assert_eq!(r.interface_id, Some(eni.as_bytes()));
@@ -66,13 +74,19 @@ fn nodata_and_skipdata() {
 #[test]
 fn icmp_ping_accepted_then_response_rejected_by_nacl() {
     let mut p = LineParser::new(Format::default_v2());
-    let r = parse_all(&mut p, "2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK");
+    let r = parse_all(
+        &mut p,
+        "2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK",
+    );
     assert_eq!((r.srcaddr, r.dstaddr), (ip("203.0.113.12"), ip("172.31.16.139")));
     assert_eq!((r.srcport, r.dstport, r.protocol), (Some(0), Some(0), Some(1)));
     assert_eq!((r.packets, r.bytes), (Some(4), Some(336)));
     assert_eq!(r.action, Some(Action::Accept));
 
-    let r = parse_all(&mut p, "2 123456789010 eni-1235b8ca123456789 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK");
+    let r = parse_all(
+        &mut p,
+        "2 123456789010 eni-1235b8ca123456789 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK",
+    );
     assert_eq!((r.srcaddr, r.dstaddr), (ip("172.31.16.139"), ip("203.0.113.12")));
     assert_eq!(r.protocol, Some(1));
     assert_eq!((r.start, r.end), (Some(1432917094), Some(1432917142)));
@@ -137,11 +151,7 @@ fn tcp_flag_sequence() {
         assert_eq!((r.action, r.log_status), (Some(Action::Accept), Some(LogStatus::Ok)));
     }
     // SYN and FIN both set only on the short connection's two records.
-    let short: Vec<u16> = TCP_FLAG_RECORDS
-        .iter()
-        .map(|t| t.7)
-        .filter(|f| f & 0b11 == 0b11)
-        .collect();
+    let short: Vec<u16> = TCP_FLAG_RECORDS.iter().map(|t| t.7).filter(|f| f & 0b11 == 0b11).collect();
     assert_eq!(short, [3, 19]);
 }
 
@@ -157,14 +167,62 @@ fn nat_gateway() {
     let records: &[(&str, Option<&str>, &str, &str, &str, &str, &str)] = &[
         // Instance -> NAT interface: dstaddr is the NAT's private address,
         // pkt-dstaddr the host on the internet.
-        ("- eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5", None, "eni-1235b8ca123456789", "10.0.1.5", "10.0.0.220", "10.0.1.5", "203.0.113.5"),
-        ("- eni-1235b8ca123456789 10.0.0.220 203.0.113.5 10.0.0.220 203.0.113.5", None, "eni-1235b8ca123456789", "10.0.0.220", "203.0.113.5", "10.0.0.220", "203.0.113.5"),
-        ("- eni-1235b8ca123456789 203.0.113.5 10.0.0.220 203.0.113.5 10.0.0.220", None, "eni-1235b8ca123456789", "203.0.113.5", "10.0.0.220", "203.0.113.5", "10.0.0.220"),
+        (
+            "- eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5",
+            None,
+            "eni-1235b8ca123456789",
+            "10.0.1.5",
+            "10.0.0.220",
+            "10.0.1.5",
+            "203.0.113.5",
+        ),
+        (
+            "- eni-1235b8ca123456789 10.0.0.220 203.0.113.5 10.0.0.220 203.0.113.5",
+            None,
+            "eni-1235b8ca123456789",
+            "10.0.0.220",
+            "203.0.113.5",
+            "10.0.0.220",
+            "203.0.113.5",
+        ),
+        (
+            "- eni-1235b8ca123456789 203.0.113.5 10.0.0.220 203.0.113.5 10.0.0.220",
+            None,
+            "eni-1235b8ca123456789",
+            "203.0.113.5",
+            "10.0.0.220",
+            "203.0.113.5",
+            "10.0.0.220",
+        ),
         // Response NAT -> instance: pkt-srcaddr is the internet host.
-        ("- eni-1235b8ca123456789 10.0.0.220 10.0.1.5 203.0.113.5 10.0.1.5", None, "eni-1235b8ca123456789", "10.0.0.220", "10.0.1.5", "203.0.113.5", "10.0.1.5"),
+        (
+            "- eni-1235b8ca123456789 10.0.0.220 10.0.1.5 203.0.113.5 10.0.1.5",
+            None,
+            "eni-1235b8ca123456789",
+            "10.0.0.220",
+            "10.0.1.5",
+            "203.0.113.5",
+            "10.0.1.5",
+        ),
         // The instance's own interface: no difference between the pairs.
-        ("i-01234567890123456 eni-1111aaaa2222bbbb3 10.0.1.5 203.0.113.5 10.0.1.5 203.0.113.5", Some("i-01234567890123456"), "eni-1111aaaa2222bbbb3", "10.0.1.5", "203.0.113.5", "10.0.1.5", "203.0.113.5"),
-        ("i-01234567890123456 eni-1111aaaa2222bbbb3 203.0.113.5 10.0.1.5 203.0.113.5 10.0.1.5", Some("i-01234567890123456"), "eni-1111aaaa2222bbbb3", "203.0.113.5", "10.0.1.5", "203.0.113.5", "10.0.1.5"),
+        (
+            "i-01234567890123456 eni-1111aaaa2222bbbb3 10.0.1.5 203.0.113.5 10.0.1.5 203.0.113.5",
+            Some("i-01234567890123456"),
+            "eni-1111aaaa2222bbbb3",
+            "10.0.1.5",
+            "203.0.113.5",
+            "10.0.1.5",
+            "203.0.113.5",
+        ),
+        (
+            "i-01234567890123456 eni-1111aaaa2222bbbb3 203.0.113.5 10.0.1.5 203.0.113.5 10.0.1.5",
+            Some("i-01234567890123456"),
+            "eni-1111aaaa2222bbbb3",
+            "203.0.113.5",
+            "10.0.1.5",
+            "203.0.113.5",
+            "10.0.1.5",
+        ),
     ];
     for &(line, instance, eni, src, dst, psrc, pdst) in records {
         let r = parse_all(&mut p, line);

@@ -52,13 +52,11 @@ fn value_of(name: &str) -> BoxedStrategy<V> {
     match name {
         "version" | "protocol" | "tcp-flags" => (0u64..=255).prop_map(V::U).boxed(),
         "srcport" | "dstport" => (0u64..=65535).prop_map(V::U).boxed(),
-        "packets" | "bytes" | "start" | "end" => prop_oneof![
-            any::<u64>(),
-            0u64..2_000_000_000,
-            1_000_000_000_000u64..2_000_000_000_000,
-        ]
-        .prop_map(V::U)
-        .boxed(),
+        "packets" | "bytes" | "start" | "end" => {
+            prop_oneof![any::<u64>(), 0u64..2_000_000_000, 1_000_000_000_000u64..2_000_000_000_000,]
+                .prop_map(V::U)
+                .boxed()
+        }
         "srcaddr" | "dstaddr" | "pkt-srcaddr" | "pkt-dstaddr" => addr().boxed(),
         "action" => words(&["ACCEPT", "REJECT"]).boxed(),
         "log-status" => words(&["OK", "NODATA", "SKIPDATA"]).boxed(),
@@ -76,14 +74,12 @@ fn columns() -> impl Strategy<Value = Vec<(String, Option<V>)>> {
     let mut names: Vec<&'static str> = KNOWN_FIELDS.iter().map(|f| f.name).collect();
     names.extend(UNKNOWN);
     let n = names.len();
-    subsequence(names, 1..=n)
-        .prop_shuffle()
-        .prop_flat_map(|names| {
-            names
-                .into_iter()
-                .map(|n| prop::option::weighted(0.8, value_of(n)).prop_map(move |v| (n.to_string(), v)))
-                .collect::<Vec<_>>()
-        })
+    subsequence(names, 1..=n).prop_shuffle().prop_flat_map(|names| {
+        names
+            .into_iter()
+            .map(|n| prop::option::weighted(0.8, value_of(n)).prop_map(move |v| (n.to_string(), v)))
+            .collect::<Vec<_>>()
+    })
 }
 
 fn separator() -> impl Strategy<Value = String> {

@@ -38,7 +38,13 @@ fn stdout_ok(out: &Output) -> String {
 /// The exposition without the lines that change with the build.
 fn stable(expo: &str) -> String {
     expo.lines()
-        .map(|l| if l.starts_with("vpc_flow_exporter_build_info{") { "vpc_flow_exporter_build_info{version=\"X\"} 1" } else { l })
+        .map(|l| {
+            if l.starts_with("vpc_flow_exporter_build_info{") {
+                "vpc_flow_exporter_build_info{version=\"X\"} 1"
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
@@ -78,7 +84,8 @@ fn promtool_check(expo: &str) {
 
 /// The value of one series, by its exact text before the value.
 fn value(expo: &str, series: &str) -> Option<f64> {
-    expo.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+    expo.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
 #[test]
@@ -89,9 +96,18 @@ fn default_format_file_matches_golden_and_lints_clean() {
     let eni = "eni-1235b8ca123456789";
     assert_eq!(value(&expo, &format!("vpc_flow_records_total{{action=\"ACCEPT\",interface_id=\"{eni}\"}}")), Some(5.0));
     assert_eq!(value(&expo, &format!("vpc_flow_records_total{{action=\"REJECT\",interface_id=\"{eni}\"}}")), Some(2.0));
-    assert_eq!(value(&expo, &format!("vpc_flow_bytes_total{{action=\"ACCEPT\",interface_id=\"{eni}\"}}")), Some((4249 + 336 + 8855 + 8855 + 1) as f64));
-    assert_eq!(value(&expo, &format!("vpc_flow_log_status_total{{interface_id=\"{eni}\",log_status=\"NODATA\"}}")), Some(1.0));
-    assert_eq!(value(&expo, "vpc_flow_log_status_total{interface_id=\"eni-11111111aaaaaaaaa\",log_status=\"SKIPDATA\"}"), Some(1.0));
+    assert_eq!(
+        value(&expo, &format!("vpc_flow_bytes_total{{action=\"ACCEPT\",interface_id=\"{eni}\"}}")),
+        Some((4249 + 336 + 8855 + 8855 + 1) as f64)
+    );
+    assert_eq!(
+        value(&expo, &format!("vpc_flow_log_status_total{{interface_id=\"{eni}\",log_status=\"NODATA\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&expo, "vpc_flow_log_status_total{interface_id=\"eni-11111111aaaaaaaaa\",log_status=\"SKIPDATA\"}"),
+        Some(1.0)
+    );
     assert_eq!(value(&expo, "vpc_flow_exporter_parse_errors_total{reason=\"out_of_range\"}"), Some(1.0));
     assert_eq!(value(&expo, "vpc_flow_protocol_records_total{action=\"ACCEPT\",protocol=\"icmp\"}"), Some(1.0));
     assert_eq!(value(&expo, "vpc_flow_dstport_records_total{action=\"ACCEPT\",dstport=\"22\"}"), Some(3.0));
@@ -104,7 +120,10 @@ fn default_format_file_matches_golden_and_lints_clean() {
 
 #[test]
 fn custom_format_with_every_detection_matches_golden() {
-    let out = run(&["replay", "--config.file", data("config.yaml").to_str().unwrap(), data("v5.log").to_str().unwrap()], None);
+    let out = run(
+        &["replay", "--config.file", data("config.yaml").to_str().unwrap(), data("v5.log").to_str().unwrap()],
+        None,
+    );
     let expo = stdout_ok(&out);
     let web = "eni-1235b8ca123456789";
     let app = "eni-0f1e2d3c4b5a69788";
@@ -113,9 +132,31 @@ fn custom_format_with_every_detection_matches_golden() {
     // tcp-flags 3 and 19 have SYN and FIN; 1 and 18 do not; the JSON record has 3.
     assert_eq!(value(&expo, &format!("vpc_flow_short_connections_total{{interface_id=\"{app}\"}}")), Some(2.0));
     assert_eq!(value(&expo, &format!("vpc_flow_short_connections_total{{interface_id=\"{nat}\"}}")), Some(1.0));
-    assert_eq!(value(&expo, &format!("vpc_flow_unapproved_destination_records_total{{action=\"ACCEPT\",interface_id=\"{nat}\"}}")), Some(1.0));
-    assert_eq!(value(&expo, &format!("vpc_flow_forbidden_port_records_total{{action=\"REJECT\",dstport=\"23\",interface_id=\"{web}\"}}")), Some(1.0));
-    assert_eq!(value(&expo, &format!("vpc_flow_forbidden_port_records_total{{action=\"ACCEPT\",dstport=\"23\",interface_id=\"{app}\"}}")), Some(1.0));
+    assert_eq!(
+        value(
+            &expo,
+            &format!("vpc_flow_unapproved_destination_records_total{{action=\"ACCEPT\",interface_id=\"{nat}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &expo,
+            &format!(
+                "vpc_flow_forbidden_port_records_total{{action=\"REJECT\",dstport=\"23\",interface_id=\"{web}\"}}"
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &expo,
+            &format!(
+                "vpc_flow_forbidden_port_records_total{{action=\"ACCEPT\",dstport=\"23\",interface_id=\"{app}\"}}"
+            )
+        ),
+        Some(1.0)
+    );
     assert_eq!(value(&expo, "vpc_flow_top_rejected_sources{srcaddr=\"198.51.100.7\"}"), Some(6.0));
     assert_eq!(value(&expo, "vpc_flow_top_rejected_sources{srcaddr=\"198.51.100.8\"}"), Some(1.0));
     assert_eq!(value(&expo, "vpc_flow_top_rejected_destinations{dstaddr=\"10.0.0.220\"}"), Some(6.0));
@@ -126,7 +167,11 @@ fn custom_format_with_every_detection_matches_golden() {
     assert_eq!(value(&expo, "vpc_flow_dstport_records_total{action=\"REJECT\",dstport=\"other\"}"), Some(5.0));
     assert_eq!(value(&expo, "vpc_flow_protocol_records_total{action=\"ACCEPT\",protocol=\"udp\"}"), Some(1.0));
     for reason in ["bad_address", "out_of_range", "bad_number", "field_count", "bad_value", "bad_json"] {
-        assert_eq!(value(&expo, &format!("vpc_flow_exporter_parse_errors_total{{reason=\"{reason}\"}}")), Some(1.0), "reason {reason}");
+        assert_eq!(
+            value(&expo, &format!("vpc_flow_exporter_parse_errors_total{{reason=\"{reason}\"}}")),
+            Some(1.0),
+            "reason {reason}"
+        );
     }
     assert_eq!(value(&expo, "vpc_flow_exporter_last_flow_timestamp_seconds"), Some(1700000110.0));
     check_golden(&expo, "v5.golden.prom");
@@ -161,7 +206,10 @@ fn a_header_in_one_file_does_not_change_the_next_files_format() {
 
 #[test]
 fn log_format_flag_overrides_the_default() {
-    let expo = stdout_ok(&run(&["replay", "--log-format", "${interface-id} ${action} ${bytes}"], Some(b"eni-x REJECT 10\neni-x ACCEPT -\n")));
+    let expo = stdout_ok(&run(
+        &["replay", "--log-format", "${interface-id} ${action} ${bytes}"],
+        Some(b"eni-x REJECT 10\neni-x ACCEPT -\n"),
+    ));
     assert_eq!(value(&expo, "vpc_flow_bytes_total{action=\"REJECT\",interface_id=\"eni-x\"}"), Some(10.0));
     assert_eq!(value(&expo, "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"eni-x\"}"), Some(1.0));
 }
@@ -200,7 +248,10 @@ fn bad_config_fails_with_one_line_naming_the_key() {
 
 #[test]
 fn config_check_exits_zero_or_one() {
-    let ok = Command::new(BIN).args(["--config.file", data("config.yaml").to_str().unwrap(), "--config.check"]).output().unwrap();
+    let ok = Command::new(BIN)
+        .args(["--config.file", data("config.yaml").to_str().unwrap(), "--config.check"])
+        .output()
+        .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");

@@ -246,11 +246,7 @@ fn handle_webhook(mut stream: TcpStream, sink: Arc<Mutex<Vec<Received>>>) {
 }
 
 fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
+    v.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -302,7 +298,11 @@ impl Prom {
             .flatten()
             .map(|a| {
                 let labels = string_map(&a["labels"]);
-                (labels.get("alertname").cloned().unwrap_or_default(), a["state"].as_str().unwrap_or_default().to_string(), labels)
+                (
+                    labels.get("alertname").cloned().unwrap_or_default(),
+                    a["state"].as_str().unwrap_or_default().to_string(),
+                    labels,
+                )
             })
             .collect()
     }
@@ -401,7 +401,10 @@ fn resolve_variables(prom: &Prom, dash: &Dashboard, problems: &mut Vec<String>) 
         match v["type"].as_str() {
             Some("datasource") => {
                 if v["query"] != "prometheus" {
-                    problems.push(format!("{}: variable {name}: datasource variable must query type prometheus", dash.file));
+                    problems.push(format!(
+                        "{}: variable {name}: datasource variable must query type prometheus",
+                        dash.file
+                    ));
                 }
                 vars.insert(name, "prometheus".to_string());
             }
@@ -429,7 +432,9 @@ fn resolve_variables(prom: &Prom, dash: &Dashboard, problems: &mut Vec<String>) 
                 };
                 vars.insert(name, value);
             }
-            other => problems.push(format!("{}: variable {name}: type {other:?} is not checked by this test", dash.file)),
+            other => {
+                problems.push(format!("{}: variable {name}: type {other:?} is not checked by this test", dash.file))
+            }
         }
     }
     vars
@@ -446,7 +451,8 @@ fn label_values(prom: &Prom, query: &str) -> Result<Vec<String>, String> {
         Some(comma) => (Some(inner[..comma].trim()), inner[comma + 1..].trim()),
         None => (None, inner.trim()),
     };
-    let start = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 600).to_string();
+    let start =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 600).to_string();
     let mut params = vec![("start", start.as_str())];
     if let Some(m) = matcher {
         params.push(("match[]", m));
@@ -538,7 +544,8 @@ fn test_alertmanager_config(webhook_port: u16) -> String {
 #[test]
 fn demo_stack_fires_alerts_and_feeds_dashboards() {
     let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
-    let alertmanager_bin = tool("ALERTMANAGER_BIN", &["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager");
+    let alertmanager_bin =
+        tool("ALERTMANAGER_BIN", &["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager");
     let exporter_bin = PathBuf::from(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
@@ -590,7 +597,10 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             if r["type"] == "alerting" {
                 alert_rules.insert(
                     r["name"].as_str().unwrap().to_string(),
-                    (g["name"].as_str().unwrap().to_string(), r["labels"]["severity"].as_str().unwrap_or_default().to_string()),
+                    (
+                        g["name"].as_str().unwrap().to_string(),
+                        r["labels"]["severity"].as_str().unwrap_or_default().to_string(),
+                    ),
                 );
             }
         }
@@ -673,7 +683,8 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     for (name, at) in &first_seen {
         let got = received.lock().unwrap();
         let first = got.iter().find(|r| r.labels.get("alertname") == Some(name));
-        let (receiver, group) = first.map(|r| (r.receiver.clone(), format!("{:?}", r.group_labels))).unwrap_or_default();
+        let (receiver, group) =
+            first.map(|r| (r.receiver.clone(), format!("{:?}", r.group_labels))).unwrap_or_default();
         println!("  {name:<30} after {:>6.1} s  receiver {receiver:<6} group {group}", at.as_secs_f64());
     }
 
@@ -688,7 +699,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             if r.status != "firing" {
                 problems.push(format!("{name}: status {}", r.status));
             }
-            if r.labels.get("severity") != Some(severity) || !["critical", "warning", "info"].contains(&severity.as_str()) {
+            if r.labels.get("severity") != Some(severity)
+                || !["critical", "warning", "info"].contains(&severity.as_str())
+            {
                 problems.push(format!("{name}: severity {:?}, rule says {severity}", r.labels.get("severity")));
             }
             let Some(value) = r.labels.get(subject).filter(|v| !v.is_empty()) else {
@@ -720,7 +733,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             let url = r.annotations.get("runbook_url").cloned().unwrap_or_default();
             let anchor = url.rsplit_once('#').map(|(_, a)| a.to_string()).unwrap_or_default();
             if !url.contains("docs/runbook.md#")
-                || !runbook.lines().any(|l| l.starts_with('#') && l.trim_start_matches('#').trim().to_lowercase() == anchor)
+                || !runbook
+                    .lines()
+                    .any(|l| l.starts_with('#') && l.trim_start_matches('#').trim().to_lowercase() == anchor)
             {
                 problems.push(format!("{name}: runbook_url {url:?} has no matching heading in docs/runbook.md"));
             }
@@ -736,7 +751,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         problems.push(format!("exporter-health alerts were active during the demo: {health_seen:#?}"));
     }
     for (name, state, labels) in prom.active_alerts() {
-        if health_alerts.contains(&name) && !(name == "VpcFlowExporterDown" && state == "pending" && labels.contains_key("instance")) {
+        if health_alerts.contains(&name)
+            && !(name == "VpcFlowExporterDown" && state == "pending" && labels.contains_key("instance"))
+        {
             problems.push(format!("health alert {name} {state} at the end: {labels:?}"));
         }
     }
@@ -775,7 +792,8 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                     Ok(0) if needs_cloudwatch => {
                         cloudwatch_only.push(format!("{}: {title} [{}]", dash.file, t["refId"]));
                     }
-                    Ok(0) => problems.push(format!("{}: panel {title:?} [{}] returns no data: {query}", dash.file, t["refId"])),
+                    Ok(0) => problems
+                        .push(format!("{}: panel {title:?} [{}] returns no data: {query}", dash.file, t["refId"])),
                     Ok(n) => println!("  {:<4} series  {title} [{}]", n, t["refId"].as_str().unwrap_or_default()),
                 }
             }
@@ -841,7 +859,10 @@ fn logs_call(http: &reqwest::blocking::Client, endpoint: &str, action: &str, bod
         .post(endpoint)
         .header("X-Amz-Target", format!("Logs_20140328.{action}"))
         .header("Content-Type", "application/x-amz-json-1.1")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0",
+        )
         .body(body.to_string())
         .send()
         .unwrap_or_else(|e| panic!("moto {action}: {e}"));
@@ -928,7 +949,8 @@ fn cloudwatch_stack_feeds_health_panels() {
 
     // Keep events flowing while the CloudWatch panels are checked; retry until
     // every one has data (rates need a few scrapes) or the deadline passes.
-    let health = dashboards().into_iter().find(|d| d.file == "vpc-flow-exporter-health.json").expect("health dashboard");
+    let health =
+        dashboards().into_iter().find(|d| d.file == "vpc-flow-exporter-health.json").expect("health dashboard");
     let started = Instant::now();
     let mut seq = 200;
     let mut problems: Vec<String>;
@@ -953,7 +975,9 @@ fn cloudwatch_stack_feeds_health_panels() {
                 }
                 let query = substitute(expr, &vars);
                 match prom.query_count(&query) {
-                    Ok(n) if n > 0 => checked.push(format!("  {n:<4} series  {title} [{}]", t["refId"].as_str().unwrap_or_default())),
+                    Ok(n) if n > 0 => {
+                        checked.push(format!("  {n:<4} series  {title} [{}]", t["refId"].as_str().unwrap_or_default()))
+                    }
                     Ok(_) => problems.push(format!("panel {title:?} [{}] returns no data: {query}", t["refId"])),
                     Err(e) => problems.push(format!("panel {title:?} [{}]: {query}: {e}", t["refId"])),
                 }
@@ -1039,18 +1063,24 @@ fn interface_cap_alert_fires_against_real_prometheus() {
     let started = Instant::now();
     loop {
         let body = prom.get("/api/v1/alerts", &[]);
-        let firing = body["data"]["alerts"].as_array().into_iter().flatten().find(|a| {
-            a["labels"]["alertname"] == "VpcFlowExporterInterfaceCapReached" && a["state"] == "firing"
-        });
+        let firing = body["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"]["alertname"] == "VpcFlowExporterInterfaceCapReached" && a["state"] == "firing");
         if let Some(alert) = firing {
             assert_eq!(alert["labels"]["severity"], "warning");
             assert_eq!(alert["labels"]["job"], JOB);
             let description = alert["annotations"]["description"].as_str().unwrap_or_default();
             assert!(
-                description.contains(&format!("127.0.0.1:{exporter_port}")) && description.contains("interface_id=\"other\""),
+                description.contains(&format!("127.0.0.1:{exporter_port}"))
+                    && description.contains("interface_id=\"other\""),
                 "description: {description}"
             );
-            assert!(alert["annotations"]["runbook_url"].as_str().unwrap_or_default().ends_with("#vpcflowexporterinterfacecapreached"));
+            assert!(alert["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("#vpcflowexporterinterfacecapreached"));
             println!("VpcFlowExporterInterfaceCapReached firing after {:?}: {description}", started.elapsed());
             break;
         }

@@ -2,7 +2,8 @@
 //! observation, cumulated only when encoded.
 
 /// Upper bounds of `vpc_flow_record_bytes`.
-pub const BYTES_BUCKETS: &[u64] = &[64, 128, 256, 512, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 10_485_760, 104_857_600];
+pub const BYTES_BUCKETS: &[u64] =
+    &[64, 128, 256, 512, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 10_485_760, 104_857_600];
 /// Upper bounds of `vpc_flow_record_packets`.
 pub const PACKETS_BUCKETS: &[u64] = &[1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 10_000, 100_000];
 /// Upper bounds of `vpc_flow_record_duration_seconds` (flows are aggregated over

@@ -39,34 +39,19 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_order_like_ipaddr() {
-        let addrs: Vec<IpAddr> = [
-            "0.0.0.0",
-            "10.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "2001:db8::1",
-            "ffff::1",
-            "::fffe:0:0",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        let addrs: Vec<IpAddr> =
+            ["0.0.0.0", "10.0.0.1", "255.255.255.255", "::", "::1", "2001:db8::1", "ffff::1", "::fffe:0:0"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
         for &a in &addrs {
             assert_eq!(addr_of(key_of(a)), a);
         }
         let mapped: IpAddr = "::ffff:1.2.3.4".parse().unwrap();
-        assert_eq!(
-            addr_of(key_of(mapped)),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(addr_of(key_of(mapped)), "1.2.3.4".parse::<IpAddr>().unwrap());
         for a in &addrs {
             for b in &addrs {
-                assert_eq!(
-                    addr_order(key_of(*a)).cmp(&addr_order(key_of(*b))),
-                    a.cmp(b),
-                    "{a} {b}"
-                );
+                assert_eq!(addr_order(key_of(*a)).cmp(&addr_order(key_of(*b))), a.cmp(b), "{a} {b}");
             }
         }
     }

@@ -91,7 +91,12 @@ impl LossLog {
     /// ending at `newest` (0: every value is exact).
     pub(crate) fn bound(&self, clock: &SlotClock, newest: u64) -> u64 {
         let first_live = clock.first_live(newest);
-        self.by_slot.iter().filter(|(epoch, max)| *max > 0 && *epoch >= first_live).map(|&(_, max)| max).max().unwrap_or(0)
+        self.by_slot
+            .iter()
+            .filter(|(epoch, max)| *max > 0 && *epoch >= first_live)
+            .map(|&(_, max)| max)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The largest loss since start.

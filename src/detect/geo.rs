@@ -42,10 +42,9 @@ impl Country {
     /// anything else.
     pub fn from_iso(code: &str) -> Option<Country> {
         match code.as_bytes() {
-            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Some(Country::Code([
-                a.to_ascii_uppercase(),
-                b.to_ascii_uppercase(),
-            ])),
+            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Some(Country::Code([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
+            }
             _ => None,
         }
     }
@@ -109,19 +108,10 @@ impl MaxMindCountries {
     /// Reads the database at `path` into memory; the error names the file.
     pub fn open(path: impl AsRef<Path>) -> Result<MaxMindCountries, GeoIpError> {
         let path = path.as_ref();
-        let fail = |reason: String| GeoIpError::Open {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let fail = |reason: String| GeoIpError::Open { path: path.to_path_buf(), reason };
         let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let reader = Reader::from_source(bytes)
-            .map_err(|e| fail(format!("not a MaxMind DB (.mmdb) file: {e}")))?;
-        let cache = |n: usize| {
-            (0..n)
-                .map(|_| AtomicU64::new(0))
-                .collect::<Vec<_>>()
-                .into_boxed_slice()
-        };
+        let reader = Reader::from_source(bytes).map_err(|e| fail(format!("not a MaxMind DB (.mmdb) file: {e}")))?;
+        let cache = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice();
         Ok(MaxMindCountries {
             reader,
             path: path.to_path_buf(),
@@ -156,11 +146,7 @@ impl MaxMindCountries {
             return Country::unpack(seen as u16);
         }
         let mut country = Country::Unknown;
-        for p in [
-            &path!["country", "iso_code"][..],
-            &path!["registered_country", "iso_code"],
-            &path!["country_code"],
-        ] {
+        for p in [&path!["country", "iso_code"][..], &path!["registered_country", "iso_code"], &path!["country_code"]] {
             // A path of another shape (e.g. `country` as a plain string in
             // IPinfo databases) is an error here: try the next one.
             if let Ok(Some(code)) = found.decode_path::<&str>(p) {
@@ -250,10 +236,7 @@ impl CountryLookup for DemoCountries {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
             v4 => v4,
         };
-        self.nets
-            .iter()
-            .find(|(n, _)| n.contains(&addr))
-            .map_or(Country::Unknown, |&(_, c)| c)
+        self.nets.iter().find(|(n, _)| n.contains(&addr)).map_or(Country::Unknown, |&(_, c)| c)
     }
 }
 
@@ -268,10 +251,7 @@ mod tests {
     #[test]
     fn iso_codes() {
         assert_eq!(Country::from_iso("de"), Some(Country::Code(*b"DE")));
-        assert_eq!(
-            Country::from_iso("US").map(|c| c.label().to_string()),
-            Some("US".to_string())
-        );
+        assert_eq!(Country::from_iso("US").map(|c| c.label().to_string()), Some("US".to_string()));
         for bad in ["", "D", "DEU", "1A", "é"] {
             assert_eq!(Country::from_iso(bad), None, "{bad}");
         }
@@ -301,17 +281,12 @@ mod tests {
 
     #[test]
     fn open_names_the_file() {
-        let err = MaxMindCountries::open("/nonexistent/geo.mmdb")
-            .unwrap_err()
-            .to_string();
+        let err = MaxMindCountries::open("/nonexistent/geo.mmdb").unwrap_err().to_string();
         assert!(err.contains("/nonexistent/geo.mmdb"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.mmdb");
         std::fs::write(&junk, b"not a database").unwrap();
         let err = MaxMindCountries::open(&junk).unwrap_err().to_string();
-        assert!(
-            err.contains("junk.mmdb") && err.contains("not a MaxMind DB"),
-            "{err}"
-        );
+        assert!(err.contains("junk.mmdb") && err.contains("not a MaxMind DB"), "{err}");
     }
 }

@@ -160,20 +160,8 @@ impl PortScanTracker {
         }
         match self.map.entry(key) {
             Slot::Occupied(o) => {
-                let limits = Limits {
-                    window: self.window,
-                    purge_every: self.clock.width(),
-                    port_cap: self.port_cap,
-                };
-                observe(
-                    o.into_mut(),
-                    port,
-                    t,
-                    newest,
-                    limits,
-                    &mut self.spilled,
-                    &mut self.capped,
-                );
+                let limits = Limits { window: self.window, purge_every: self.clock.width(), port_cap: self.port_cap };
+                observe(o.into_mut(), port, t, newest, limits, &mut self.spilled, &mut self.capped);
             }
             Slot::Vacant(v) => {
                 if !self.admission.admit(key, newest) {
@@ -181,10 +169,7 @@ impl PortScanTracker {
                     self.losses.record(&self.clock, newest, 1);
                     return;
                 }
-                let mut s = Source {
-                    n: 1,
-                    ..Source::default()
-                };
+                let mut s = Source { n: 1, ..Source::default() };
                 s.ports[0] = port;
                 s.seen[0] = t;
                 v.insert(s);
@@ -195,13 +180,7 @@ impl PortScanTracker {
     /// Sources with at least `min_ports` distinct ports in the window ending at
     /// `newest`: their number, and the `k` with the most ports (most first, ties
     /// by address) appended to `out` as (source, distinct ports).
-    pub fn scanners(
-        &self,
-        min_ports: u32,
-        k: usize,
-        newest: u64,
-        out: &mut Vec<(IpAddr, u64)>,
-    ) -> u64 {
+    pub fn scanners(&self, min_ports: u32, k: usize, newest: u64, out: &mut Vec<(IpAddr, u64)>) -> u64 {
         let newest = newest.max(self.newest);
         let min_ports = u64::from(min_ports.max(1));
         let mut found: Vec<(u64, u128)> = Vec::new();
@@ -215,9 +194,7 @@ impl PortScanTracker {
         if k == 0 {
             return total;
         }
-        let order = |a: &(u64, u128), b: &(u64, u128)| {
-            b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)))
-        };
+        let order = |a: &(u64, u128), b: &(u64, u128)| b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)));
         if found.len() > k {
             found.select_nth_unstable_by(k - 1, order);
             found.truncate(k);
@@ -231,9 +208,7 @@ impl PortScanTracker {
     /// not held).
     pub fn distinct_ports(&self, src: IpAddr, newest: u64) -> u64 {
         let newest = newest.max(self.newest);
-        self.map
-            .get(&key_of(src))
-            .map_or(0, |s| s.window_ports(self.window, newest).0)
+        self.map.get(&key_of(src)).map_or(0, |s| s.window_ports(self.window, newest).0)
     }
 
     /// Sources dropped to stay within capacity, since start.
@@ -300,8 +275,7 @@ impl PortScanTracker {
             .filter_map(|s| s.spill.as_ref())
             .map(|m| {
                 let b = (m.capacity() * 8 / 7).next_power_of_two();
-                b * (std::mem::size_of::<(u16, u32)>() + 1)
-                    + std::mem::size_of::<FxHashMap<u16, u32>>()
+                b * (std::mem::size_of::<(u16, u32)>() + 1) + std::mem::size_of::<FxHashMap<u16, u32>>()
             })
             .sum();
         buckets * (std::mem::size_of::<(u128, Source)>() + 1)
@@ -431,15 +405,7 @@ struct Limits {
 
 /// One observation of `port` for a held source.
 #[inline]
-fn observe(
-    s: &mut Source,
-    port: u16,
-    t: u32,
-    newest: u64,
-    lim: Limits,
-    spilled: &mut usize,
-    capped: &mut u64,
-) {
+fn observe(s: &mut Source, port: u16, t: u32, newest: u64, lim: Limits, spilled: &mut usize, capped: &mut u64) {
     let live = |seen: u32| u64::from(seen) + lim.window > newest;
     let n = s.n as usize;
     for i in 0..n {
@@ -520,14 +486,7 @@ mod tests {
         t.add(ip("192.0.2.1"), 22, now, now);
         assert_eq!(
             scanners(&t, 20, 3, now),
-            (
-                4,
-                vec![
-                    (ip("45.155.205.9"), 30),
-                    (ip("203.0.113.5"), 30),
-                    (ip("2001:db8::7"), 30)
-                ]
-            )
+            (4, vec![(ip("45.155.205.9"), 30), (ip("203.0.113.5"), 30), (ip("2001:db8::7"), 30)])
         );
         assert_eq!(scanners(&t, 26, 0, now), (3, vec![]));
         assert_eq!(scanners(&t, 1, 10, now).0, 5);
@@ -641,10 +600,7 @@ mod tests {
         // filter (on once evictions began) deferred its first record only.
         assert_eq!(t.len() as u64 + t.evictions(), 1001);
         assert!(t.deferred() > 0);
-        assert_eq!(
-            scanners(&t, 20, 5, now),
-            (1, vec![(ip("45.155.205.1"), 40)])
-        );
+        assert_eq!(scanners(&t, 20, 5, now), (1, vec![(ip("45.155.205.1"), 40)]));
         assert_eq!(t.max_evicted(), 2);
         assert_eq!(t.error_bound(now), 2);
         assert_eq!(t.error_bound(now + 600), 0);

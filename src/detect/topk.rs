@@ -65,12 +65,7 @@ impl SlotClock {
     pub fn new(window: Duration) -> SlotClock {
         let window = window.as_secs().max(1);
         let width = window.div_ceil(SLOTS as u64);
-        SlotClock {
-            window,
-            width,
-            slots: window.div_ceil(width),
-            recip: (1u128 << 64) / u128::from(width) + 1,
-        }
+        SlotClock { window, width, slots: window.div_ceil(width), recip: (1u128 << 64) / u128::from(width) + 1 }
     }
     /// The slot width in seconds: the window boundary precision.
     pub fn width(&self) -> u64 {
@@ -200,9 +195,7 @@ impl WindowedTopK {
                 (c > 0).then_some((c, key))
             })
             .collect();
-        let order = |a: &(u64, u128), b: &(u64, u128)| {
-            b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)))
-        };
+        let order = |a: &(u64, u128), b: &(u64, u128)| b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)));
         if all.len() > k {
             all.select_nth_unstable_by(k - 1, order);
             all.truncate(k);
@@ -214,9 +207,7 @@ impl WindowedTopK {
     /// The window count of one address at `newest` (0 when not held).
     pub fn count(&self, key: IpAddr, newest: u64) -> u64 {
         let first_live = self.clock.first_live(newest.max(self.newest));
-        self.map.get(&key_of(key)).map_or(0, |e| {
-            count_at(e, first_live, self.clock.slots as u32, &self.rings)
-        })
+        self.map.get(&key_of(key)).map_or(0, |e| count_at(e, first_live, self.clock.slots as u32, &self.rings))
     }
 
     /// Addresses dropped to stay within capacity, since start.
@@ -283,8 +274,7 @@ impl WindowedTopK {
     fn compact(&mut self, newest: u64) {
         let first_live = self.clock.first_live(newest);
         let slots = self.clock.slots as u32;
-        let (rings, free_rings, scratch) =
-            (&mut self.rings, &mut self.free_rings, &mut self.scratch);
+        let (rings, free_rings, scratch) = (&mut self.rings, &mut self.free_rings, &mut self.scratch);
         scratch.clear();
         self.map.retain(|_, e| {
             let c = count_at(e, first_live, slots, rings);
@@ -337,14 +327,7 @@ fn priority(count: u64, head: u32) -> u64 {
 
 /// Counts one record of slot `epoch` (live) into `e`.
 #[inline]
-fn bump(
-    e: &mut Entry,
-    epoch: u32,
-    first_live: u64,
-    slots: u32,
-    rings: &mut Vec<[u32; SLOTS]>,
-    free: &mut Vec<u32>,
-) {
+fn bump(e: &mut Entry, epoch: u32, first_live: u64, slots: u32, rings: &mut Vec<[u32; SLOTS]>, free: &mut Vec<u32>) {
     if e.ring == NO_RING {
         if epoch == e.head {
             if e.total < u64::from(u32::MAX) {
@@ -378,11 +361,7 @@ fn bump(
         if steps >= slots {
             // The whole ring is older than the new slot's window.
             free.push(e.ring);
-            *e = Entry {
-                total: 1,
-                head: epoch,
-                ring: NO_RING,
-            };
+            *e = Entry { total: 1, head: epoch, ring: NO_RING };
             return;
         }
         // Clear the slots of epochs head+1..=epoch (reused by the new ones).
@@ -429,11 +408,7 @@ fn count_at(e: &Entry, first_live: u64, slots: u32, rings: &[[u32; SLOTS]]) -> u
 /// The index ranges of `len` consecutive ring slots from `first`, wrapping
 /// at `slots`: one or two ranges (the second may be empty).
 #[inline]
-fn ring_span(
-    first: usize,
-    len: usize,
-    slots: usize,
-) -> impl Iterator<Item = std::ops::Range<usize>> {
+fn ring_span(first: usize, len: usize, slots: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let len = len.min(slots);
     let end = first + len;
     if end <= slots {
@@ -487,16 +462,7 @@ mod tests {
         for w in (1..=3600u64).chain([86_400, 604_800, 1 << 20]) {
             let c = SlotClock::new(Duration::from_secs(w * SLOTS as u64));
             assert_eq!(c.width(), w);
-            for t in [
-                0,
-                1,
-                w - 1,
-                w,
-                w + 1,
-                u64::from(u32::MAX),
-                u64::from(u32::MAX) + 1,
-                u64::from(u32::MAX) - 1,
-            ] {
+            for t in [0, 1, w - 1, w, w + 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::from(u32::MAX) - 1] {
                 assert_eq!(c.epoch(t), t / w, "t {t} w {w}");
             }
             for _ in 0..200 {
@@ -514,25 +480,14 @@ mod tests {
     fn counts_exactly_and_orders_ties_by_address() {
         let mut t = WindowedTopK::new(Duration::from_secs(900), 100);
         let base = 1_700_000_000;
-        for (addr, n) in [
-            ("10.0.0.3", 5),
-            ("10.0.0.1", 7),
-            ("10.0.0.2", 5),
-            ("2001:db8::1", 5),
-            ("9.9.9.9", 1),
-        ] {
+        for (addr, n) in [("10.0.0.3", 5), ("10.0.0.1", 7), ("10.0.0.2", 5), ("2001:db8::1", 5), ("9.9.9.9", 1)] {
             for i in 0..n {
                 t.add(ip(addr), base + i * 40, base + 400);
             }
         }
         assert_eq!(
             top(&t, 4, base + 400),
-            vec![
-                (ip("10.0.0.1"), 7),
-                (ip("10.0.0.2"), 5),
-                (ip("10.0.0.3"), 5),
-                (ip("2001:db8::1"), 5)
-            ]
+            vec![(ip("10.0.0.1"), 7), (ip("10.0.0.2"), 5), (ip("10.0.0.3"), 5), (ip("2001:db8::1"), 5)]
         );
         assert_eq!(top(&t, 0, base + 400), vec![]);
         assert_eq!(top(&t, 100, base + 400).len(), 5);
@@ -690,10 +645,7 @@ mod tests {
     /// A naive exact model: every record kept, counted at query time.
     fn model_count(records: &[(u32, u64)], key: u32, newest: u64, clock: SlotClock) -> u64 {
         let first_live = clock.first_live(newest);
-        records
-            .iter()
-            .filter(|&&(k, t)| k == key && clock.epoch(t) >= first_live)
-            .count() as u64
+        records.iter().filter(|&&(k, t)| k == key && clock.epoch(t) >= first_live).count() as u64
     }
 
     proptest! {

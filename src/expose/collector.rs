@@ -59,7 +59,13 @@ impl AggregatorCollector {
         let descs = FAMILIES
             .iter()
             .filter_map(|(name, help, _, labels)| {
-                Desc::new(name.to_string(), help.to_string(), labels.iter().map(|l| l.to_string()).collect(), Default::default()).ok()
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    labels.iter().map(|l| l.to_string()).collect(),
+                    Default::default(),
+                )
+                .ok()
             })
             .collect();
         AggregatorCollector { agg, descs }
@@ -216,7 +222,11 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
             }
         }
         if c.illegal_source_accepts > 0 {
-            b.push("vpc_flow_illegal_source_accepts_total", &[("interface_id", iface)], c.illegal_source_accepts as f64);
+            b.push(
+                "vpc_flow_illegal_source_accepts_total",
+                &[("interface_id", iface)],
+                c.illegal_source_accepts as f64,
+            );
         }
         if c.short_connections > 0 {
             b.push("vpc_flow_short_connections_total", &[("interface_id", iface)], c.short_connections as f64);
@@ -226,7 +236,11 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
     for (p, row) in agg.protocols.iter().enumerate() {
         for a in Action::ALL {
             if row[a.index()] > 0 {
-                b.push("vpc_flow_protocol_records_total", &[("protocol", &protocol_label(p)), ("action", a.as_str())], row[a.index()] as f64);
+                b.push(
+                    "vpc_flow_protocol_records_total",
+                    &[("protocol", &protocol_label(p)), ("action", a.as_str())],
+                    row[a.index()] as f64,
+                );
             }
         }
     }
@@ -235,14 +249,22 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
         let port = watched.get(i).map_or_else(|| "other".to_owned(), u16::to_string);
         for a in Action::ALL {
             if row[a.index()] > 0 {
-                b.push("vpc_flow_dstport_records_total", &[("dstport", &port), ("action", a.as_str())], row[a.index()] as f64);
+                b.push(
+                    "vpc_flow_dstport_records_total",
+                    &[("dstport", &port), ("action", a.as_str())],
+                    row[a.index()] as f64,
+                );
             }
         }
     }
     for (country, row) in &agg.countries {
         for a in Action::ALL {
             if row[a.index()] > 0 {
-                b.push("vpc_flow_source_country_records_total", &[("country", country.label()), ("action", a.as_str())], row[a.index()] as f64);
+                b.push(
+                    "vpc_flow_source_country_records_total",
+                    &[("country", country.label()), ("action", a.as_str())],
+                    row[a.index()] as f64,
+                );
             }
         }
     }

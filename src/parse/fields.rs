@@ -119,17 +119,13 @@ pub(crate) fn field_id(name: &str) -> Option<usize> {
     for (dst, &b) in buf.iter_mut().zip(bytes) {
         *dst = if b == b'_' { b'-' } else { b };
     }
-    std::str::from_utf8(&buf[..bytes.len()])
-        .ok()
-        .and_then(lookup_exact)
+    std::str::from_utf8(&buf[..bytes.len()]).ok().and_then(lookup_exact)
 }
 
 /// The slot a column of this name fills: [`Slot::Unknown`] for a name AWS
 /// does not define.
 pub(crate) fn slot_of(name: &str) -> Slot {
-    field_id(name)
-        .and_then(|i| KNOWN_FIELDS.get(i))
-        .map_or(Slot::Unknown, |f| f.slot)
+    field_id(name).and_then(|i| KNOWN_FIELDS.get(i)).map_or(Slot::Unknown, |f| f.slot)
 }
 
 /// Whether AWS defines a flow-log field of this name (hyphen or underscore form).

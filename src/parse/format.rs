@@ -35,12 +35,7 @@ impl Format {
     pub const DEFAULT: &'static str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
 
     pub fn default_v2() -> Format {
-        Format::from_names(
-            fields::KNOWN_FIELDS[..14]
-                .iter()
-                .map(|f| f.name.to_string())
-                .collect(),
-        )
+        Format::from_names(fields::KNOWN_FIELDS[..14].iter().map(|f| f.name.to_string()).collect())
     }
 
     /// Compiles a format string in AWS `${field}` syntax. Fields are separated
@@ -52,9 +47,7 @@ impl Format {
         let mut names = Vec::new();
         for token in spec.split_ascii_whitespace() {
             let name = match token.strip_prefix("${") {
-                Some(rest) => rest
-                    .strip_suffix('}')
-                    .ok_or_else(|| FormatError::BadToken(token.to_string()))?,
+                Some(rest) => rest.strip_suffix('}').ok_or_else(|| FormatError::BadToken(token.to_string()))?,
                 None => token,
             };
             if !valid_name(name) {
@@ -72,10 +65,7 @@ impl Format {
     /// a header: a header is made only of words of lowercase letters (and
     /// digits) joined by hyphens, at least one of them a known AWS field.
     pub(crate) fn from_header(line: &[u8]) -> Option<Format> {
-        if !line
-            .iter()
-            .all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b' ' | b'\t'))
-        {
+        if !line.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b' ' | b'\t')) {
             return None;
         }
         // Only the bytes above pass, so the line is ASCII.
@@ -91,11 +81,8 @@ impl Format {
 
     fn from_names(fields: Vec<String>) -> Format {
         let slots: Vec<Slot> = fields.iter().map(|n| fields::slot_of(n)).collect();
-        let default_v2 = fields.len() == 14
-            && fields
-                .iter()
-                .zip(fields::KNOWN_FIELDS)
-                .all(|(name, known)| name == known.name);
+        let default_v2 =
+            fields.len() == 14 && fields.iter().zip(fields::KNOWN_FIELDS).all(|(name, known)| name == known.name);
         let typed = slots
             .iter()
             .enumerate()
@@ -176,10 +163,7 @@ impl fmt::Display for Format {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
+    !name.is_empty() && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
 }
 
 /// `word(-word)*`, each word of lowercase letters and digits, starting with a letter.
@@ -235,7 +219,8 @@ mod tests {
     fn errors() {
         assert_eq!(Format::parse(""), Err(FormatError::Empty));
         assert_eq!(Format::parse("  \n "), Err(FormatError::Empty));
-        for bad in ["${version", "${}", "$version", "${a}${b}", "${Version}", "version,srcaddr", "${a b}", "{version}"] {
+        for bad in ["${version", "${}", "$version", "${a}${b}", "${Version}", "version,srcaddr", "${a b}", "{version}"]
+        {
             assert!(matches!(Format::parse(bad), Err(FormatError::BadToken(_))), "{bad}");
         }
         let e = Format::parse("${version} ${Bad}").unwrap_err();

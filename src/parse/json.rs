@@ -39,9 +39,7 @@ impl Scratch {
         self.bad_value = false;
         self.any_key = false;
         let mut de = serde_json::Deserializer::from_slice(line);
-        let read = de
-            .deserialize_map(ObjectVisitor { out: self })
-            .and_then(|()| de.end());
+        let read = de.deserialize_map(ObjectVisitor { out: self }).and_then(|()| de.end());
         match read {
             Ok(()) if !self.any_key => Err(ParseError::FieldCount),
             Ok(()) => Ok(()),

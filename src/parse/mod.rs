@@ -235,15 +235,12 @@ impl<'a> RawFields<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + '_ {
         let buf = self.buf;
         let text = move |s: &Span| s.slice(buf).filter(|t| *t != b"-");
-        let columns = self.names.into_iter().flat_map(move |names| {
-            names.iter().zip(self.spans).map(move |(n, s)| (n.as_str(), text(s)))
-        });
+        let columns = self
+            .names
+            .into_iter()
+            .flat_map(move |names| names.iter().zip(self.spans).map(move |(n, s)| (n.as_str(), text(s))));
         let known = self.names.is_none().then_some(()).into_iter().flat_map(move |()| {
-            KNOWN_FIELDS
-                .iter()
-                .zip(self.spans)
-                .filter(|(_, s)| !s.is_absent())
-                .map(move |(f, s)| (f.name, text(s)))
+            KNOWN_FIELDS.iter().zip(self.spans).filter(|(_, s)| !s.is_absent()).map(move |(f, s)| (f.name, text(s)))
         });
         columns.chain(known)
     }
@@ -261,10 +258,7 @@ impl Eq for RawFields<'_> {}
 impl fmt::Debug for RawFields<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.iter()
-                    .map(|(n, v)| (n, v.map(|t| String::from_utf8_lossy(t).into_owned()))),
-            )
+            .entries(self.iter().map(|(n, v)| (n, v.map(|t| String::from_utf8_lossy(t).into_owned()))))
             .finish()
     }
 }

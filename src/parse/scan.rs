@@ -88,9 +88,7 @@ pub(crate) fn field_spans(seps: &[u64], out: &mut [Span]) -> usize {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn separators16(chunk: &[u8]) -> u32 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
     if chunk.len() < 16 {
         return 0xffff;
     }
@@ -98,10 +96,8 @@ fn separators16(chunk: &[u8]) -> u32 {
     // bytes of `chunk`, whose length was just checked.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let s = _mm_or_si128(
-            _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
-            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\t' as i8)),
-        );
+        let s =
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)), _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\t' as i8)));
         _mm_movemask_epi8(s) as u32
     }
 }
@@ -250,10 +246,7 @@ fn long_u64(t: &[u8]) -> Result<u64, ParseError> {
     }
     let mut v: u64 = 0;
     for &b in t {
-        v = v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add((b - b'0') as u64))
-            .ok_or(ParseError::OutOfRange)?;
+        v = v.checked_mul(10).and_then(|v| v.checked_add((b - b'0') as u64)).ok_or(ParseError::OutOfRange)?;
     }
     Ok(v)
 }
@@ -339,11 +332,7 @@ fn ipv6(t: &[u8]) -> Result<IpAddr, ParseError> {
     if t.len() > 45 || !t.contains(&b':') {
         return Err(ParseError::BadAddress);
     }
-    std::str::from_utf8(t)
-        .ok()
-        .and_then(|s| s.parse::<Ipv6Addr>().ok())
-        .map(IpAddr::V6)
-        .ok_or(ParseError::BadAddress)
+    std::str::from_utf8(t).ok().and_then(|s| s.parse::<Ipv6Addr>().ok()).map(IpAddr::V6).ok_or(ParseError::BadAddress)
 }
 
 #[cfg(test)]
@@ -402,7 +391,8 @@ mod tests {
     /// byte, for every byte value in every position.
     #[test]
     fn portable_separators_agree() {
-        let naive = |c: &[u8]| c.iter().enumerate().fold(0u32, |m, (i, &b)| m | (u32::from(b == b' ' || b == b'\t') << i));
+        let naive =
+            |c: &[u8]| c.iter().enumerate().fold(0u32, |m, (i, &b)| m | (u32::from(b == b' ' || b == b'\t') << i));
         for b in 0..=255u8 {
             for pos in 0..16 {
                 let mut chunk = [b'x'; 16];
@@ -438,12 +428,33 @@ mod tests {
     #[test]
     fn number_in_agrees_with_u64_field() {
         let fields: &[&[u8]] = &[
-            b"0", b"7", b"42", b"65535", b"1234567", b"12345678", b"99999999", b"123456789",
-            b"1418530010", b"0000000000001", b"9999999999999999", b"18446744073709551615",
-            b"18446744073709551616", b"1:", b"12a4", b"/", b"123456789012345:", b"9999999999999999x",
-            b"00000000", b"-1", b"1.5", b"\xff\xff", b"",
+            b"0",
+            b"7",
+            b"42",
+            b"65535",
+            b"1234567",
+            b"12345678",
+            b"99999999",
+            b"123456789",
+            b"1418530010",
+            b"0000000000001",
+            b"9999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"1:",
+            b"12a4",
+            b"/",
+            b"123456789012345:",
+            b"9999999999999999x",
+            b"00000000",
+            b"-1",
+            b"1.5",
+            b"\xff\xff",
+            b"",
         ];
-        for prefix in [&b""[..], b"x", b"2 123456789010 ", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"] {
+        for prefix in
+            [&b""[..], b"x", b"2 123456789010 ", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"]
+        {
             for f in fields {
                 let mut buf = prefix.to_vec();
                 buf.extend_from_slice(f);
@@ -482,9 +493,24 @@ mod tests {
     #[test]
     fn ipv4_agrees_with_std() {
         let cases: &[&str] = &[
-            "0.0.0.0", "255.255.255.255", "10.0.0.1", "172.31.16.139", "1.2.3", "1.2.3.4.5",
-            "256.1.1.1", "01.2.3.4", "1.2.3.04", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ",
-            "a.b.c.d", "1.2.3.-4", "1000.1.1.1", "1.2.3.0", "0.0.0.00",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "172.31.16.139",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "1.2.3.-4",
+            "1000.1.1.1",
+            "1.2.3.0",
+            "0.0.0.00",
         ];
         for c in cases {
             assert_eq!(ipv4(c.as_bytes()), c.parse::<Ipv4Addr>().ok(), "{c}");

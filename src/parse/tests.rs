@@ -169,7 +169,9 @@ fn millisecond_timestamps_become_seconds() {
 #[test]
 fn bad_address() {
     let mut p = default_parser();
-    for (i, bad) in [(3, "172.31.16"), (3, "300.1.1.1"), (4, "eni-1"), (4, "2001:db8::g"), (3, "1.2.3.4/32"), (4, "fe80::1%eth0")] {
+    for (i, bad) in
+        [(3, "172.31.16"), (3, "300.1.1.1"), (4, "eni-1"), (4, "2001:db8::g"), (3, "1.2.3.4/32"), (4, "fe80::1%eth0")]
+    {
         let mut f: Vec<&str> = V2_OK.split(' ').collect();
         f[i] = bad;
         assert_eq!(reason(&mut p, &f.join(" ")), ParseError::BadAddress, "{bad}");
@@ -323,20 +325,26 @@ fn raw_fields_iterate_in_column_order() {
     let cols: Vec<(&str, Option<&[u8]>)> = r.raw.iter().collect();
     assert_eq!(
         cols,
-        [("version", Some(&b"5"[..])), ("vpc-id", Some(&b"vpc-1"[..])), ("flow-direction", None), ("x-new", Some(&b"hello"[..]))]
+        [
+            ("version", Some(&b"5"[..])),
+            ("vpc-id", Some(&b"vpc-1"[..])),
+            ("flow-direction", None),
+            ("x-new", Some(&b"hello"[..]))
+        ]
     );
     assert_eq!(r.get("vpc_id").map(|v| v.to_string()), Some("vpc-1".to_string()));
-    assert_eq!(format!("{:?}", r.raw), r#"{"version": Some("5"), "vpc-id": Some("vpc-1"), "flow-direction": None, "x-new": Some("hello")}"#);
+    assert_eq!(
+        format!("{:?}", r.raw),
+        r#"{"version": Some("5"), "vpc-id": Some("vpc-1"), "flow-direction": None, "x-new": Some("hello")}"#
+    );
 }
 
 #[test]
 fn values_display_as_aws_writes_them() {
     let mut p = default_parser();
     let r = record(&mut p, V2_OK.as_bytes());
-    let shown: Vec<String> = Format::default_v2()
-        .fields()
-        .map(|n| r.get(n).map_or("-".to_string(), |v| v.to_string()))
-        .collect();
+    let shown: Vec<String> =
+        Format::default_v2().fields().map(|n| r.get(n).map_or("-".to_string(), |v| v.to_string())).collect();
     assert_eq!(shown.join(" "), V2_OK);
     assert_eq!(Record::default().get("srcaddr"), None);
     assert_eq!(Record::default().field("srcaddr"), None);
@@ -401,7 +409,10 @@ fn json_number_account_id_is_text() {
 #[test]
 fn json_no_value_forms() {
     let mut p = default_parser();
-    let r = record(&mut p, br#"{"version": 2, "srcaddr": null, "dstaddr": "-", "srcport": "", "action": null, "log-status": "NODATA"}"#);
+    let r = record(
+        &mut p,
+        br#"{"version": 2, "srcaddr": null, "dstaddr": "-", "srcport": "", "action": null, "log-status": "NODATA"}"#,
+    );
     assert_eq!(r.version, Some(2));
     assert_eq!((r.srcaddr, r.dstaddr, r.srcport, r.action), (None, None, None, None));
     assert_eq!(r.interface_id, None);
@@ -413,7 +424,10 @@ fn json_no_value_forms() {
 #[test]
 fn json_duplicate_keys_last_wins() {
     let mut p = default_parser();
-    let r = record(&mut p, br#"{"srcport": 1, "srcport": "2", "dstport": 3, "dstport": null, "action": "ACCEPT", "action": "REJECT"}"#);
+    let r = record(
+        &mut p,
+        br#"{"srcport": 1, "srcport": "2", "dstport": 3, "dstport": null, "action": "ACCEPT", "action": "REJECT"}"#,
+    );
     assert_eq!(r.srcport, Some(2));
     assert_eq!(r.dstport, None);
     assert_eq!(r.action, Some(Action::Reject));
@@ -434,7 +448,10 @@ fn json_unknown_keys_ignored_whatever_they_hold() {
 #[test]
 fn json_underscore_keys_and_escapes() {
     let mut p = default_parser();
-    let r = record(&mut p, br#"{"log_status": "SKIPDATA", "interface_id": "eni-\u0031\"x", "tcp_flags": 3, "vpc_id": "vpc-\u00e9"}"#);
+    let r = record(
+        &mut p,
+        br#"{"log_status": "SKIPDATA", "interface_id": "eni-\u0031\"x", "tcp_flags": 3, "vpc_id": "vpc-\u00e9"}"#,
+    );
     assert_eq!(r.log_status, Some(LogStatus::SkipData));
     assert_eq!(r.interface_id, Some(&b"eni-1\"x"[..]));
     assert_eq!(r.tcp_flags, Some(3));

@@ -171,9 +171,18 @@ impl Generator {
                 let dport = [443, 443, 5432, 6379, 3306, 80, 8080, 22][r.random_range(0..8)];
                 let packets = r.random_range(2..400);
                 Flow {
-                    iface: a, src: iface_ip(a), dst: iface_ip(b), sport, dport, proto: 6, packets,
-                    bytes: packets * r.random_range(60..1400), accept: true,
-                    flags: [18, 16, 24, 2][r.random_range(0..4)], pkt_dst: None, pkt_src: None,
+                    iface: a,
+                    src: iface_ip(a),
+                    dst: iface_ip(b),
+                    sport,
+                    dport,
+                    proto: 6,
+                    packets,
+                    bytes: packets * r.random_range(60..1400),
+                    accept: true,
+                    flags: [18, 16, 24, 2][r.random_range(0..4)],
+                    pkt_dst: None,
+                    pkt_src: None,
                 }
             }
             // NAT gateway egress to approved services.
@@ -186,23 +195,51 @@ impl Generator {
                 };
                 let packets = r.random_range(5..2000);
                 Flow {
-                    iface: NAT, src: iface_ip(NAT), dst, sport, dport: 443, proto: 6, packets,
-                    bytes: packets * r.random_range(200..1500), accept: true, flags: 18,
-                    pkt_dst: Some(dst), pkt_src: Some(iface_ip(src_if)),
+                    iface: NAT,
+                    src: iface_ip(NAT),
+                    dst,
+                    sport,
+                    dport: 443,
+                    proto: 6,
+                    packets,
+                    bytes: packets * r.random_range(200..1500),
+                    accept: true,
+                    flags: 18,
+                    pkt_dst: Some(dst),
+                    pkt_src: Some(iface_ip(src_if)),
                 }
             }
             // DNS to the VPC resolver.
             80..=91 => Flow {
-                iface: r.random_range(3..INTERFACES), src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
-                dst: Ipv4Addr::new(10, 0, 0, 2), sport, dport: 53, proto: 17, packets: 1,
-                bytes: r.random_range(60..200), accept: true, flags: 0, pkt_dst: None, pkt_src: None,
+                iface: r.random_range(3..INTERFACES),
+                src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
+                dst: Ipv4Addr::new(10, 0, 0, 2),
+                sport,
+                dport: 53,
+                proto: 17,
+                packets: 1,
+                bytes: r.random_range(60..200),
+                accept: true,
+                flags: 0,
+                pkt_dst: None,
+                pkt_src: None,
             },
             // ICMP health checks.
             92..=96 => {
                 let a = r.random_range(3..INTERFACES);
                 Flow {
-                    iface: a, src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8), dst: iface_ip(a), sport: 0, dport: 0,
-                    proto: 1, packets: 4, bytes: 336, accept: true, flags: 0, pkt_dst: None, pkt_src: None,
+                    iface: a,
+                    src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8),
+                    dst: iface_ip(a),
+                    sport: 0,
+                    dport: 0,
+                    proto: 1,
+                    packets: 4,
+                    bytes: 336,
+                    accept: true,
+                    flags: 0,
+                    pkt_dst: None,
+                    pkt_src: None,
                 }
             }
             // Internet noise, rejected at the edge.
@@ -211,8 +248,18 @@ impl Generator {
                 let dport = [22, 23, 445, 3389, 1433, 8080, 443, 5900][r.random_range(0..8)];
                 let src = self.public_addr();
                 Flow {
-                    iface, src, dst: iface_ip(iface), sport, dport, proto: 6, packets: 1, bytes: 44,
-                    accept: false, flags: 2, pkt_dst: None, pkt_src: None,
+                    iface,
+                    src,
+                    dst: iface_ip(iface),
+                    sport,
+                    dport,
+                    proto: 6,
+                    packets: 1,
+                    bytes: 44,
+                    accept: false,
+                    flags: 2,
+                    pkt_dst: None,
+                    pkt_src: None,
                 }
             }
         };
@@ -226,36 +273,132 @@ impl Generator {
         let web = iface_ip(ALB);
         // Illegal traffic: accepted from outside the allowed ranges.
         for i in 0..3u8 {
-            self.push(&Flow { iface: ALB, src: Ipv4Addr::new(203, 0, 113, 7 + i), dst: web, sport: 51000 + i as u16, dport: 22, proto: 6, packets: 12, bytes: 2400, accept: true, flags: 18, pkt_dst: None, pkt_src: None }, end);
+            self.push(
+                &Flow {
+                    iface: ALB,
+                    src: Ipv4Addr::new(203, 0, 113, 7 + i),
+                    dst: web,
+                    sport: 51000 + i as u16,
+                    dport: 22,
+                    proto: 6,
+                    packets: 12,
+                    bytes: 2400,
+                    accept: true,
+                    flags: 18,
+                    pkt_dst: None,
+                    pkt_src: None,
+                },
+                end,
+            );
         }
         // Reject storm on one internal interface (rotating).
         let storm = 3 + cycle % (INTERFACES - 3);
         for i in 0..30u16 {
             let src = Ipv4Addr::new(198, 51, 100, 10 + (i % 5) as u8);
-            self.push(&Flow { iface: storm, src, dst: iface_ip(storm), sport: 40000 + i, dport: [3389, 445][i as usize % 2], proto: 6, packets: 1, bytes: 44, accept: false, flags: 2, pkt_dst: None, pkt_src: None }, end);
+            self.push(
+                &Flow {
+                    iface: storm,
+                    src,
+                    dst: iface_ip(storm),
+                    sport: 40000 + i,
+                    dport: [3389, 445][i as usize % 2],
+                    proto: 6,
+                    packets: 1,
+                    bytes: 44,
+                    accept: false,
+                    flags: 2,
+                    pkt_dst: None,
+                    pkt_src: None,
+                },
+                end,
+            );
         }
         // SYN+FIN burst: short connections.
         for i in 0..150u16 {
             let a = self.internal();
-            self.push(&Flow { iface: SHORT_CONN_IFACE, src: iface_ip(a), dst: iface_ip(SHORT_CONN_IFACE), sport: 30000 + i, dport: 8080, proto: 6, packets: 3, bytes: 180, accept: true, flags: if i % 2 == 0 { 3 } else { 19 }, pkt_dst: None, pkt_src: None }, end);
+            self.push(
+                &Flow {
+                    iface: SHORT_CONN_IFACE,
+                    src: iface_ip(a),
+                    dst: iface_ip(SHORT_CONN_IFACE),
+                    sport: 30000 + i,
+                    dport: 8080,
+                    proto: 6,
+                    packets: 3,
+                    bytes: 180,
+                    accept: true,
+                    flags: if i % 2 == 0 { 3 } else { 19 },
+                    pkt_dst: None,
+                    pkt_src: None,
+                },
+                end,
+            );
         }
         // NAT breach: egress to an unapproved destination.
         for i in 0..3u8 {
             let dst = Ipv4Addr::new(185, 220, 101, 20 + i);
             let src = iface_ip(self.internal());
-            self.push(&Flow { iface: NAT, src: iface_ip(NAT), dst, sport: 45000 + i as u16, dport: 9001, proto: 6, packets: 40, bytes: 52_000, accept: true, flags: 18, pkt_dst: Some(dst), pkt_src: Some(src) }, end);
+            self.push(
+                &Flow {
+                    iface: NAT,
+                    src: iface_ip(NAT),
+                    dst,
+                    sport: 45000 + i as u16,
+                    dport: 9001,
+                    proto: 6,
+                    packets: 40,
+                    bytes: 52_000,
+                    accept: true,
+                    flags: 18,
+                    pkt_dst: Some(dst),
+                    pkt_src: Some(src),
+                },
+                end,
+            );
         }
         // Telnet from inside.
         let t = self.internal();
         for (i, accept) in [false, false, true].into_iter().enumerate() {
             let src = iface_ip(self.internal());
-            self.push(&Flow { iface: t, src, dst: iface_ip(t), sport: 41000 + i as u16, dport: 23, proto: 6, packets: 6, bytes: 360, accept, flags: 18, pkt_dst: None, pkt_src: None }, end);
+            self.push(
+                &Flow {
+                    iface: t,
+                    src,
+                    dst: iface_ip(t),
+                    sport: 41000 + i as u16,
+                    dport: 23,
+                    proto: 6,
+                    packets: 6,
+                    bytes: 360,
+                    accept,
+                    flags: 18,
+                    pkt_dst: None,
+                    pkt_src: None,
+                },
+                end,
+            );
         }
         // Port scan: one source, 40 distinct ports.
         let scanner = Ipv4Addr::new(45, 155, 205, 233);
         let base: u16 = self.rng.random_range(1..60000);
         for i in 0..40u16 {
-            self.push(&Flow { iface: ALB, src: scanner, dst: web, sport: 61000, dport: base + i * 7, proto: 6, packets: 1, bytes: 40, accept: false, flags: 2, pkt_dst: None, pkt_src: None }, end);
+            self.push(
+                &Flow {
+                    iface: ALB,
+                    src: scanner,
+                    dst: web,
+                    sport: 61000,
+                    dport: base + i * 7,
+                    proto: 6,
+                    packets: 1,
+                    bytes: 40,
+                    accept: false,
+                    flags: 2,
+                    pkt_dst: None,
+                    pkt_src: None,
+                },
+                end,
+            );
         }
         // NODATA and SKIPDATA.
         let start = end.saturating_sub(60);
@@ -263,7 +406,10 @@ impl Generator {
         let _ = writeln!(self.out, "5 {ACCOUNT} {a} - - - - - - - {start} {end} - NODATA {VPC} - - - - - -");
         let _ = writeln!(self.out, "5 {ACCOUNT} {b} - - - - - - - {start} {end} - SKIPDATA {VPC} - - - - - -");
         // One malformed line, so the parse-error metric has data.
-        let _ = writeln!(self.out, "5 {ACCOUNT} {a} 10.0.1.300 10.0.1.12 443 49152 6 10 840 {start} {end} ACCEPT OK {VPC} - - 18 IPv4 - -");
+        let _ = writeln!(
+            self.out,
+            "5 {ACCOUNT} {a} 10.0.1.300 10.0.1.12 443 49152 6 10 840 {start} {end} ACCEPT OK {VPC} - - 18 IPv4 - -"
+        );
     }
 
     /// Renders `base` base-traffic lines, plus a round of scenarios when `scenarios`;
@@ -360,7 +506,11 @@ mod tests {
         agg.ingest_lines(&mut parser, lines.as_bytes());
         let shared = agg.into_shared();
         let expo = crate::expose::encode(&crate::expose::registry(&shared));
-        for absent in ["vpc_flow_illegal_source_accepts_total{", "vpc_flow_short_connections_total{", "vpc_flow_unapproved_destination_records_total{"] {
+        for absent in [
+            "vpc_flow_illegal_source_accepts_total{",
+            "vpc_flow_short_connections_total{",
+            "vpc_flow_unapproved_destination_records_total{",
+        ] {
             assert!(!expo.contains(absent), "base traffic produced {absent}");
         }
         assert!(expo.contains("vpc_flow_exporter_parse_errors_total{reason=\"bad_address\"} 0"));

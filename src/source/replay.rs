@@ -88,7 +88,12 @@ pub fn replay(inputs: &[Input], parser: &mut LineParser, agg: &mut Aggregator) -
 /// line longer than the whole buffer is counted once as an invalid line (the
 /// parser's `too_long`) and skipped up to its end, so memory stays bounded
 /// whatever the input.
-pub fn read_lines(r: &mut dyn Read, buf: &mut Vec<u8>, parser: &mut LineParser, agg: &mut Aggregator) -> io::Result<()> {
+pub fn read_lines(
+    r: &mut dyn Read,
+    buf: &mut Vec<u8>,
+    parser: &mut LineParser,
+    agg: &mut Aggregator,
+) -> io::Result<()> {
     if buf.len() < 2 * crate::parse::MAX_LINE_LEN {
         buf.resize(2 * crate::parse::MAX_LINE_LEN, 0);
     }

@@ -33,9 +33,7 @@ fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter_map(parse_sample)
-        .filter(|(n, ls, _)| {
-            *n == name && labels.iter().all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
+        .filter(|(n, ls, _)| *n == name && labels.iter().all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v)))
         .map(|(_, _, v)| v)
         .sum()
 }

@@ -89,7 +89,10 @@ impl InProcess {
 /// The lines of an exposition worth showing in a failure.
 pub fn relevant(t: &str) -> String {
     t.lines()
-        .filter(|l| !l.starts_with('#') && (l.contains("cloudwatch") || l.starts_with("vpc_flow_records_total") || l.contains("parse_errors")))
+        .filter(|l| {
+            !l.starts_with('#')
+                && (l.contains("cloudwatch") || l.starts_with("vpc_flow_records_total") || l.contains("parse_errors"))
+        })
         .filter(|l| !l.contains("_bucket{"))
         .collect::<Vec<_>>()
         .join("\n")
@@ -139,7 +142,12 @@ impl Binary {
     }
 
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::Client::new().get(format!("{}{path}", self.base)).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
         let status = r.status().as_u16();
         Some((status, r.text().await.ok()?))
     }
@@ -159,7 +167,11 @@ impl Binary {
                 panic!("the exporter exited ({status}) while waiting for {what}; log:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; exposition:\n{}\nlog tail:\n{}", relevant(&t), tail(&self.log(), 40));
+                panic!(
+                    "timed out waiting for {what}; exposition:\n{}\nlog tail:\n{}",
+                    relevant(&t),
+                    tail(&self.log(), 40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

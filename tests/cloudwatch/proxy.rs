@@ -97,7 +97,13 @@ fn error_response(status: u16, kind: &str, message: &str) -> Response<Full<Bytes
         .expect("response")
 }
 
-async fn handle(req: Request<Incoming>, upstream: &str, client: &reqwest::Client, st: &Stats, plan: &Plan) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    upstream: &str,
+    client: &reqwest::Client,
+    st: &Stats,
+    plan: &Plan,
+) -> Response<Full<Bytes>> {
     let is_filter = req
         .headers()
         .get("x-amz-target")

@@ -86,19 +86,10 @@ pub fn write(database_type: &'static str, networks: &[(&str, Value)]) -> Vec<u8>
         .enumerate()
         .map(|(i, (cidr, _))| {
             let (addr, len) = cidr.split_once('/').expect("cidr");
-            (
-                addr.parse().expect("address"),
-                len.parse().expect("prefix"),
-                i,
-            )
+            (addr.parse().expect("address"), len.parse().expect("prefix"), i)
         })
         .collect();
-    write_shared(
-        database_type,
-        "vpc-flow-exporter test fixture",
-        &records,
-        &nets,
-    )
+    write_shared(database_type, "vpc-flow-exporter test fixture", &records, &nets)
 }
 
 /// Networks (address, prefix length, index into `records`) → file bytes.
@@ -131,10 +122,7 @@ pub fn write_shared(
         for depth in 0..len {
             let bit = ((bits >> (127 - depth)) & 1) as usize;
             if depth + 1 == len {
-                assert!(
-                    matches!(nodes[node][bit], Rec::Empty),
-                    "overlapping networks"
-                );
+                assert!(matches!(nodes[node][bit], Rec::Empty), "overlapping networks");
                 nodes[node][bit] = Rec::Data(offset);
                 break;
             }
@@ -151,10 +139,7 @@ pub fn write_shared(
         }
     }
     let count = nodes.len();
-    assert!(
-        count + 16 + data.len() < 1 << 24,
-        "too big for 24-bit records"
-    );
+    assert!(count + 16 + data.len() < 1 << 24, "too big for 24-bit records");
     let mut out = Vec::with_capacity(count * 6 + 16 + data.len() + 512);
     for n in &nodes {
         for r in n {
@@ -174,10 +159,7 @@ pub fn write_shared(
         ("binary_format_minor_version", Value::U16(0)),
         ("build_epoch", Value::U64(1_700_000_000)),
         ("database_type", Value::Str(database_type)),
-        (
-            "description",
-            Value::Map(vec![("en", Value::Str(description))]),
-        ),
+        ("description", Value::Map(vec![("en", Value::Str(description))])),
         ("ip_version", Value::U16(6)),
         ("languages", Value::Array(vec![Value::Str("en")])),
         ("node_count", Value::U32(count as u32)),

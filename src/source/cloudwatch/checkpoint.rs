@@ -134,11 +134,13 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
 /// the first save.
 pub fn check_writable_dir(path: &Path) -> anyhow::Result<()> {
     let dir = parent_dir(path);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cloudwatch.state_file: cannot create the folder {} of {}", dir.display(), path.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!("cloudwatch.state_file: cannot create the folder {} of {}", dir.display(), path.display())
+    })?;
     let probe = dir.join(format!(".{}.probe", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("cloudwatch.state_file: cannot write in the folder {} of {}", dir.display(), path.display()))?;
+    std::fs::write(&probe, b"").with_context(|| {
+        format!("cloudwatch.state_file: cannot write in the folder {} of {}", dir.display(), path.display())
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }

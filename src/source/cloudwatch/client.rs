@@ -301,8 +301,13 @@ pub fn service_error_kind(code: &str, status: u16) -> ErrorKind {
             ErrorKind::Throttled
         }
         "ResourceNotFoundException" => ErrorKind::NotFound,
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
-        | "InvalidSignatureException" | "SignatureDoesNotMatch" | "ExpiredTokenException"
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "ExpiredTokenException"
         | "MissingAuthenticationTokenException" => ErrorKind::AccessDenied,
         "InvalidParameterException" => ErrorKind::InvalidParameter,
         "ServiceUnavailableException" | "InternalFailure" | "InternalServerError" => ErrorKind::ServerError,

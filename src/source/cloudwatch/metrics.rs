@@ -6,9 +6,7 @@
 //! that series exist at zero before the first event.
 
 use prometheus::core::Collector;
-use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::client::{ErrorKind, FILTER_LOG_EVENTS};
 

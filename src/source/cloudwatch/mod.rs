@@ -70,7 +70,11 @@ impl CloudWatchSource {
     /// Polls every log group until `shutdown`, then saves the checkpoint and returns.
     pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.inner
-            .run_with_sinks(|g| AggregatorSink::new(agg.clone(), LineParser::new(g.log_format.clone())), ready, shutdown)
+            .run_with_sinks(
+                |g| AggregatorSink::new(agg.clone(), LineParser::new(g.log_format.clone())),
+                ready,
+                shutdown,
+            )
             .await
     }
 }
@@ -118,13 +122,8 @@ impl<C: LogsApi> Source<C> {
             margin: cfg.dedup_margin,
         };
         let target = client::describe_target(&cfg);
-        let shared = Shared {
-            client,
-            limiter: RateLimiter::new(cfg.max_requests_per_second),
-            metrics,
-            clock,
-            settings,
-        };
+        let shared =
+            Shared { client, limiter: RateLimiter::new(cfg.max_requests_per_second), metrics, clock, settings };
         Ok(Source { shared, groups: cfg.log_groups, writer, restored, target })
     }
 

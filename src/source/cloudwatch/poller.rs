@@ -354,7 +354,11 @@ impl<S: EventSink> GroupPoller<S> {
 /// One page, with the retries of the single retry layer: each attempt waits
 /// for the shared rate limit and is counted; transient errors are retried
 /// after a jittered exponential backoff.
-async fn request<C: LogsApi>(shared: &Shared<C>, req: FilterRequest<'_>, cancel: &CancellationToken) -> Result<Page, PollError> {
+async fn request<C: LogsApi>(
+    shared: &Shared<C>,
+    req: FilterRequest<'_>,
+    cancel: &CancellationToken,
+) -> Result<Page, PollError> {
     let m = &shared.metrics;
     let requests = m.requests.with_label_values(&[FILTER_LOG_EVENTS]);
     let duration = m.request_duration.with_label_values(&[FILTER_LOG_EVENTS]);
@@ -759,7 +763,9 @@ mod tests {
         assert_eq!(s.pages, 70);
         let saves = saver.0.lock().expect("lock");
         assert_eq!(saves.len(), 2);
-        assert!(saves.iter().all(|c| c.scan.as_ref().is_some_and(|s| s.next_token.is_some()) && c.horizon_ms.is_none()));
+        assert!(saves
+            .iter()
+            .all(|c| c.scan.as_ref().is_some_and(|s| s.next_token.is_some()) && c.horizon_ms.is_none()));
     }
 
     #[tokio::test(start_paused = true)]
