@@ -10,6 +10,7 @@ scripts/setup-test-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export AWS_EC2_METADATA_DISABLED=true
 
+cargo fmt --check
 cargo build --locked --all-targets
 cargo test --locked -- --test-threads=2
 scripts/check-mixin.sh
