@@ -176,7 +176,7 @@ pub struct Limits {
 }
 
 /// The live source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CloudWatchConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
@@ -192,7 +192,7 @@ pub struct CloudWatchConfig {
     pub log_groups: Vec<LogGroupConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogGroupConfig {
     pub name: String,
     pub log_format: Format,

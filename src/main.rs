@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use prometheus::{Gauge, Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -195,6 +196,74 @@ fn check_telemetry_path(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// SIGHUP re-reads the configuration file and rebuilds the aggregates with its
+/// detections, limits, formats and GeoIP database; the counters restart from
+/// zero, as after a restart. A file that does not validate is logged and the
+/// running configuration kept. Changes to `cloudwatch` take effect at the next
+/// restart. `vpc_flow_exporter_config_last_reload_successful` and
+/// `..._success_timestamp_seconds` report the outcome.
+fn on_reload(
+    path: PathBuf,
+    agg: SharedAggregator,
+    registry: &Registry,
+    demo: bool,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let ok = Gauge::new(
+        "vpc_flow_exporter_config_last_reload_successful",
+        "1 if the last configuration reload (SIGHUP) succeeded, else 0.",
+    )?;
+    let ts = Gauge::new(
+        "vpc_flow_exporter_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully (start or SIGHUP), in unix seconds.",
+    )?;
+    registry.register(Box::new(ok.clone()))?;
+    registry.register(Box::new(ts.clone()))?;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    ok.set(1.0);
+    ts.set(now());
+    let running_cloudwatch = Config::load(&path).ok().and_then(|c| c.cloudwatch);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; configuration reloads are off");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                got = hup.recv() => if got.is_none() { break },
+            }
+            let loaded = Config::load(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                .and_then(|config| aggregator(&config).map(|a| (config, a)));
+            match loaded {
+                Ok((config, fresh)) => {
+                    warn_unknown_fields(&config);
+                    if config.cloudwatch != running_cloudwatch {
+                        tracing::warn!("The cloudwatch section changed; it takes effect at the next restart");
+                    }
+                    let fresh = if demo { fresh.with_countries(Box::new(geo::demo_countries())) } else { fresh };
+                    *agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                    ok.set(1.0);
+                    ts.set(now());
+                    tracing::info!(file = %path.display(), "Configuration reloaded; counters restart from zero");
+                }
+                Err(e) => {
+                    ok.set(0.0);
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "Configuration reload failed; keeping the running configuration"
+                    );
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (agg, demo, shutdown, running_cloudwatch);
+    Ok(())
+}
+
 /// SIGINT or SIGTERM cancels the token.
 fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -231,6 +300,9 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
+    if let Some(path) = &cli.config_file {
+        on_reload(path.clone(), agg.clone(), &registry, true, shutdown.clone())?;
+    }
     let generator = tokio::spawn(demo::run(agg.clone(), rate, shutdown.clone()));
     let server = ServerConfig {
         registry,
@@ -261,6 +333,7 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
+    on_reload(path.clone(), agg.clone(), &registry, false, shutdown.clone())?;
     let readiness = Readiness::default();
     let server = ServerConfig {
         registry,

@@ -114,3 +114,50 @@ fn bad_flags_and_missing_config_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cloudwatch"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn scrape(e: &Exporter) -> String {
+    reqwest::blocking::get(format!("{}/metrics", e.base)).unwrap().text().unwrap()
+}
+
+/// Waits until the exposition satisfies `ok`, or fails with the last one.
+fn wait_for(e: &Exporter, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = scrape(e);
+        if ok(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_it_when_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("demo.yaml");
+    // The demo's background noise includes rejected telnet (23) and RDP (3389).
+    std::fs::write(&cfg, "detections:\n  forbidden_ports: [23]\n").unwrap();
+    let e = start(&["--config.file", cfg.to_str().unwrap()]);
+    let hup = |e: &Exporter| {
+        assert!(Command::new("kill").args(["-HUP", &e.child.id().to_string()]).status().unwrap().success())
+    };
+    let forbidden = |b: &str, port: &str| {
+        b.lines().any(|l| {
+            l.starts_with("vpc_flow_forbidden_port_records_total{") && l.contains(&format!("dstport=\"{port}\""))
+        })
+    };
+
+    wait_for(&e, "telnet records", |b| forbidden(b, "23"));
+    assert!(scrape(&e).contains("vpc_flow_exporter_config_last_reload_successful 1"));
+
+    std::fs::write(&cfg, "detections:\n  forbidden_ports: [3389]\n").unwrap();
+    hup(&e);
+    wait_for(&e, "the new forbidden port", |b| forbidden(b, "3389") && !forbidden(b, "23"));
+
+    std::fs::write(&cfg, "detections:\n  forbidden_portz: [22]\n").unwrap();
+    hup(&e);
+    let body = wait_for(&e, "a failed reload", |b| b.contains("vpc_flow_exporter_config_last_reload_successful 0"));
+    assert!(forbidden(&body, "3389"), "the running configuration is kept");
+    assert_eq!(reqwest::blocking::get(format!("{}/-/healthy", e.base)).unwrap().status(), 200);
+}
