@@ -17,6 +17,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use vpc_flow_exporter::detect::geo::{CountryLookup, MaxMindCountries};
 use vpc_flow_exporter::detect::portscan::PortScanTracker;
 use vpc_flow_exporter::detect::topk::WindowedTopK;
@@ -25,22 +27,9 @@ const BATCH: u64 = 10_000;
 const TOP_K_WINDOW: Duration = Duration::from_secs(15 * 60);
 const SCAN_WINDOW: Duration = Duration::from_secs(10 * 60);
 
-/// splitmix64.
-struct Rng(u64);
-impl Rng {
-    #[inline]
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// A stream of REJECT records: (src, dst, port, time, newest).
 struct Stream {
-    rng: Rng,
+    rng: SmallRng,
     i: u64,
     sources: u64,
     destinations: u64,
@@ -50,11 +39,11 @@ struct Stream {
 
 impl Stream {
     fn new(sources: u64, destinations: u64, hot_ports: bool) -> Stream {
-        Stream { rng: Rng(7), i: 0, sources, destinations, hot_ports, newest: 0 }
+        Stream { rng: SmallRng::seed_from_u64(7), i: 0, sources, destinations, hot_ports, newest: 0 }
     }
     #[inline]
     fn next(&mut self) -> (IpAddr, IpAddr, u16, u64, u64) {
-        let r = self.rng.next();
+        let r = self.rng.random::<u64>();
         let i = self.i;
         self.i += 1;
         let time = 1_700_000_000 + i / 10_000 - (r % 60);
@@ -157,20 +146,20 @@ fn geoip(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH));
     // 1,000 addresses: address-cache hits.
     g.bench_function("lookup/cached", |b| {
-        let mut rng = Rng(3);
+        let mut rng = SmallRng::seed_from_u64(3);
         b.iter(|| {
             for _ in 0..BATCH {
-                let a = IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + (rng.next() % 1_000) as u32));
+                let a = IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + (rng.random::<u64>() % 1_000) as u32));
                 black_box(db.lookup(a));
             }
         })
     });
     // Random addresses: tree walk (the record cache spares the decoding).
     g.bench_function("lookup/uncached", |b| {
-        let mut rng = Rng(5);
+        let mut rng = SmallRng::seed_from_u64(5);
         b.iter(|| {
             for _ in 0..BATCH {
-                let x = rng.next();
+                let x = rng.random::<u64>();
                 let a = IpAddr::V4(Ipv4Addr::from(if x & 1 == 0 {
                     0xcb00_7100 | (x >> 32) as u32 & 0xff
                 } else {
