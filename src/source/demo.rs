@@ -475,18 +475,20 @@ mod tests {
         assert!(Format::parse(DEMO_FORMAT).is_ok());
     }
 
+    /// The exposition of the demo's lines through a fresh pipeline.
+    fn exposition(lines: &str) -> String {
+        let mut agg = Aggregator::new(&demo_config());
+        let mut parser = LineParser::new(Format::parse(DEMO_FORMAT).unwrap());
+        agg.ingest_lines(&mut parser, lines.as_bytes());
+        crate::expose::encode(&crate::expose::registry(&agg.into_shared()))
+    }
+
     /// One round of scenarios feeds every detection, and only the one
     /// malformed line is invalid.
     #[test]
     fn scenarios_trigger_every_detection() {
-        let config = demo_config();
-        let mut agg = Aggregator::new(&config);
-        let mut parser = LineParser::new(Format::parse(DEMO_FORMAT).unwrap());
         let mut g = Generator::new(7);
-        let lines = g.batch(2000, true, 1_700_000_000).to_owned();
-        agg.ingest_lines(&mut parser, lines.as_bytes());
-        let shared = agg.into_shared();
-        let expo = crate::expose::encode(&crate::expose::registry(&shared));
+        let expo = exposition(g.batch(2000, true, 1_700_000_000));
         for family in [
             "vpc_flow_illegal_source_accepts_total{",
             "vpc_flow_short_connections_total{",
@@ -501,11 +503,7 @@ mod tests {
             assert!(expo.contains(family), "missing {family}");
         }
         // Background traffic alone must not look like an attack.
-        let mut agg = Aggregator::new(&config);
-        let lines = g.batch(5000, false, 1_700_000_100).to_owned();
-        agg.ingest_lines(&mut parser, lines.as_bytes());
-        let shared = agg.into_shared();
-        let expo = crate::expose::encode(&crate::expose::registry(&shared));
+        let expo = exposition(g.batch(5000, false, 1_700_000_100));
         for absent in [
             "vpc_flow_illegal_source_accepts_total{",
             "vpc_flow_short_connections_total{",
