@@ -902,13 +902,7 @@ fn cloudwatch_stack_feeds_health_panels() {
     let http = client();
 
     // moto_server with one log group and stream of flow-log events.
-    let moto_port = free_port();
-    let mut moto = Proc::start(
-        "moto_server",
-        &moto_bin,
-        &["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), moto_port.to_string()],
-        dir,
-    );
+    let (mut moto, moto_port) = start_moto(&moto_bin, dir);
     let endpoint = format!("http://127.0.0.1:{moto_port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
@@ -1105,13 +1099,7 @@ fn cloudwatch_failures_make_health_alerts_pending() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
-    let moto_port = free_port();
-    let mut moto = Proc::start(
-        "moto_server",
-        &moto_bin,
-        &["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), moto_port.to_string()],
-        dir,
-    );
+    let (mut moto, moto_port) = start_moto(&moto_bin, dir);
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
         if let Some(status) = moto.exited() {
@@ -1172,4 +1160,11 @@ fn start_live_exporter(bin: &Path, dir: &Path, port: u16) -> Proc {
         .spawn()
         .expect("start the exporter");
     Proc { name: "exporter", child, log }
+}
+
+/// moto_server on a free loopback port, logging under `dir`.
+fn start_moto(bin: &Path, dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let args = ["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), port.to_string()];
+    (Proc::start("moto_server", bin, &args, dir), port)
 }
