@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
-use vpc_flow_exporter::config::Config;
+use vpc_flow_exporter::config::{CloudWatchConfig, Config};
 use vpc_flow_exporter::detect::geo;
 use vpc_flow_exporter::expose::{self, Readiness, ServerConfig};
 use vpc_flow_exporter::parse::{Format, LineParser};
@@ -204,6 +204,7 @@ fn check_telemetry_path(cli: &Cli) -> Result<()> {
 /// `..._success_timestamp_seconds` report the outcome.
 fn on_reload(
     path: PathBuf,
+    running_cloudwatch: Option<CloudWatchConfig>,
     agg: SharedAggregator,
     registry: &Registry,
     demo: bool,
@@ -222,7 +223,6 @@ fn on_reload(
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     ok.set(1.0);
     ts.set(now());
-    let running_cloudwatch = Config::load(&path).ok().and_then(|c| c.cloudwatch);
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
@@ -301,7 +301,7 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
     if let Some(path) = &cli.config_file {
-        on_reload(path.clone(), agg.clone(), &registry, true, shutdown.clone())?;
+        on_reload(path.clone(), config.cloudwatch.clone(), agg.clone(), &registry, true, shutdown.clone())?;
     }
     let generator = tokio::spawn(demo::run(agg.clone(), rate, shutdown.clone()));
     let server = ServerConfig {
@@ -333,7 +333,7 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
-    on_reload(path.clone(), agg.clone(), &registry, false, shutdown.clone())?;
+    on_reload(path.clone(), config.cloudwatch.clone(), agg.clone(), &registry, false, shutdown.clone())?;
     let readiness = Readiness::default();
     let server = ServerConfig {
         registry,
