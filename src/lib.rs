@@ -12,5 +12,6 @@ pub mod aggregate;
 pub mod config;
 pub mod detect;
 pub mod expose;
+pub mod logging;
 pub mod parse;
 pub mod source;

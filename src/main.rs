@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use prometheus::{Gauge, Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
 use vpc_flow_exporter::config::{CloudWatchConfig, Config};
 use vpc_flow_exporter::detect::geo;
 use vpc_flow_exporter::expose::{self, Readiness, ServerConfig};
+use vpc_flow_exporter::logging;
 use vpc_flow_exporter::parse::{Format, LineParser};
 use vpc_flow_exporter::source::cloudwatch::CloudWatchSource;
 use vpc_flow_exporter::source::{demo, replay};
@@ -42,19 +43,14 @@ struct Cli {
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
     telemetry_path: String,
 
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", global = true)]
-    log_level: String,
+    /// Least severe log events written (trace adds the AWS SDK's and HTTP stack's own).
+    #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value = "info", global = true)]
+    log_level: logging::LogLevel,
 
-    /// Log format on standard error.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
-    log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Logfmt,
-    Json,
+    /// Format of the exporter's own logs on standard error, one line per event.
+    #[arg(long = "log.format", value_name = "FORMAT", value_parser = logging::LogFormatParser,
+          default_value = "logfmt", global = true)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,14 +103,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging(cli: &Cli) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .with_context(|| format!("--log.level: invalid level {:?}", cli.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    match cli.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Logfmt => builder.compact().init(),
-    }
-    Ok(())
+    // The values were checked by clap: a bad --log.level or --log.format already exited 2.
+    Ok(logging::init(cli.log_level, cli.log_format)?)
 }
 
 /// The configuration file, or the defaults when none is given.
