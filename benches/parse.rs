@@ -124,7 +124,7 @@ fn json_lines() -> Vec<String> {
 }
 
 fn run(c: &mut Criterion, name: &str, format: Format, lines: &[String]) {
-    let mut parser = LineParser::new(format);
+    let mut parser = LineParser::for_file(format);
     // Every line must be a record, or the figure would measure errors.
     for l in lines {
         assert!(matches!(parser.parse_line(l.as_bytes()), Line::Record(_)), "{l}");

@@ -155,7 +155,7 @@ fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<E
     } else {
         paths.iter().map(|p| replay::Input::from_arg(p)).collect()
     };
-    let mut parser = LineParser::new(config.log_format.clone());
+    let mut parser = LineParser::for_file(config.log_format.clone());
     replay::replay(&inputs, &mut parser, &mut agg)?;
     let shared = agg.into_shared();
     let registry = expose::registry(&shared);

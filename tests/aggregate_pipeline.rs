@@ -11,7 +11,7 @@ use vpc_flow_exporter::parse::LineParser;
 fn exposition(yaml: &str, lines: &str) -> String {
     let config = Config::from_yaml(yaml, Path::new(".")).expect("config");
     let mut agg = Aggregator::new(&config);
-    let mut parser = LineParser::new(config.log_format.clone());
+    let mut parser = LineParser::for_file(config.log_format.clone());
     agg.ingest_lines(&mut parser, lines.as_bytes());
     let shared = agg.into_shared();
     expose::encode(&expose::registry(&shared))

@@ -87,7 +87,7 @@ fn text_lines_allocate_nothing() {
     .map(|l| l.as_bytes().to_vec())
     .chain(std::iter::once(vec![b'7'; 40_000]))
     .collect();
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     lines_of(&mut p, &default);
     let mut counts = (0, 0);
     let n = allocations(|| {
@@ -109,14 +109,29 @@ fn custom_formats_and_lowercase_records_allocate_nothing() {
     .iter()
     .map(|l| l.as_bytes().to_vec())
     .collect();
-    let mut p = LineParser::new(Format::parse(spec).unwrap());
+    let mut p = LineParser::for_file(Format::parse(spec).unwrap());
     lines_of(&mut p, &v5);
     assert_eq!(allocations(|| assert_eq!(lines_of(&mut p, &v5), (1, 1))), 0);
 
     // Records made only of lowercase words are checked as header candidates
     // without allocating.
     let ids: Vec<Vec<u8>> = vec![b"eni-0abc vpc-0def".to_vec(), b"i-0123 subnet-9".to_vec()];
-    let mut p = LineParser::new(Format::parse("${interface-id} ${vpc-id}").unwrap());
+    let mut p = LineParser::for_file(Format::parse("${interface-id} ${vpc-id}").unwrap());
     lines_of(&mut p, &ids);
     assert_eq!(allocations(|| assert_eq!(lines_of(&mut p, &ids), (2, 0))), 0);
+}
+
+#[test]
+fn header_lines_in_a_stream_allocate_nothing() {
+    let lines: Vec<Vec<u8>> = [
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
+        "version srcaddr dstaddr",
+        "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK",
+    ]
+    .iter()
+    .map(|l| l.as_bytes().to_vec())
+    .collect();
+    let mut p = LineParser::for_stream(Format::default_v2());
+    lines_of(&mut p, &lines);
+    assert_eq!(allocations(|| assert_eq!(lines_of(&mut p, &lines), (1, 2))), 0);
 }

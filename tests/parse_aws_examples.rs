@@ -22,7 +22,7 @@ fn parse_all<'a>(p: &'a mut LineParser, line: &'a str) -> Record<'a> {
 
 #[test]
 fn accepted_ssh_and_rejected_rdp() {
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     let r = parse_all(&mut p, "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK");
     assert_eq!(r.version, Some(2));
     assert_eq!(r.account_id, Some(&b"123456789010"[..]));
@@ -45,7 +45,7 @@ fn accepted_ssh_and_rejected_rdp() {
 
 #[test]
 fn nodata_and_skipdata() {
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     for (line, eni, status) in [
         (
             "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA",
@@ -73,7 +73,7 @@ fn nodata_and_skipdata() {
 
 #[test]
 fn icmp_ping_accepted_then_response_rejected_by_nacl() {
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     let r = parse_all(
         &mut p,
         "2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK",
@@ -97,7 +97,7 @@ fn icmp_ping_accepted_then_response_rejected_by_nacl() {
 
 #[test]
 fn ipv6_ssh_accepted() {
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     let r = parse_all(&mut p, "2 123456789010 eni-1235b8ca123456789 2001:db8:1234:a100:8d6e:3477:df66:f105 2001:db8:1234:a102:3304:8879:34cf:4071 34892 22 6 54 8855 1477913708 1477913820 ACCEPT OK");
     assert_eq!(r.srcaddr, ip("2001:db8:1234:a100:8d6e:3477:df66:f105"));
     assert_eq!(r.dstaddr, ip("2001:db8:1234:a102:3304:8879:34cf:4071"));
@@ -131,7 +131,7 @@ const TCP_FLAG_RECORDS: &[TcpFlagRecord] = &[
 
 #[test]
 fn tcp_flag_sequence() {
-    let mut p = LineParser::new(Format::parse(TCP_FLAGS_FORMAT).unwrap());
+    let mut p = LineParser::for_file(Format::parse(TCP_FLAGS_FORMAT).unwrap());
     for &(line, sport, dport, bytes, packets, start, end, flags) in TCP_FLAG_RECORDS {
         let r = parse_all(&mut p, line);
         assert_eq!(r.version, Some(3));
@@ -161,7 +161,7 @@ const NAT_FORMAT: &str = "instance-id interface-id srcaddr dstaddr pkt-srcaddr p
 
 #[test]
 fn nat_gateway() {
-    let mut p = LineParser::new(Format::parse(NAT_FORMAT).unwrap());
+    let mut p = LineParser::for_file(Format::parse(NAT_FORMAT).unwrap());
     // (line, instance-id, interface-id, srcaddr, dstaddr, pkt-srcaddr, pkt-dstaddr)
     #[allow(clippy::type_complexity)]
     let records: &[(&str, Option<&str>, &str, &str, &str, &str, &str)] = &[
@@ -246,7 +246,7 @@ const TGW_FORMAT: &str = "version interface-id account-id vpc-id subnet-id insta
 
 #[test]
 fn transit_gateway() {
-    let mut p = LineParser::new(Format::parse(TGW_FORMAT).unwrap());
+    let mut p = LineParser::for_file(Format::parse(TGW_FORMAT).unwrap());
     // (line, interface, subnet, instance, src, dst, sport, dport, flags, pkt-src, pkt-dst)
     #[allow(clippy::type_complexity)]
     let records: &[(&str, &str, &str, Option<&str>, &str, &str, u16, u16, u16, &str, &str)] = &[
@@ -285,7 +285,7 @@ const V5_FORMAT: &str = "version srcaddr dstaddr srcport dstport protocol start 
 
 #[test]
 fn service_name_traffic_path_flow_direction() {
-    let mut p = LineParser::new(Format::parse(V5_FORMAT).unwrap());
+    let mut p = LineParser::for_file(Format::parse(V5_FORMAT).unwrap());
     let ingress = "5 52.95.128.179 10.0.0.71 80 34210 6 1616729292 1616729349 IPv4 14 15044 123456789012 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-0c50d5961bcb2d47b eni-1235b8ca123456789 ap-southeast-2 apse2-az3 - - ACCEPT 19 52.95.128.179 10.0.0.71 S3 - - ingress OK";
     let r = parse_all(&mut p, ingress);
     assert_eq!(r.version, Some(5));
@@ -324,13 +324,13 @@ fn examples_as_s3_files_with_header_lines() {
         (NAT_FORMAT, &["- eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5"]),
         (TGW_FORMAT, &["3 eni-11111111111111111 123456789010 vpc-abcdefab012345678 subnet-11111111aaaaaaaaa - 10.40.1.175 10.40.2.236 39812 80 6 3 IPv4 10.20.33.164 10.40.2.236 ACCEPT OK"]),
     ];
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     for (header, records) in files {
         p.reset();
         assert!(matches!(p.parse_line(header.as_bytes()), Line::Header), "{header}");
         assert_eq!(p.format(), &Format::parse(header).unwrap());
         for line in *records {
-            let mut direct = LineParser::new(Format::parse(header).unwrap());
+            let mut direct = LineParser::for_file(Format::parse(header).unwrap());
             let want = parse_all(&mut direct, line);
             let got = parse_all(&mut p, line);
             assert_eq!(got, want);

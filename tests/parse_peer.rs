@@ -104,7 +104,7 @@ fn file_has_all_82_cases() {
 fn every_case_with_the_configured_format() {
     let mut checked = 0;
     for case in cases() {
-        let mut p = LineParser::new(case.format.clone());
+        let mut p = LineParser::for_file(case.format.clone());
         match (case.ok, p.parse_line(case.line.as_bytes())) {
             (true, Line::Record(r)) => check_fields(&case, "configured format", &r),
             (false, Line::Invalid(e)) => {
@@ -122,7 +122,7 @@ fn every_case_with_the_configured_format() {
 fn every_case_after_an_s3_header_line() {
     let unrelated = Format::parse("${srcaddr} ${dstaddr}").unwrap();
     for case in cases() {
-        let mut p = LineParser::new(unrelated.clone());
+        let mut p = LineParser::for_file(unrelated.clone());
         let header = header_of(&case.format);
         assert!(matches!(p.parse_line(header.as_bytes()), Line::Header), "case {}: {header}", case.n);
         assert_eq!(p.format(), &case.format, "case {}", case.n);
@@ -153,7 +153,7 @@ fn every_valid_case_as_json() {
             object.insert(name.to_string(), value);
         }
         let json = Json::Object(object).to_string();
-        let mut p = LineParser::new(Format::default_v2());
+        let mut p = LineParser::for_file(Format::default_v2());
         match p.parse_line(json.as_bytes()) {
             Line::Record(r) => {
                 // Only fields AWS defines are read from JSON; unknown keys are ignored.

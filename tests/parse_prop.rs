@@ -146,7 +146,7 @@ proptest! {
     ) {
         let line = render_text(&cols, &seps, &lead, &trail, end);
         let format = Format::parse(&spec(&cols)).unwrap();
-        let mut p = LineParser::new(format);
+        let mut p = LineParser::for_file(format);
         match p.parse_line(line.as_bytes()) {
             Line::Record(r) => check(&r, &cols, false)?,
             other => prop_assert!(false, "{:?} -> {:?}", line, other),
@@ -164,7 +164,10 @@ proptest! {
         prop_assume!(names.iter().any(|n| is_known_field(n)));
         let header = format!("{}{end}", names.join(" "));
         let line = render_text(&cols, &seps, "", "", end);
-        let mut p = LineParser::new(Format::default_v2());
+        let mut s = LineParser::for_stream(Format::default_v2());
+        prop_assert!(matches!(s.parse_line(header.as_bytes()), Line::Invalid(ParseError::HeaderInStream)), "{}", header);
+        prop_assert_eq!(s.format(), &Format::default_v2());
+        let mut p = LineParser::for_file(Format::default_v2());
         prop_assert!(matches!(p.parse_line(header.as_bytes()), Line::Header), "{}", header);
         match p.parse_line(line.as_bytes()) {
             Line::Record(r) => check(&r, &cols, false)?,
@@ -196,7 +199,7 @@ proptest! {
             object.insert(key, value);
         }
         let line = Json::Object(object).to_string();
-        let mut p = LineParser::new(Format::default_v2());
+        let mut p = LineParser::for_file(Format::default_v2());
         match p.parse_line(line.as_bytes()) {
             Line::Record(r) => {
                 prop_assert!(known_keys > 0);
@@ -214,7 +217,7 @@ proptest! {
             line.insert(0, b'{');
         }
         for spec in [Format::DEFAULT, "${version} ${resource-id} ${srcaddr} ${pkt-dstaddr} ${tcp-flags} ${start}"] {
-            let mut p = LineParser::new(Format::parse(spec).unwrap());
+            let mut p = LineParser::for_file(Format::parse(spec).unwrap());
             let _ = p.parse_line(&line);
         }
     }
@@ -241,7 +244,14 @@ proptest! {
             }
         }
         line.extend_from_slice(&junk);
-        let mut p = LineParser::new(Format::default_v2());
+        // In a stream, whatever the line was, the next record reads the same.
+        let mut s = LineParser::for_stream(Format::default_v2());
+        prop_assert!(!matches!(s.parse_line(&line), Line::Header));
+        match s.parse_line(V2_OK.as_bytes()) {
+            Line::Record(r) => prop_assert_eq!(r.dstport, Some(22)),
+            other => prop_assert!(false, "{:?}", other),
+        }
+        let mut p = LineParser::for_file(Format::default_v2());
         let was_header = matches!(p.parse_line(&line), Line::Header);
         prop_assume!(!was_header);
         match p.parse_line(V2_OK.as_bytes()) {
@@ -267,7 +277,7 @@ proptest! {
         f[field] = big.clone();
         let limit: u128 = match field { 0 | 7 => 255, 5 | 6 => 65535, _ => u64::MAX as u128 };
         let value: Option<u128> = big.parse().ok();
-        let mut p = LineParser::new(Format::default_v2());
+        let mut p = LineParser::for_file(Format::default_v2());
         let line = f.join(" ");
         let got = p.parse_line(line.as_bytes());
         match value {
@@ -279,7 +289,7 @@ proptest! {
 
 #[test]
 fn very_long_lines_are_too_long_not_slow() {
-    let mut p = LineParser::new(Format::default_v2());
+    let mut p = LineParser::for_file(Format::default_v2());
     let line = vec![b'1'; MAX_LINE_LEN * 8];
     assert!(matches!(p.parse_line(&line), Line::Invalid(ParseError::TooLong)));
     let mut braces = vec![b'['; MAX_LINE_LEN];

@@ -65,18 +65,14 @@ impl Format {
     /// a header: a header is made only of words of lowercase letters (and
     /// digits) joined by hyphens, at least one of them a known AWS field.
     pub(crate) fn from_header(line: &[u8]) -> Option<Format> {
-        if !line.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b' ' | b'\t')) {
-            return None;
-        }
-        // Only the bytes above pass, so the line is ASCII.
-        let text = std::str::from_utf8(line).ok()?;
-        let words = || text.split([' ', '\t']).filter(|w| !w.is_empty());
-        // Checked before anything is allocated: a record of lowercase words
-        // (`eni-0abc vpc-0def`) costs no allocation.
-        if !words().all(header_word) || !words().any(|w| fields::field_id(w).is_some()) {
-            return None;
-        }
-        Some(Format::from_names(words().map(str::to_string).collect()))
+        let text = header_text(line)?;
+        Some(Format::from_names(header_words(text).map(str::to_string).collect()))
+    }
+
+    /// Whether the line is a header line (see [`Format::from_header`]),
+    /// without building its format: no allocation.
+    pub(crate) fn is_header(line: &[u8]) -> bool {
+        header_text(line).is_some()
     }
 
     fn from_names(fields: Vec<String>) -> Format {
@@ -166,6 +162,26 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
 }
 
+/// The line as text when it is a header line: only words of lowercase
+/// letters and digits joined by hyphens, at least one a known AWS field.
+/// Checked without allocating: a record of lowercase words (`eni-0abc
+/// vpc-0def`) costs nothing.
+fn header_text(line: &[u8]) -> Option<&str> {
+    if !line.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b' ' | b'\t')) {
+        return None;
+    }
+    // Only the bytes above pass, so the line is ASCII.
+    let text = std::str::from_utf8(line).ok()?;
+    if !header_words(text).all(header_word) || !header_words(text).any(|w| fields::field_id(w).is_some()) {
+        return None;
+    }
+    Some(text)
+}
+
+fn header_words(text: &str) -> impl Iterator<Item = &str> {
+    text.split([' ', '\t']).filter(|w| !w.is_empty())
+}
+
 /// `word(-word)*`, each word of lowercase letters and digits, starting with a letter.
 fn header_word(word: &str) -> bool {
     word.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
@@ -234,6 +250,7 @@ mod tests {
         // Unknown words are fine as long as one word is a known field.
         let h = Format::from_header(b"version resource-id instance-tag-2").unwrap();
         assert_eq!(h.unknown_fields(), ["resource-id", "instance-tag-2"]);
+        assert!(Format::is_header(b"version resource-id instance-tag-2"));
         for not in [
             &b"foo bar"[..],
             b"eni-0123 i-0abc",
@@ -247,6 +264,7 @@ mod tests {
             b"version_x srcaddr_y",
         ] {
             assert_eq!(Format::from_header(not), None, "{:?}", String::from_utf8_lossy(not));
+            assert!(!Format::is_header(not));
         }
     }
 }

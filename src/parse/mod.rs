@@ -5,12 +5,16 @@
 //! [`LineParser`] owns a format and turns one line at a time into a [`Record`]
 //! that borrows from the line, without allocating: fields are split on runs of
 //! spaces or tabs, `-` is "no value", numbers and addresses are checked for
-//! range. Header lines (S3 files) switch the parser's format until
-//! [`LineParser::reset`]; JSON-object lines are read by field name. Anything
-//! else that does not fit is a [`ParseError`], whose kind is the bounded
-//! `reason` label of `vpc_flow_exporter_parse_errors_total`. The parser keeps
-//! no state between lines except the header-chosen format. docs/parsing.md is
-//! the user-facing description of these rules.
+//! range. The kind of input is fixed when the parser is built
+//! ([`LineParser::for_file`], [`LineParser::for_stream`]): in a file or an S3
+//! object a header line switches the format until [`LineParser::reset`]; in
+//! an event stream (CloudWatch, Firehose, the demo) a header-looking line is
+//! invalid ([`ParseError::HeaderInStream`]), so no input changes how later
+//! input is read. JSON-object lines are read by field name. Anything else
+//! that does not fit is a [`ParseError`], whose kind is the bounded `reason`
+//! label of `vpc_flow_exporter_parse_errors_total`. The parser keeps no state
+//! between lines except a file's header-chosen format. docs/parsing.md is the
+//! user-facing description of these rules.
 
 mod fields;
 mod format;
@@ -280,10 +284,13 @@ pub enum ParseError {
     BadJson = 5,
     #[error("line too long")]
     TooLong = 6,
+    /// A header line in an event stream, where no line may change the format.
+    #[error("header line in an event stream")]
+    HeaderInStream = 7,
 }
 
 impl ParseError {
-    pub const ALL: [ParseError; 7] = [
+    pub const ALL: [ParseError; 8] = [
         ParseError::FieldCount,
         ParseError::BadNumber,
         ParseError::OutOfRange,
@@ -291,6 +298,7 @@ impl ParseError {
         ParseError::BadValue,
         ParseError::BadJson,
         ParseError::TooLong,
+        ParseError::HeaderInStream,
     ];
     /// The `reason` label value.
     pub fn reason(self) -> &'static str {
@@ -302,6 +310,7 @@ impl ParseError {
             ParseError::BadValue => "bad_value",
             ParseError::BadJson => "bad_json",
             ParseError::TooLong => "too_long",
+            ParseError::HeaderInStream => "header_in_stream",
         }
     }
     pub fn index(self) -> usize {
@@ -315,20 +324,33 @@ impl ParseError {
 #[derive(Debug)]
 pub enum Line<'a> {
     Record(Record<'a>),
-    /// A header line: the parser switched to the format it names.
+    /// A header line of a file: the parser switched to the format it names.
     Header,
     /// An empty (or whitespace-only) line.
     Empty,
     Invalid(ParseError),
 }
 
-/// Parses lines of one stream (a file, a log group). Header lines change its
-/// format for the rest of the stream; [`LineParser::reset`] restores the
-/// configured one (call it at the start of each file).
+/// What kind of input a parser reads: whether a header line may set the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A file or an S3 object: a header line sets the format for the rest of
+    /// it (until [`LineParser::reset`], at the start of the next one).
+    File,
+    /// An event stream (CloudWatch Logs events, Firehose records, demo
+    /// ticks): every line is one record in the configured format; a
+    /// header-looking line is [`ParseError::HeaderInStream`].
+    Stream,
+}
+
+/// Parses the lines of one input (a file, a log group). What a header line
+/// does depends on the [`InputKind`] chosen at construction.
 #[derive(Debug, Clone)]
 pub struct LineParser {
+    kind: InputKind,
     configured: Format,
-    /// The format of the last header line, until `reset`.
+    /// The format of the last header line of a file, until `reset` (always
+    /// `None` for a stream).
     header: Option<Format>,
     /// Per column of the last text line: where its field is.
     spans: Vec<Span>,
@@ -338,14 +360,31 @@ pub struct LineParser {
 }
 
 impl LineParser {
-    pub fn new(format: Format) -> LineParser {
+    /// A parser for files and S3 objects, where a header line sets the format
+    /// for the rest of the file; call [`LineParser::reset`] between files.
+    pub fn for_file(format: Format) -> LineParser {
+        LineParser::with_kind(InputKind::File, format)
+    }
+
+    /// A parser for an event stream, where every line is a record in
+    /// `format` and a header-looking line is invalid.
+    pub fn for_stream(format: Format) -> LineParser {
+        LineParser::with_kind(InputKind::Stream, format)
+    }
+
+    pub fn with_kind(kind: InputKind, format: Format) -> LineParser {
         LineParser {
+            kind,
             spans: vec![Span::ABSENT; format.len()],
             seps: Vec::with_capacity(MAX_LINE_LEN / 64 + 1),
             configured: format,
             header: None,
             json: json::Scratch::default(),
         }
+    }
+
+    pub fn kind(&self) -> InputKind {
+        self.kind
     }
 
     /// Back to the configured format (a new file begins).
@@ -368,9 +407,18 @@ impl LineParser {
             return self.parse_json(line);
         }
         if first.is_ascii_lowercase() {
-            if let Some(format) = Format::from_header(line) {
-                self.header = Some(format);
-                return Line::Header;
+            match self.kind {
+                InputKind::File => {
+                    if let Some(format) = Format::from_header(line) {
+                        self.header = Some(format);
+                        return Line::Header;
+                    }
+                }
+                InputKind::Stream => {
+                    if Format::is_header(line) {
+                        return Line::Invalid(ParseError::HeaderInStream);
+                    }
+                }
             }
         }
         self.parse_text(line)
@@ -382,7 +430,7 @@ impl LineParser {
         self.header.as_ref().unwrap_or(&self.configured)
     }
 
-    /// The format given to [`LineParser::new`], which `reset` returns to.
+    /// The format the parser was built with, which `reset` returns to.
     pub fn configured_format(&self) -> &Format {
         &self.configured
     }

@@ -1,5 +1,6 @@
 //! Unit tests of the line parser: each error reason, header switching and
-//! reset, JSON edge cases, and the raw-field view.
+//! reset in files, headers refused in streams, JSON edge cases, and the
+//! raw-field view.
 
 use super::*;
 
@@ -7,11 +8,11 @@ const V2_OK: &str =
     "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
 
 fn default_parser() -> LineParser {
-    LineParser::new(Format::default_v2())
+    LineParser::for_file(Format::default_v2())
 }
 
 fn parser(spec: &str) -> LineParser {
-    LineParser::new(Format::parse(spec).unwrap())
+    LineParser::for_file(Format::parse(spec).unwrap())
 }
 
 /// The reason of an invalid line, or a panic naming what the line was.
@@ -269,6 +270,32 @@ fn header_switches_format_until_reset() {
     assert!(matches!(p.parse_line(b"srcaddr dstaddr\r\n"), Line::Header));
     assert!(matches!(p.parse_line(b"\tinterface-id  srcport "), Line::Header));
     assert_eq!(record(&mut p, b"eni-9 443").srcport, Some(443));
+}
+
+#[test]
+fn a_stream_never_changes_its_format() {
+    let mut p = LineParser::for_stream(Format::default_v2());
+    assert_eq!(p.kind(), InputKind::Stream);
+    for header in [
+        "version srcaddr dstaddr tcp-flags log-status",
+        "\tinterface-id  srcport \r",
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
+        "version resource-id",
+    ] {
+        assert_eq!(reason(&mut p, header), ParseError::HeaderInStream, "{header:?}");
+        assert_eq!(p.format(), &Format::default_v2());
+        // The next record is read in the configured format.
+        assert_eq!(record(&mut p, V2_OK.as_bytes()).dstport, Some(22));
+    }
+    // What is not a header stays what it was.
+    assert_eq!(reason(&mut p, "hello world again"), ParseError::FieldCount);
+    assert!(matches!(p.parse_line(b"  "), Line::Empty));
+    let mut q = LineParser::for_stream(Format::parse("${instance-id} ${interface-id}").unwrap());
+    assert_eq!(record(&mut q, b"i-0abc eni-1234").interface_id, Some(&b"eni-1234"[..]));
+    // A file parser built from the same format honours the header.
+    let mut f = LineParser::for_file(Format::default_v2());
+    assert_eq!(f.kind(), InputKind::File);
+    assert!(matches!(f.parse_line(b"version srcaddr"), Line::Header));
 }
 
 #[test]

@@ -437,7 +437,7 @@ pub async fn run(agg: SharedAggregator, rate: u32, shutdown: CancellationToken) 
             return;
         }
     };
-    let mut parser = LineParser::new(format);
+    let mut parser = LineParser::for_stream(format);
     let mut generator = Generator::new(Generator::now());
     let started = tokio::time::Instant::now();
     let mut next_round = started + FIRST_SCENARIOS_AFTER;
@@ -478,7 +478,7 @@ mod tests {
     /// The exposition of the demo's lines through a fresh pipeline.
     fn exposition(lines: &str) -> String {
         let mut agg = Aggregator::new(&demo_config());
-        let mut parser = LineParser::new(Format::parse(DEMO_FORMAT).unwrap());
+        let mut parser = LineParser::for_stream(Format::parse(DEMO_FORMAT).unwrap());
         agg.ingest_lines(&mut parser, lines.as_bytes());
         crate::expose::encode(&crate::expose::registry(&agg.into_shared()))
     }

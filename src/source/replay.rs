@@ -156,7 +156,7 @@ mod tests {
 
     fn run(input: &[u8], block: usize) -> Aggregator {
         let mut agg = Aggregator::new(&Config::default());
-        let mut parser = LineParser::new(Format::default_v2());
+        let mut parser = LineParser::for_file(Format::default_v2());
         let mut buf = vec![0u8; block];
         // A reader that hands out small pieces, to cross every boundary.
         struct Trickle<'a>(&'a [u8]);

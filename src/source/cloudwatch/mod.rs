@@ -71,7 +71,7 @@ impl CloudWatchSource {
     pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.inner
             .run_with_sinks(
-                |g| AggregatorSink::new(agg.clone(), LineParser::new(g.log_format.clone())),
+                |g| AggregatorSink::new(agg.clone(), LineParser::for_stream(g.log_format.clone())),
                 ready,
                 shutdown,
             )
