@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
 use vpc_flow_exporter::config::{CloudWatchConfig, Config};
 use vpc_flow_exporter::detect::geo;
-use vpc_flow_exporter::expose::{self, Readiness, ServerConfig};
+use vpc_flow_exporter::expose::{self, Readiness, ServerConfig, ServerLimits, WebConfigHandle};
 use vpc_flow_exporter::logging;
 use vpc_flow_exporter::parse::{Format, LineParser};
 use vpc_flow_exporter::source::cloudwatch::CloudWatchSource;
@@ -42,6 +42,14 @@ struct Cli {
     /// Path under which the metrics are exposed.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
     telemetry_path: String,
+
+    /// Web configuration file (TLS, basic auth) in the Prometheus exporter-toolkit format; see docs/web.md.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    web_config_file: Option<PathBuf>,
+
+    /// Most HTTP connections open at once; clamped to the open-files limit minus 64.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = expose::server::DEFAULT_MAX_CONNECTIONS, global = true)]
+    web_max_connections: usize,
 
     /// Least severe log events written (trace adds the AWS SDK's and HTTP stack's own).
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value = "info", global = true)]
@@ -178,6 +186,15 @@ async fn bind(cli: &Cli) -> Result<TcpListener> {
     Ok(listener)
 }
 
+/// The web configuration (`--web.config.file`) and connection cap (`--web.max-connections`).
+fn web_server(cli: &Cli) -> Result<(WebConfigHandle, ServerLimits)> {
+    let web = match &cli.web_config_file {
+        Some(path) => WebConfigHandle::open(path).context("--web.config.file")?,
+        None => WebConfigHandle::plain(),
+    };
+    Ok((web, ServerLimits::with_max_connections(cli.web_max_connections)?))
+}
+
 fn check_telemetry_path(cli: &Cli) -> Result<()> {
     let p = &cli.telemetry_path;
     if !p.starts_with('/') || p == "/" || p.starts_with("/-/") {
@@ -279,6 +296,7 @@ fn on_signal(token: CancellationToken) {
 
 async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
     check_telemetry_path(cli)?;
+    let (web, limits) = web_server(cli)?;
     let config = match &cli.config_file {
         Some(_) => load_config(cli)?,
         None => demo::demo_config(),
@@ -299,6 +317,8 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
         telemetry_path: cli.telemetry_path.clone(),
         readiness: Readiness::ready(),
         mode: "demo (generated traffic)".to_owned(),
+        web,
+        limits,
     };
     expose::serve(listener, server, shutdown.clone()).await;
     let _ = generator.await;
@@ -307,6 +327,7 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
 
 async fn run_live(cli: &Cli) -> Result<ExitCode> {
     check_telemetry_path(cli)?;
+    let (web, limits) = web_server(cli)?;
     let Some(path) = &cli.config_file else {
         bail!("--config.file is required for the live exporter (or run `vpc-flow-exporter demo`, or `replay FILE`)");
     };
@@ -330,6 +351,8 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
         telemetry_path: cli.telemetry_path.clone(),
         readiness: readiness.clone(),
         mode: format!("live: {groups} CloudWatch log group(s)"),
+        web,
+        limits,
     };
     let server_shutdown = CancellationToken::new();
     let server_task = tokio::spawn(expose::serve(listener, server, server_shutdown.clone()));

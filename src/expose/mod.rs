@@ -2,8 +2,11 @@
 //! and the Prometheus collector that encodes the in-memory aggregates at
 //! scrape time. A scrape only reads memory: it never calls AWS.
 
+pub mod basic_auth;
 pub mod collector;
 pub mod server;
+pub mod tls;
+pub mod web_config;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +14,8 @@ use std::sync::Arc;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 pub use collector::AggregatorCollector;
-pub use server::{serve, ServerConfig};
+pub use server::{serve, ServerConfig, ServerLimits};
+pub use web_config::{WebConfigError, WebConfigHandle};
 
 use crate::aggregate::SharedAggregator;
 
