@@ -1,9 +1,10 @@
 //! The HTTP surface of the real binary (in demo mode): landing page, health,
 //! readiness, metrics with content type and gzip, unknown paths, flag errors,
-//! and a clean exit on SIGTERM.
+//! a clean exit on SIGTERM, and a server that idle and slowloris connections
+//! under a 256-descriptor limit cannot starve.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,14 @@ impl Drop for Exporter {
 }
 
 fn start(extra: &[&str]) -> Exporter {
+    start_with(Command::new(BIN), extra)
+}
+
+/// Starts `demo` through `cmd` (the binary, or a shell that execs it).
+fn start_with(mut cmd: Command, extra: &[&str]) -> Exporter {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
+    let mut child = cmd
         .args(["demo", "--web.listen-address", &addr])
         .args(extra)
         .stdout(Stdio::null())
@@ -160,4 +166,125 @@ fn sighup_reloads_the_configuration_and_keeps_it_when_invalid() {
     let body = wait_for(&e, "a failed reload", |b| b.contains("vpc_flow_exporter_config_last_reload_successful 0"));
     assert!(forbidden(&body, "3389"), "the running configuration is kept");
     assert_eq!(reqwest::blocking::get(format!("{}/-/healthy", e.base)).unwrap().status(), 200);
+}
+
+/// A connection that sends a request head one byte at a time, never ending it.
+struct Slowloris {
+    stream: TcpStream,
+    opened: Instant,
+    closed: Option<Duration>,
+}
+
+impl Slowloris {
+    fn open(addr: &str) -> Slowloris {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+        stream.set_nonblocking(true).unwrap();
+        Slowloris { stream, opened: Instant::now(), closed: None }
+    }
+
+    /// Sends one more header byte and notes when the server has closed it.
+    fn poke(&mut self, send: bool) {
+        if self.closed.is_some() {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        let gone = match self.stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        };
+        let gone = gone || (send && self.stream.write_all(b"X").is_err());
+        if gone {
+            self.closed = Some(self.opened.elapsed());
+        }
+    }
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in the exposition"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn idle_and_slowloris_connections_cannot_starve_the_server() {
+    // The exporter runs with 256 descriptors; the attackers hold 320 connections.
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN]);
+    let mut e = start_with(sh, &[]);
+    let addr = e.base.trim_start_matches("http://").to_owned();
+
+    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let mut slow: Vec<Slowloris> = (0..20).map(|_| Slowloris::open(&addr)).collect();
+
+    // A normal client with a fresh connection per request keeps being answered
+    // quickly while the attack connections are open.
+    let client =
+        reqwest::blocking::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(3)).build().unwrap();
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut requests = 0;
+    let mut last_poke = Instant::now();
+    while started.elapsed() < Duration::from_secs(14) {
+        for path in ["/-/healthy", "/metrics"] {
+            let t = Instant::now();
+            let resp = client.get(format!("{}{path}", e.base)).send();
+            let took = t.elapsed();
+            let resp = resp.unwrap_or_else(|err| panic!("{path} failed after {took:?} under attack: {err}"));
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(!resp.bytes().unwrap().is_empty());
+            worst = worst.max(took);
+            requests += 1;
+        }
+        let send = last_poke.elapsed() >= Duration::from_secs(2);
+        if send {
+            last_poke = Instant::now();
+        }
+        for s in &mut slow {
+            s.poke(send);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{requests} requests under attack, slowest {worst:?}");
+    assert!(worst < Duration::from_secs(1), "slowest answer under attack: {worst:?}");
+
+    // Every slowloris connection was closed by the 10 s header-read timeout.
+    for (i, s) in slow.iter().enumerate() {
+        let closed = s.closed.unwrap_or_else(|| panic!("slowloris {i} still open after {:?}", s.opened.elapsed()));
+        assert!(
+            closed >= Duration::from_secs(5) && closed <= Duration::from_secs(13),
+            "slowloris {i} closed after {closed:?}"
+        );
+    }
+    let body = scrape(&e);
+    assert_eq!(metric(&body, "vpc_flow_exporter_http_connections_max"), 192.0, "256 descriptors minus 64");
+    assert!(metric(&body, "vpc_flow_exporter_http_connections_open") <= 192.0);
+    assert!(metric(&body, "vpc_flow_exporter_http_connections_closed_total{reason=\"header_timeout\"}") >= 20.0);
+    assert!(metric(&body, "vpc_flow_exporter_http_connections_closed_total{reason=\"evicted\"}") >= 100.0);
+    drop(idle);
+
+    // SIGTERM with attack connections and a half-sent request open: the
+    // process still exits within a few seconds.
+    let _idle: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let _slow: Vec<Slowloris> = (0..10).map(|_| Slowloris::open(&addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &e.child.id().to_string()]).status().unwrap().success());
+    loop {
+        if let Some(status) = e.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("exited {:?} after SIGTERM", t.elapsed());
+    let mut err = String::new();
+    e.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("web.max-connections"), "the clamp is logged: {err}");
 }
