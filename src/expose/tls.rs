@@ -278,3 +278,171 @@ impl ClientCertVerifier for AnyClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, ServerConnection};
+
+    use super::*;
+    use crate::expose::web_config::WebConfig;
+
+    /// A trusted CA with a server and a client certificate, and a client
+    /// certificate from another CA, written to a temporary folder.
+    fn pki() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let ca = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+        };
+        let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, san: &str, base: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![san.to_owned()]).unwrap().signed_by(&key, issuer).unwrap();
+            std::fs::write(dir.join(format!("{base}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{base}.key")), key.serialize_pem()).unwrap();
+        };
+        let trusted = ca("trusted");
+        std::fs::write(dir.join("ca.pem"), trusted.pem()).unwrap();
+        leaf(&trusted, "localhost", "server");
+        leaf(&trusted, "client", "client");
+        leaf(&ca("rogue"), "client", "rogue");
+        (tmp, dir)
+    }
+
+    fn server(dir: &Path, extra: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+        let text = format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n{extra}");
+        Ok(WebConfig::parse(text.as_bytes(), dir)?.tls().expect("TLS on"))
+    }
+
+    fn client(
+        dir: &Path,
+        cert: Option<&str>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+        let b = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots);
+        Arc::new(match cert {
+            Some(base) => b
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_file(dir.join(format!("{base}.pem"))).unwrap()],
+                    PrivateKeyDer::from_pem_file(dir.join(format!("{base}.key"))).unwrap(),
+                )
+                .unwrap(),
+            None => b.with_no_client_auth(),
+        })
+    }
+
+    /// Runs a handshake in memory, plus one application record so that the
+    /// server has seen the client's certificate under TLS 1.3.
+    fn handshake(server: Arc<rustls::ServerConfig>, client: Arc<ClientConfig>) -> Result<(), rustls::Error> {
+        let mut c = ClientConnection::new(client, ServerName::try_from("localhost").unwrap())?;
+        let mut s = ServerConnection::new(server)?;
+        std::io::Write::write_all(&mut c.writer(), b"ping").unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets()?;
+            buf.clear();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets()?;
+            let mut got = [0u8; 4];
+            if !s.is_handshaking() && std::io::Read::read(&mut s.reader(), &mut got).is_ok_and(|n| n == 4) {
+                return Ok(());
+            }
+        }
+        Err(rustls::Error::General("handshake did not finish".to_owned()))
+    }
+
+    const TLS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+    #[test]
+    fn client_auth_types_behave_as_in_the_exporter_toolkit() {
+        let (_tmp, dir) = pki();
+        // (policy, no certificate, trusted certificate, untrusted certificate)
+        let cases = [
+            ("NoClientCert", true, true, true),
+            ("RequestClientCert", true, true, true),
+            ("RequireAnyClientCert", false, true, true),
+            ("VerifyClientCertIfGiven", true, true, false),
+            ("RequireAndVerifyClientCert", false, true, false),
+        ];
+        for (policy, none, trusted, untrusted) in cases {
+            let ca = if policy.contains("Verify") { "  client_ca_file: ca.pem\n" } else { "" };
+            let s = server(&dir, &format!("  client_auth_type: {policy}\n{ca}")).unwrap();
+            for (cert, want) in [(None, none), (Some("client"), trusted), (Some("rogue"), untrusted)] {
+                let got = handshake(s.clone(), client(&dir, cert, TLS));
+                assert_eq!(got.is_ok(), want, "{policy} with {cert:?}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_and_cipher_suites_are_honoured() {
+        let (_tmp, dir) = pki();
+        let tls13 = server(&dir, "  min_version: TLS13\n").unwrap();
+        assert!(handshake(tls13.clone(), client(&dir, None, &[&rustls::version::TLS12])).is_err());
+        assert!(handshake(tls13, client(&dir, None, TLS)).is_ok());
+        let tls12 = server(
+            &dir,
+            "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]\n  curve_preferences: [CurveP256]\n",
+        )
+        .unwrap();
+        let mut c = ClientConnection::new(client(&dir, None, TLS), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut s = ServerConnection::new(tls12).unwrap();
+        for _ in 0..4 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+            buf.clear();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+        assert_eq!(
+            c.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)
+        );
+    }
+
+    #[test]
+    fn bad_tls_settings_are_refused_naming_the_key() {
+        let (_tmp, dir) = pki();
+        let cases = [
+            ("  client_auth_type: Sometimes\n", "tls_server_config.client_auth_type"),
+            ("  client_auth_type: RequireAndVerifyClientCert\n", "tls_server_config.client_ca_file"),
+            ("  client_ca_file: ca.pem\n", "tls_server_config.client_ca_file"),
+            ("  min_version: TLS11\n", "tls_server_config.min_version"),
+            ("  max_version: TLS14\n", "tls_server_config.max_version"),
+            ("  min_version: TLS13\n  max_version: TLS12\n", "tls_server_config.min_version"),
+            ("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", "tls_server_config.cipher_suites[0]"),
+            ("  curve_preferences: [CurveP999]\n", "tls_server_config.curve_preferences[0]"),
+            ("  client_allowed_sans: [a]\n", "tls_server_config.client_allowed_sans"),
+        ];
+        for (extra, key) in cases {
+            let err = server(&dir, extra).unwrap_err();
+            assert!(err.contains(key), "{extra:?}: {err}");
+        }
+        // A key that does not belong to the certificate.
+        std::fs::copy(dir.join("client.key"), dir.join("server.key")).unwrap();
+        let err = server(&dir, "").unwrap_err();
+        assert!(err.contains("tls_server_config.key_file"), "{err}");
+        // Not PEM at all.
+        std::fs::write(dir.join("server.pem"), "hello").unwrap();
+        let err = server(&dir, "").unwrap_err();
+        assert!(err.contains("tls_server_config.cert_file"), "{err}");
+    }
+}
