@@ -196,7 +196,7 @@ impl HttpMetrics {
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric descriptor");
         let max = gauge(
             "vpc_flow_exporter_http_connections_max",
-            "Connections the HTTP server holds open at once (--web.max-connections, clamped to the open-files limit).",
+            "Connections the HTTP server holds open at once (--web.max-connections, clamped to the open-files limit minus 64).",
         );
         max.set(i64::try_from(cap).unwrap_or(i64::MAX));
         let m = HttpMetrics {
