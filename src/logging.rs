@@ -308,7 +308,7 @@ impl<'a> Line<'a> {
 
 /// Characters that a bare logfmt value cannot hold.
 fn needs_quoting(c: char) -> bool {
-    c <= ' ' || c == '=' || c == '"' || c == '\\' || c.is_control()
+    c <= ' ' || c == '=' || c == '"' || c == '\\' || c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
 /// A double-quoted string with JSON escapes (`\"`, `\\`, `\n`, `\t`, `\u00XX`),
@@ -322,7 +322,9 @@ fn quote(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            // Control characters, and the Unicode line and paragraph separators
+            // that some viewers break lines at.
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{unit:04x}");
@@ -478,9 +480,10 @@ mod tests {
     #[test]
     fn logfmt_escapes_control_characters_and_keeps_unicode() {
         let out = capture(LogLevel::Info, LogFormat::Logfmt, || {
-            tracing::warn!(line = "\u{1b}[31mred\u{7f}", city = "Zürich", "Ünïcode msg");
+            tracing::warn!(line = "\u{1b}[31mred\u{7f}", city = "Zürich", sep = "a\u{2028}b", "Ünïcode msg");
         });
-        assert!(out.contains(r#"msg="Ünïcode msg" line="\u001b[31mred\u007f" city=Zürich"#), "{out}");
+        assert!(out.contains(r#"msg="Ünïcode msg" line="\u001b[31mred\u007f" city=Zürich sep="a\u2028b""#), "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
     }
 
     #[test]
