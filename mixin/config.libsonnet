@@ -105,6 +105,8 @@
     runbookUrlBase: 'https://github.com/vpc-flow-exporter/vpc-flow-exporter/blob/main/docs/runbook.md#',
 
     // Dashboards.
+    // A cluster variable on the dashboards (multi-cluster Prometheus setups).
+    showMultiCluster: false,
     dashboardTags: ['vpc-flow-exporter', 'vpc-flow', 'aws'],
     dashboardRefresh: '1m',
     dashboardTimeFrom: 'now-6h',

@@ -1,1 +1,1 @@
-{ grafanaDashboards+:: {} }
+(import "security.libsonnet") + (import "health.libsonnet")
