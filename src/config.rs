@@ -396,7 +396,8 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
     }
     if let Some(url) = &cw.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(err("cloudwatch.endpoint_url", format!("must start with http:// or https://, got {url:?}")));
+            let shown = crate::source::cloudwatch::client::redact_url(url);
+            return Err(err("cloudwatch.endpoint_url", format!("must start with http:// or https://, got {shown:?}")));
         }
     }
     if let Some(r) = &cw.region {

@@ -3,14 +3,17 @@
 //! and the scan in progress (its range, start and the next page's token).
 //!
 //! It is JSON (readable with `jq` when debugging), written atomically: a
-//! temporary file in the same folder, fsync, rename over the old one, fsync of
-//! the folder. A missing file is a first start; an unreadable or corrupt one is
-//! a start-up error that names the file — never a silent reset, which would
-//! count the lookback window again.
+//! temporary file with a random name, created exclusively (never through a
+//! symbolic link) with mode 0600 in the same folder, fsync, rename over the
+//! old one, fsync of the folder. A missing file is a first start; an
+//! unreadable, corrupt, oversized or non-regular one (a symbolic link, a FIFO)
+//! is a start-up error that names the file — never a silent reset, which would
+//! count the lookback window again. Times in the future are clamped when the
+//! file is read ([`clamp_future`]), so that a file cannot blind the poller.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -18,6 +21,25 @@ use serde::{Deserialize, Serialize};
 
 /// Format version of the file.
 pub const VERSION: u32 = 1;
+
+/// Longest `nextToken` kept (AWS's are a few hundred bytes); a longer one is
+/// refused as a bad response, so that the file stays bounded.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Largest state file read for `groups` configured log groups: the keys of
+/// the whole dedup budget ([`super::dedup::MAX_DEDUP_KEYS`], 32 hex digits
+/// plus bucket overhead each, at worst one key a bucket), a token and times
+/// per group, and 8 MiB to spare (groups dropped from the configuration).
+/// The writer never writes more: the dedup window's cap bounds the keys.
+pub fn max_file_bytes(groups: usize) -> u64 {
+    let keys = super::dedup::MAX_DEDUP_KEYS as u64 * 96;
+    let per_group = (MAX_TOKEN_LEN as u64) * 2 + 4096;
+    (8u64 << 20).saturating_add(keys).saturating_add(per_group.saturating_mul(groups as u64))
+}
+
+/// How far in the future a time of the file may be (clock steps between
+/// hosts, NTP corrections) before it is clamped to now.
+pub const FUTURE_TOLERANCE_MS: i64 = 5 * 60_000;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +84,10 @@ pub struct ScanCheckpoint {
     /// Newest ingestion time read before the scan began (bounds its horizon).
     #[serde(default)]
     pub bound_ms: Option<i64>,
+    /// Oldest ingestion time of an event the scan left to the next one
+    /// because the dedup window was full (it holds the next horizon back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_from_ms: Option<i64>,
 }
 
 /// The keys of one bucket: 32 hex digits each, concatenated.
@@ -101,13 +127,11 @@ impl GroupCheckpoint {
     }
 }
 
-/// Reads the state file: `Ok(None)` if it does not exist.
-pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cloudwatch.state_file: cannot read {}", path.display())),
-    };
+/// Reads the state file: `Ok(None)` if it does not exist. It must be a
+/// regular file (not a symbolic link, a FIFO or a device) of at most
+/// `max_bytes`.
+pub fn load(path: &Path, max_bytes: u64) -> anyhow::Result<Option<Checkpoint>> {
+    let Some(bytes) = read_regular(path, max_bytes)? else { return Ok(None) };
     let cp: Checkpoint = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "cloudwatch.state_file: {} is corrupt (not a vpc-flow-exporter state file); fix or remove it to start over from start_from",
@@ -125,23 +149,129 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
         if let Err(e) = g.unpack_keys() {
             bail!("cloudwatch.state_file: {} is corrupt: log group {name:?}: {e}", path.display());
         }
+        if g.scan.as_ref().and_then(|s| s.next_token.as_ref()).is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
+            bail!(
+                "cloudwatch.state_file: {} is corrupt: log group {name:?}: a page token longer than {MAX_TOKEN_LEN} bytes",
+                path.display()
+            );
+        }
     }
     Ok(Some(cp))
 }
 
+/// The bytes of the file at `path`, checked to be a regular file of at most
+/// `max_bytes` without following a symbolic link or opening a FIFO; `None` if
+/// it does not exist.
+fn read_regular(path: &Path, max_bytes: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cloudwatch.state_file: cannot read {shown}")),
+    };
+    if meta.file_type().is_symlink() {
+        bail!(
+            "cloudwatch.state_file: {shown} is a symbolic link; set state_file to the real path (the state file must be a regular file)"
+        );
+    }
+    if !meta.is_file() {
+        bail!("cloudwatch.state_file: {shown} is not a regular file");
+    }
+    let too_big = |len: u64| {
+        anyhow::anyhow!(
+            "cloudwatch.state_file: {shown} is larger than {max_bytes} bytes ({len} bytes), more than this program ever writes: not a vpc-flow-exporter state file; remove it to start over from start_from"
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    // The path may have been swapped between the check and the open: the
+    // file opened must be the one checked.
+    let opened = file.metadata().with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    if !opened.is_file() || !same_file(&meta, &opened) {
+        bail!("cloudwatch.state_file: {shown} changed while it was read; try again");
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// A time of the state file that lay in the future, clamped to now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clamped {
+    pub log_group: String,
+    /// The field (`horizon_ms`, `scan.started_ms`, `keys`, ...).
+    pub field: &'static str,
+    pub was_ms: i64,
+}
+
+/// Clamps every time of the file that lies more than [`FUTURE_TOLERANCE_MS`]
+/// after `now_ms` to `now_ms`, and negative times to 0; drops key buckets in
+/// the future (their keys could only hold the dedup budget until then).
+/// Without it, a file holding a horizon a year ahead would make the poller
+/// skip every event for a year while reporting success. Returns what was
+/// changed, for the warning and the metric.
+pub fn clamp_future(cp: &mut Checkpoint, now_ms: i64) -> Vec<Clamped> {
+    let limit = now_ms.saturating_add(FUTURE_TOLERANCE_MS);
+    let mut out = Vec::new();
+    for (name, g) in &mut cp.log_groups {
+        let mut fix = |field: &'static str, t: &mut i64| {
+            if *t > limit || *t < 0 {
+                out.push(Clamped { log_group: name.clone(), field, was_ms: *t });
+                *t = if *t < 0 { 0 } else { now_ms };
+            }
+        };
+        let opt = |t: &mut Option<i64>, field: &'static str, fix: &mut dyn FnMut(&'static str, &mut i64)| {
+            if let Some(t) = t {
+                fix(field, t);
+            }
+        };
+        opt(&mut g.horizon_ms, "horizon_ms", &mut fix);
+        opt(&mut g.last_scan_start_ms, "last_scan_start_ms", &mut fix);
+        opt(&mut g.newest_ingestion_ms, "newest_ingestion_ms", &mut fix);
+        if let Some(s) = &mut g.scan {
+            fix("scan.started_ms", &mut s.started_ms);
+            fix("scan.start_time_ms", &mut s.start_time_ms);
+            opt(&mut s.bound_ms, "scan.bound_ms", &mut fix);
+            opt(&mut s.deferred_from_ms, "scan.deferred_from_ms", &mut fix);
+        }
+        if let Some(b) = g.keys.iter().find(|b| b.bucket_ms > limit) {
+            out.push(Clamped { log_group: name.clone(), field: "keys", was_ms: b.bucket_ms });
+        }
+        g.keys.retain(|b| b.bucket_ms <= limit);
+    }
+    out
+}
+
 /// Makes sure at start-up that the state file's folder exists (creating it if
 /// needed) and is writable, so that a bad path is found now rather than at
-/// the first save.
+/// the first save. The probe is a temporary file created exclusively (no
+/// fixed name that a symbolic link could stand in for).
 pub fn check_writable_dir(path: &Path) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(&dir).with_context(|| {
         format!("cloudwatch.state_file: cannot create the folder {} of {}", dir.display(), path.display())
     })?;
-    let probe = dir.join(format!(".{}.probe", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| {
+    tempfile::Builder::new().prefix(".vpc-flow-exporter-probe.").tempfile_in(&dir).with_context(|| {
         format!("cloudwatch.state_file: cannot write in the folder {} of {}", dir.display(), path.display())
     })?;
-    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
@@ -158,18 +288,19 @@ pub fn save(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes encoded bytes atomically: temporary file, fsync, rename, fsync of
-/// the folder (blocking).
+/// Writes encoded bytes atomically (blocking): a temporary file with a random
+/// name created exclusively (`O_EXCL`: never an existing file, never through
+/// a symbolic link) with mode 0600 in the same folder, fsync, rename over
+/// `path` (which replaces a symbolic link at `path` itself, never its
+/// target), fsync of the folder. On error the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
-    let tmp = dir.join(format!(".{file_name}.tmp"));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
+        let mut tmp = tempfile::Builder::new().prefix(&format!(".{file_name}.")).suffix(".tmp").tempfile_in(&dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
         // Make the rename itself durable; not every platform can open a folder.
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
@@ -182,6 +313,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMIT: u64 = 1 << 20;
 
     fn sample() -> Checkpoint {
         let mut cp = Checkpoint { version: VERSION, saved_at_ms: 5, log_groups: BTreeMap::new() };
@@ -196,6 +329,7 @@ mod tests {
                     start_time_ms: 3,
                     next_token: Some("t@1".into()),
                     bound_ms: Some(1_900),
+                    deferred_from_ms: None,
                 }),
                 keys: GroupCheckpoint::pack_keys([(0, 1u128), (0, u128::MAX), (10_000, 7)].into_iter()),
             },
@@ -207,11 +341,11 @@ mod tests {
     fn round_trip_and_atomic_replace() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
-        assert_eq!(load(&path).expect("missing is fine"), None);
+        assert_eq!(load(&path, LIMIT).expect("missing is fine"), None);
         let cp = sample();
         save(&path, &cp).expect("save");
         save(&path, &cp).expect("save again over it");
-        let back = load(&path).expect("load").expect("present");
+        let back = load(&path, LIMIT).expect("load").expect("present");
         assert_eq!(back, cp);
         let keys = back.log_groups["/vpc/a"].unpack_keys().expect("keys");
         assert_eq!(keys, vec![(0, 1), (0, u128::MAX), (10_000, 7)]);
@@ -224,20 +358,98 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
         std::fs::write(&path, b"{\"version\": 1, \"log_gro").expect("write");
-        let e = format!("{:#}", load(&path).expect_err("corrupt"));
+        let e = format!("{:#}", load(&path, LIMIT).expect_err("corrupt"));
         assert!(e.contains("state.json") && e.contains("corrupt"), "{e}");
         std::fs::write(&path, b"{\"version\": 9, \"saved_at_ms\": 0, \"log_groups\": {}}").expect("write");
-        let e = format!("{:#}", load(&path).expect_err("version"));
+        let e = format!("{:#}", load(&path, LIMIT).expect_err("version"));
         assert!(e.contains("version 9"), "{e}");
         let mut cp = sample();
         cp.log_groups.get_mut("/vpc/a").expect("g").keys[0].keys.push('z');
         std::fs::write(&path, serde_json::to_vec(&cp).expect("json")).expect("write");
-        let e = format!("{:#}", load(&path).expect_err("bad keys"));
+        let e = format!("{:#}", load(&path, LIMIT).expect_err("bad keys"));
         assert!(e.contains("/vpc/a"), "{e}");
         std::fs::write(dir.path().join("file"), b"").expect("write");
         assert!(check_writable_dir(&dir.path().join("file/state.json")).is_err(), "a file is no folder");
         assert!(check_writable_dir(&dir.path().join("new/sub/state.json")).is_ok(), "missing folders are created");
         assert!(dir.path().join("new/sub").is_dir());
         assert!(check_writable_dir(&path).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_old_temporary_name_never_gets_its_target_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let path = dir.path().join("state.json");
+        // The name the writer used to write through, and a probe name.
+        std::os::unix::fs::symlink(&victim, dir.path().join(".state.json.tmp")).expect("symlink");
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!(".{}.probe", std::process::id())))
+            .expect("symlink");
+        check_writable_dir(&path).expect("writable");
+        save(&path, &sample()).expect("save");
+        save(&path, &sample()).expect("save again");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert_eq!(load(&path, LIMIT).expect("load"), Some(sample()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only the owner reads the state file");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_fifo_or_oversized_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.json");
+        save(&real, &sample()).expect("save");
+        let link = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let e = format!("{:#}", load(&link, LIMIT).expect_err("symlink"));
+        assert!(e.contains("state.json") && e.contains("symbolic link"), "{e}");
+        // A FIFO would block a plain read forever.
+        let fifo = dir.path().join("fifo.json");
+        let ok = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(ok.success());
+        let e = format!("{:#}", load(&fifo, LIMIT).expect_err("fifo"));
+        assert!(e.contains("fifo.json") && e.contains("not a regular file"), "{e}");
+        let dir_path = dir.path().join("sub");
+        std::fs::create_dir(&dir_path).expect("mkdir");
+        assert!(format!("{:#}", load(&dir_path, LIMIT).expect_err("dir")).contains("not a regular file"));
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; LIMIT as usize + 1]).expect("write");
+        let e = format!("{:#}", load(&big, LIMIT).expect_err("big"));
+        assert!(e.contains("big.json") && e.contains("larger than"), "{e}");
+        // A token longer than any AWS writes.
+        let mut cp = sample();
+        cp.log_groups.get_mut("/vpc/a").expect("g").scan.as_mut().expect("scan").next_token =
+            Some("x".repeat(MAX_TOKEN_LEN + 1));
+        save(&real, &cp).expect("save");
+        let e = format!("{:#}", load(&real, LIMIT).expect_err("token"));
+        assert!(e.contains("real.json") && e.contains("token"), "{e}");
+    }
+
+    #[test]
+    fn times_in_the_future_are_clamped_to_now() {
+        let now = 1_800_000_000_000;
+        let mut cp = sample();
+        let mut ok = cp.clone();
+        assert!(clamp_future(&mut ok, now).is_empty(), "past times stay");
+        assert_eq!(ok, cp);
+        {
+            let g = cp.log_groups.get_mut("/vpc/a").expect("g");
+            g.horizon_ms = Some(now + 365 * 86_400_000);
+            g.last_scan_start_ms = Some(now + FUTURE_TOLERANCE_MS - 1);
+            g.scan.as_mut().expect("scan").start_time_ms = -5;
+            g.keys = GroupCheckpoint::pack_keys([(now, 1u128), (i64::MAX - 10, 2)].into_iter());
+        }
+        let clamped = clamp_future(&mut cp, now);
+        let fields: Vec<_> = clamped.iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["horizon_ms", "scan.start_time_ms", "keys"]);
+        let g = &cp.log_groups["/vpc/a"];
+        assert_eq!(g.horizon_ms, Some(now));
+        assert_eq!(g.last_scan_start_ms, Some(now + FUTURE_TOLERANCE_MS - 1), "within the tolerance");
+        assert_eq!(g.scan.as_ref().expect("scan").start_time_ms, 0);
+        assert_eq!(g.unpack_keys().expect("keys"), vec![(now, 1)], "the bucket in the future is dropped");
     }
 }

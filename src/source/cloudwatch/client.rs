@@ -10,6 +10,11 @@
 //! `..._request_errors_total{error}`, and can be abandoned at shutdown.
 //! (Credential providers — STS, SSO — keep the SDK's standard retries: they
 //! are other operations on other endpoints.)
+//!
+//! User information in an endpoint URL (`http://user:password@host`) is
+//! removed before the URL reaches the SDK (which does not use it: requests
+//! are signed with AWS credentials) or any log line ([`redact_url`]), so that
+//! no password reaches the logs at any level.
 
 use std::future::Future;
 use std::time::Duration;
@@ -173,7 +178,15 @@ impl SdkLogsClient {
         if let Some(region) = &cfg.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        if let Some(url) = &cfg.endpoint_url {
+        // Set only when given here or when the environment's had to be
+        // cleaned; otherwise the SDK reads the AWS_ENDPOINT_URL variables itself.
+        let explicit = endpoint(cfg).filter(|(_, stripped)| cfg.endpoint_url.is_some() || *stripped).map(|(url, stripped)| {
+            if stripped {
+                tracing::warn!(endpoint = %url, "The endpoint URL carries user information (user:password@); it is not used for AWS requests (they are signed with AWS credentials) and was removed");
+            }
+            url
+        });
+        if let Some(url) = &explicit {
             loader = loader.endpoint_url(url.clone());
         }
         let shared = loader.load().await;
@@ -190,6 +203,9 @@ impl SdkLogsClient {
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             );
+        if let Some(url) = explicit {
+            builder = builder.endpoint_url(url);
+        }
         if let Some(arn) = &cfg.role_arn {
             let provider = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
                 .session_name("vpc-flow-exporter")
@@ -215,6 +231,12 @@ impl LogsApi for SdkLogsClient {
             .send()
             .await
             .map_err(classify)?;
+        if out.next_token.as_ref().is_some_and(|t| t.len() > super::checkpoint::MAX_TOKEN_LEN) {
+            return Err(ApiError::new(
+                ErrorKind::BadResponse,
+                format!("a nextToken longer than {} bytes", super::checkpoint::MAX_TOKEN_LEN),
+            ));
+        }
         let mut page = Page { events: Vec::new(), next_token: out.next_token, malformed: 0 };
         let events = out.events.unwrap_or_default();
         page.events.reserve(events.len());
@@ -318,12 +340,44 @@ pub fn service_error_kind(code: &str, status: u16) -> ErrorKind {
     }
 }
 
-/// The region and endpoint as configured, for the start-up log line.
+/// The region and endpoint as configured, for the start-up log line; the
+/// endpoint without user information.
 pub fn describe_target(cfg: &CloudWatchConfig) -> (String, String) {
     (
         cfg.region.clone().unwrap_or_else(|| "default-chain".to_owned()),
-        cfg.endpoint_url.clone().unwrap_or_else(|| "default".to_owned()),
+        endpoint(cfg).map_or_else(|| "default".to_owned(), |(url, _)| url),
     )
+}
+
+/// The endpoint URL in force (`endpoint_url`, else the
+/// `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` or `AWS_ENDPOINT_URL` variable) without
+/// its user information, and whether it had some.
+fn endpoint(cfg: &CloudWatchConfig) -> Option<(String, bool)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|u| !u.is_empty());
+    let url = cfg
+        .endpoint_url
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))?;
+    let clean = redact_url(&url);
+    let stripped = clean != url;
+    Some((clean, stripped))
+}
+
+/// The URL without user information (`scheme://user:password@host/...` →
+/// `scheme://host/...`), for logs, metrics and the SDK. Works on text that
+/// is not a well-formed URL too (no scheme, several `@`): everything up to
+/// the last `@` of the authority goes.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 /// Context for start-up errors of the SDK setup.
@@ -334,6 +388,22 @@ pub async fn build_client(cfg: &CloudWatchConfig) -> anyhow::Result<SdkLogsClien
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_information_is_removed_from_urls() {
+        for (url, clean) in [
+            ("http://user:secret@127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("https://user:se@cr@t@logs.example.com/path?q=a@b", "https://logs.example.com/path?q=a@b"),
+            ("http://secret@[::1]:80/", "http://[::1]:80/"),
+            ("user:secret@host:5000", "host:5000"),
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("http://host/a@b", "http://host/a@b"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), clean, "{url}");
+            assert!(!redact_url(url).contains("secret"));
+        }
+    }
 
     #[test]
     fn error_kinds() {

@@ -25,6 +25,15 @@
 //! ingestion time (an event's `ingestionTime` never changes, so a lookup only
 //! looks in its own bucket) and pruning drops whole buckets.
 //!
+//! The keys are capped ([`MAX_DEDUP_KEYS`], shared out among the log groups)
+//! so that a scan that never ends (endless pagination, a huge catch-up)
+//! cannot grow them without bound. At the cap a new event is either counted
+//! without a key, when no later scan will look it up (ingested before the
+//! next horizon minus the margin), or *deferred*: neither counted nor
+//! remembered, and the next horizon is held back to its ingestion time so
+//! that the next scan reads it as new ([`Verdict::NewWithoutKey`],
+//! [`Verdict::Deferred`]).
+//!
 //! docs/cloudwatch.md has the full argument and its edge cases.
 
 use std::collections::BTreeMap;
@@ -38,6 +47,18 @@ pub const DEFAULT_MARGIN: Duration = crate::config::defaults::DEDUP_MARGIN;
 
 /// Width of the ingestion-time buckets that keys are grouped in.
 pub const BUCKET_MS: i64 = 10_000;
+
+/// The most event keys the exporter remembers, all log groups together; each
+/// group gets an equal share ([`key_cap`]). About 40 MB of memory and 32 MB of
+/// state file at most; a steady 7,000 new events a second with the default
+/// poll interval and margin stay below it.
+pub const MAX_DEDUP_KEYS: usize = 1_000_000;
+
+/// The key cap of each of `groups` log groups: an equal share of
+/// [`MAX_DEDUP_KEYS`] (so that a flood in one group cannot take another's).
+pub fn key_cap(groups: usize) -> usize {
+    (MAX_DEDUP_KEYS / groups.max(1)).max(1)
+}
 
 /// The 128-bit key of an event: FNV-1a over the stream name, a separator and
 /// the eventId. A stable function (the keys are saved in the checkpoint and
@@ -63,11 +84,21 @@ pub enum Verdict {
     BeforeHorizon,
     /// Its key is remembered: counted earlier in this scan or a recent one.
     Remembered,
+    /// New, counted without remembering its key because the window is at its
+    /// cap: no later scan looks it up (it lies below the next horizon minus
+    /// the margin). Only a scan read again from its first page (an expired
+    /// token) would count it twice.
+    NewWithoutKey,
+    /// New, but the window is at its cap and a later scan would look it up:
+    /// not counted now; the next horizon is held back so that the next scan
+    /// counts it.
+    Deferred,
 }
 
 impl Verdict {
+    /// Whether the event is to be counted now.
     pub fn is_new(self) -> bool {
-        self == Verdict::New
+        matches!(self, Verdict::New | Verdict::NewWithoutKey)
     }
 }
 
@@ -87,6 +118,9 @@ pub struct WindowTimes {
     /// The scan's bound on CloudWatch's clock at its start: the largest
     /// `newest ingestion time of a page - time elapsed since the scan began`.
     pub scan_bound_ms: Option<i64>,
+    /// Oldest ingestion time of an event the scan in progress deferred (at
+    /// the cap): the next horizon is at most this plus the margin.
+    pub scan_deferred_ms: Option<i64>,
 }
 
 /// The horizon and the recent keys of one log group.
@@ -97,6 +131,10 @@ pub struct SeenWindow {
     /// Bucket start (ingestion time, ms) -> keys.
     buckets: BTreeMap<i64, FxHashSet<u128>>,
     len: usize,
+    /// The most keys held; beyond, new events are keyless or deferred.
+    cap: usize,
+    /// Events the scan in progress counted without a key.
+    keyless: u64,
 }
 
 fn bucket_of(ingestion_ms: i64) -> i64 {
@@ -108,14 +146,35 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl SeenWindow {
+    /// A window holding at most [`MAX_DEDUP_KEYS`] keys.
     pub fn new(margin: Duration) -> SeenWindow {
-        SeenWindow { margin_ms: millis(margin), t: WindowTimes::default(), buckets: BTreeMap::new(), len: 0 }
+        SeenWindow::with_cap(margin, MAX_DEDUP_KEYS)
+    }
+
+    /// A window holding at most `cap` keys.
+    pub fn with_cap(margin: Duration, cap: usize) -> SeenWindow {
+        SeenWindow {
+            margin_ms: millis(margin),
+            t: WindowTimes::default(),
+            buckets: BTreeMap::new(),
+            len: 0,
+            cap,
+            keyless: 0,
+        }
     }
 
     /// Rebuilds a window from a checkpoint: its times and the remembered keys
-    /// with (a time in the bucket of) their ingestion time.
-    pub fn restore(margin: Duration, times: WindowTimes, keys: impl IntoIterator<Item = (i64, u128)>) -> SeenWindow {
-        let mut w = SeenWindow::new(margin);
+    /// with (a time in the bucket of) their ingestion time. A checkpoint
+    /// holding more than `cap` keys keeps them all (at most what the state
+    /// file's size limit lets through); no key is added until pruning brings
+    /// the window below its cap.
+    pub fn restore(
+        margin: Duration,
+        cap: usize,
+        times: WindowTimes,
+        keys: impl IntoIterator<Item = (i64, u128)>,
+    ) -> SeenWindow {
+        let mut w = SeenWindow::with_cap(margin, cap);
         w.t = times;
         for (ingestion_ms, key) in keys {
             if w.buckets.entry(bucket_of(ingestion_ms)).or_default().insert(key) {
@@ -127,6 +186,21 @@ impl SeenWindow {
 
     pub fn margin_ms(&self) -> i64 {
         self.margin_ms
+    }
+
+    /// The most keys the window holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Whether the window holds as many keys as its cap.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.cap
+    }
+
+    /// Events the scan in progress counted without remembering a key.
+    pub fn keyless_in_scan(&self) -> u64 {
+        self.keyless
     }
 
     /// The window's times, for the checkpoint.
@@ -155,10 +229,14 @@ impl SeenWindow {
     }
 
     /// Starts a scan at `now_ms` (a restarted scan takes the new time; the keys
-    /// counted by the interrupted one stay remembered).
+    /// counted by the interrupted one stay remembered). Its bound on
+    /// CloudWatch's clock starts at the newest ingestion time read so far:
+    /// that event was visible before the scan began.
     pub fn begin_scan(&mut self, now_ms: i64) {
         self.t.scan_start_ms = Some(now_ms);
-        self.t.scan_bound_ms = None;
+        self.t.scan_bound_ms = self.t.newest_ingestion_ms;
+        // A restarted scan reads its deferred events again.
+        self.t.scan_deferred_ms = None;
     }
 
     /// Records a page received at local `now_ms` whose newest event was
@@ -187,8 +265,18 @@ impl SeenWindow {
     /// minus the margin — at most what it will be, as the bound only grows.
     fn remember_from(&self) -> Option<i64> {
         self.skip_below().or_else(|| {
-            self.t.scan_start_ms.map(|c| c.min(self.t.scan_bound_ms.unwrap_or(c)).saturating_sub(self.margin_ms))
+            let c = self.t.scan_start_ms?;
+            Some(self.held_back(c.min(self.t.scan_bound_ms.unwrap_or(c))).saturating_sub(self.margin_ms))
         })
+    }
+
+    /// A horizon candidate held back to the oldest deferred event plus the
+    /// margin.
+    fn held_back(&self, candidate: i64) -> i64 {
+        match self.t.scan_deferred_ms {
+            Some(d) => candidate.min(d.saturating_add(self.margin_ms)),
+            None => candidate,
+        }
     }
 
     /// Whether an event ingested at `ingestion_ms` is known to be counted by
@@ -197,7 +285,19 @@ impl SeenWindow {
         self.skip_below().is_some_and(|skip| ingestion_ms < skip)
     }
 
-    /// Classifies one event and, if it is new, remembers it.
+    /// At the cap, the ingestion time below which a new event is counted
+    /// without a key: `min(scan start, scan bound, oldest deferred + margin) -
+    /// margin`, which never decreases during a scan and is at most the
+    /// horizon the scan will set minus the margin, so no later scan looks
+    /// such an event up. `None` before the scan has seen a page.
+    fn keyless_below(&self) -> Option<i64> {
+        let c = self.t.scan_start_ms?;
+        let b = self.t.scan_bound_ms?;
+        Some(self.held_back(c.min(b)).saturating_sub(self.margin_ms))
+    }
+
+    /// Classifies one event and, if it is new, remembers it (or, at the cap,
+    /// counts it without a key or defers it: see [`Verdict`]).
     pub fn observe(&mut self, key: u128, ingestion_ms: i64) -> Verdict {
         if let Some(skip) = self.skip_below() {
             if ingestion_ms < skip {
@@ -208,29 +308,46 @@ impl SeenWindow {
         if self.buckets.get(&bucket).is_some_and(|s| s.contains(&key)) {
             return Verdict::Remembered;
         }
-        if self.remember_from().is_none_or(|from| ingestion_ms >= from) {
+        if self.remember_from().is_some_and(|from| ingestion_ms < from) {
+            // Below what any later scan looks up: no key needed.
+            return Verdict::New;
+        }
+        if self.len < self.cap {
             self.buckets.entry(bucket).or_default().insert(key);
             self.len += 1;
+            return Verdict::New;
         }
-        Verdict::New
+        if self.keyless_below().is_some_and(|below| ingestion_ms < below) {
+            self.keyless += 1;
+            return Verdict::NewWithoutKey;
+        }
+        self.t.scan_deferred_ms = Some(self.t.scan_deferred_ms.map_or(ingestion_ms, |d| d.min(ingestion_ms)));
+        Verdict::Deferred
     }
 
     /// The scan in progress read everything to the end. The horizon becomes
     /// its start `C` — or, if earlier, its bound on CloudWatch's clock at `C`
     /// (see [`SeenWindow::note_page`]), so that a host clock running ahead of
     /// CloudWatch's cannot push the horizon past what the scan could see. A
-    /// scan that read no event does not move the horizon. Keys ingested before
+    /// scan that read no event does not move the horizon; one that deferred
+    /// events (at the cap) moves it at most to the oldest of them plus the
+    /// margin, so that the next scan reads them as new. Keys ingested before
     /// `horizon - margin` are dropped.
     pub fn finish_scan(&mut self) {
+        self.keyless = 0;
         if let Some(c) = self.t.scan_start_ms.take() {
             if let Some(b) = self.t.scan_bound_ms.take() {
-                let candidate = b.min(c);
+                let candidate = self.held_back(b.min(c));
                 let h = self.t.horizon_ms.map_or(candidate, |h| h.max(candidate));
                 self.t.horizon_ms = Some(h);
                 self.prune_below(h.saturating_sub(self.margin_ms));
             }
+            // The next scan's range reaches back `lookback` from here: from
+            // the oldest deferred event, if any, so that it reads them.
+            let c = self.t.scan_deferred_ms.map_or(c, |d| c.min(d));
             self.t.last_scan_start_ms = Some(self.t.last_scan_start_ms.map_or(c, |l| l.max(c)));
         }
+        self.t.scan_deferred_ms = None;
     }
 
     fn prune_below(&mut self, ingestion_ms: i64) {
@@ -475,11 +592,142 @@ mod tests {
         w.observe(event_key("s", "1"), 999_000);
         w.observe(event_key("s", "2"), 1_000_500);
         w.finish_scan();
-        let r = SeenWindow::restore(Duration::from_secs(60), w.times(), w.keys().collect::<Vec<_>>());
+        let r = SeenWindow::restore(Duration::from_secs(60), 10, w.times(), w.keys().collect::<Vec<_>>());
         assert_eq!(r.len(), 2);
         let mut r = r;
         r.begin_scan(1_010_000);
         assert_eq!(r.observe(event_key("s", "1"), 999_000), Verdict::Remembered);
         assert_eq!(r.observe(event_key("s", "2"), 1_000_500), Verdict::Remembered);
+    }
+
+    /// A simulated log group polled through a window capped at `cap` keys:
+    /// events ingested at a steady rate (`per_poll` a poll, up to `lookback/2`
+    /// late), scans every minute that read their range in pages of random
+    /// order, some scans left unfinished for `stall` polls (a scan that does
+    /// not end); then a trickle of one event a poll (deferred events wait for
+    /// CloudWatch to show a newer one: see `Verdict::Deferred`). Returns
+    /// (times each event was counted, most keys held, events of the main phase).
+    fn capped_run(cap: usize, per_poll: usize, stall: usize, seed: u64) -> (Vec<u32>, usize, usize) {
+        use rand::{rngs::SmallRng, Rng, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let (lookback, margin) = (20 * MIN, 60_000);
+        let mut w = SeenWindow::with_cap(Duration::from_millis(margin as u64), cap);
+        let mut events: Vec<(i64, i64)> = Vec::new(); // (timestamp, ingestion)
+        let mut counted: Vec<u32> = Vec::new();
+        let mut most = 0;
+        let mut now = 1_800_000_000_000i64;
+        let polls = 40;
+        let mut main_phase = 0;
+        for poll in 0..polls + 10 {
+            if poll == polls {
+                main_phase = events.len();
+            }
+            let start = w.last_scan_start_ms().map_or(now - lookback, |c| c - lookback);
+            w.begin_scan(now);
+            // Each event is read at most once a scan.
+            let mut read = vec![false; events.len()];
+            // A stalled scan: pages keep coming for `stall` polls while new
+            // events are ingested, then it ends.
+            let rounds = if poll % 10 == 3 { stall + 1 } else { 1 };
+            for r in 0..rounds {
+                if r > 0 {
+                    now += MIN;
+                }
+                let at = now;
+                if poll < polls + 8 {
+                    for _ in 0..if poll < polls { per_poll } else { 1 } {
+                        let ing = at - rng.random_range(0..MIN);
+                        events.push((ing - rng.random_range(0..lookback / 2), ing));
+                        counted.push(0);
+                        read.push(false);
+                    }
+                }
+                let mut visible: Vec<usize> =
+                    (0..events.len()).filter(|&i| !read[i] && events[i].0 >= start && events[i].1 <= at).collect();
+                // Pages in any order, each bounded by its newest event.
+                for i in (1..visible.len()).rev() {
+                    visible.swap(i, rng.random_range(0..=i));
+                }
+                for page in visible.chunks(50) {
+                    if let Some(n) = page.iter().map(|&i| events[i].1).max() {
+                        w.note_page(n, at);
+                    }
+                    for &i in page {
+                        read[i] = true;
+                        if w.observe(event_key("s", &i.to_string()), events[i].1).is_new() {
+                            counted[i] += 1;
+                        }
+                        most = most.max(w.len());
+                    }
+                }
+            }
+            w.finish_scan();
+            now += MIN;
+        }
+        (counted, most, main_phase)
+    }
+
+    #[test]
+    fn capped_keys_count_every_event_once_through_stalled_scans() {
+        for (cap, per_poll, stall, seed) in [(50, 200, 3, 1), (10, 100, 5, 2), (1000, 200, 3, 3), (1, 30, 2, 4)] {
+            let (counted, most, main_phase) = capped_run(cap, per_poll, stall, seed);
+            assert!(most <= cap, "cap {cap}: held {most}");
+            assert!(counted.iter().all(|&c| c <= 1), "cap {cap}: an event counted twice");
+            let wrong: Vec<_> = counted[..main_phase].iter().enumerate().filter(|(_, &c)| c != 1).collect();
+            assert!(
+                wrong.is_empty(),
+                "cap {cap}: {} of {} counted other than once: {:?}",
+                wrong.len(),
+                counted.len(),
+                &wrong[..wrong.len().min(10)]
+            );
+        }
+    }
+
+    #[test]
+    fn at_the_cap_events_are_counted_without_a_key_or_deferred() {
+        let m = 60_000;
+        let mut w = SeenWindow::with_cap(Duration::from_millis(m as u64), 2);
+        let now = 10_000_000;
+        // A first scan sets the horizon at `now`.
+        w.begin_scan(now);
+        w.note_page(now, now);
+        w.finish_scan();
+        assert_eq!(w.horizon_ms(), Some(now));
+        // A catch-up: the next scan begins 10 minutes later.
+        let c = now + 600_000;
+        w.begin_scan(c);
+        w.note_page(c, c);
+        assert_eq!(w.observe(1, now), Verdict::New);
+        assert_eq!(w.observe(2, now + 1), Verdict::New);
+        assert!(w.is_full());
+        // Ingested well before this scan began: keyless.
+        assert_eq!(w.observe(3, now + 2), Verdict::NewWithoutKey);
+        assert_eq!(w.keyless_in_scan(), 1);
+        // Ingested near or after its start: left to the next scan.
+        assert_eq!(w.observe(4, c - 1000), Verdict::Deferred);
+        assert_eq!(w.observe(5, c + 5000), Verdict::Deferred);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.times().scan_deferred_ms, Some(c - 1000));
+        w.finish_scan();
+        // The horizon keeps the deferred ones looked up (they lie above it
+        // minus the margin), the next range reaches back from the oldest.
+        assert_eq!(w.horizon_ms(), Some(c));
+        assert_eq!(w.last_scan_start_ms(), Some(c - 1000));
+        assert_eq!(w.keyless_in_scan(), 0);
+        // The next scan counts the deferred ones (and skips the keyless one).
+        w.begin_scan(c + 60_000);
+        w.note_page(c + 5000, c + 60_000);
+        assert_eq!(w.observe(3, now + 2), Verdict::BeforeHorizon);
+        assert!(w.observe(4, c - 1000).is_new());
+        assert!(w.observe(5, c + 5000).is_new());
+    }
+
+    #[test]
+    fn key_caps_share_the_budget() {
+        assert_eq!(key_cap(1), MAX_DEDUP_KEYS);
+        assert_eq!(key_cap(0), MAX_DEDUP_KEYS);
+        assert_eq!(key_cap(4), MAX_DEDUP_KEYS / 4);
+        assert_eq!(key_cap(usize::MAX), 1);
     }
 }

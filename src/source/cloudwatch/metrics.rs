@@ -28,6 +28,9 @@ pub struct Metrics {
     pub pages: IntCounterVec,
     pub malformed: IntCounterVec,
     pub dedup_keys: IntGaugeVec,
+    pub dedup_keys_limit: IntGaugeVec,
+    pub dedup_cap_events: IntCounterVec,
+    pub checkpoint_clamped: IntCounterVec,
     pub horizon: GaugeVec,
     pub newest_ingestion: GaugeVec,
     pub request_duration: HistogramVec,
@@ -98,6 +101,27 @@ impl Metrics {
                 opts("dedup_keys", "Event keys remembered for deduplication (those ingested near the horizon), by log group."),
                 g,
             )?,
+            dedup_keys_limit: IntGaugeVec::new(
+                opts(
+                    "dedup_keys_limit",
+                    "The most event keys the log group's dedup window holds: its share of the exporter's 1,000,000.",
+                ),
+                g,
+            )?,
+            dedup_cap_events: IntCounterVec::new(
+                opts(
+                    "dedup_cap_events_total",
+                    "New events met while the dedup window was full, by outcome: counted_without_key (no later scan looks them up) or deferred (left to the next scan, which counts them).",
+                ),
+                &["log_group", "outcome"],
+            )?,
+            checkpoint_clamped: IntCounterVec::new(
+                opts(
+                    "checkpoint_clamped_times_total",
+                    "Times read from the state file that lay in the future (beyond 5 minutes) or before 1970, clamped at start-up.",
+                ),
+                g,
+            )?,
             horizon: GaugeVec::new(
                 opts(
                     "horizon_timestamp_seconds",
@@ -148,6 +172,9 @@ impl Metrics {
             Box::new(m.pages.clone()),
             Box::new(m.malformed.clone()),
             Box::new(m.dedup_keys.clone()),
+            Box::new(m.dedup_keys_limit.clone()),
+            Box::new(m.dedup_cap_events.clone()),
+            Box::new(m.checkpoint_clamped.clone()),
             Box::new(m.horizon.clone()),
             Box::new(m.newest_ingestion.clone()),
             Box::new(m.request_duration.clone()),
@@ -173,6 +200,10 @@ impl Metrics {
             m.pages.with_label_values(&[name]);
             m.malformed.with_label_values(&[name]);
             m.dedup_keys.with_label_values(&[name]);
+            m.dedup_keys_limit.with_label_values(&[name]);
+            m.dedup_cap_events.with_label_values(&[name, "counted_without_key"]);
+            m.dedup_cap_events.with_label_values(&[name, "deferred"]);
+            m.checkpoint_clamped.with_label_values(&[name]);
         }
         m.checkpoint_writes.with_label_values(&["success"]);
         m.checkpoint_writes.with_label_values(&["error"]);

@@ -103,8 +103,16 @@ impl<C: LogsApi> Source<C> {
         metrics.rate_limit.set(cfg.max_requests_per_second);
         let restored = match &cfg.state_file {
             Some(path) => {
-                let cp = checkpoint::load(path)?;
+                let mut cp = checkpoint::load(path, checkpoint::max_file_bytes(cfg.log_groups.len()))?;
                 checkpoint::check_writable_dir(path)?;
+                if let Some(cp) = &mut cp {
+                    for c in checkpoint::clamp_future(cp, clock.now_ms()) {
+                        warn!(file = %path.display(), log_group = %c.log_group, field = c.field, was_ms = c.was_ms, "A time in the state file lies in the future (or before 1970); clamped to now so that new events are counted");
+                        if names.contains(&c.log_group.as_str()) {
+                            metrics.checkpoint_clamped.with_label_values(&[&c.log_group]).inc();
+                        }
+                    }
+                }
                 cp
             }
             None => None,
@@ -141,6 +149,7 @@ impl<C: LogsApi> Source<C> {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let Source { shared, groups, writer, restored, target } = self;
+        let key_cap = dedup::key_cap(groups.len());
         let shared = Arc::new(shared);
         let ready = Arc::new(ReadyCount::new(groups.len(), ready));
         let mut tasks = tokio::task::JoinSet::new();
@@ -162,6 +171,7 @@ impl<C: LogsApi> Source<C> {
                 &shared.metrics,
                 shared.settings.margin,
             );
+            p.set_key_cap(key_cap);
             if let Some(cp) = restored_groups.get(&g.name) {
                 // Checked when loaded; a failure here would be a bug.
                 if let Err(e) = p.restore(cp) {
@@ -171,7 +181,7 @@ impl<C: LogsApi> Source<C> {
             }
             tasks.spawn(poller::run_group(p, shared.clone(), writer.clone(), ready.clone(), shutdown.clone()));
         }
-        info!(log_groups = groups.len(), region = %target.0, endpoint = %target.1, poll_interval_s = shared.settings.poll_interval.as_secs(), lookback_s = shared.settings.lookback.as_secs(), "Polling CloudWatch Logs");
+        info!(log_groups = groups.len(), region = %target.0, endpoint = %target.1, poll_interval_s = shared.settings.poll_interval.as_secs(), lookback_s = shared.settings.lookback.as_secs(), dedup_key_cap = key_cap, "Polling CloudWatch Logs");
         let mut finals = Vec::with_capacity(groups.len());
         let mut panicked = None;
         while let Some(res) = tasks.join_next().await {

@@ -123,6 +123,9 @@ struct GroupMetrics {
     polls_ok: IntCounter,
     polls_err: IntCounter,
     dedup_keys: IntGauge,
+    dedup_keys_limit: IntGauge,
+    keyless: IntCounter,
+    deferred: IntCounter,
     horizon: Gauge,
     newest_ingestion: Gauge,
 }
@@ -141,6 +144,9 @@ impl GroupMetrics {
             polls_ok: m.polls.with_label_values(&[g, "success"]),
             polls_err: m.polls.with_label_values(&[g, "error"]),
             dedup_keys: m.dedup_keys.with_label_values(&[g]),
+            dedup_keys_limit: m.dedup_keys_limit.with_label_values(&[g]),
+            keyless: m.dedup_cap_events.with_label_values(&[g, "counted_without_key"]),
+            deferred: m.dedup_cap_events.with_label_values(&[g, "deferred"]),
             horizon: m.horizon.with_label_values(&[g]),
             newest_ingestion: m.newest_ingestion.with_label_values(&[g]),
         }
@@ -155,6 +161,9 @@ pub struct GroupPoller<S> {
     window: SeenWindow,
     scan: Option<Scan>,
     m: GroupMetrics,
+    /// The window was full and the warning is out (until a scan ends below
+    /// the cap): one warning per episode, not per poll.
+    cap_warned: bool,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -164,7 +173,17 @@ fn millis(d: Duration) -> i64 {
 impl<S: EventSink> GroupPoller<S> {
     pub fn new(name: String, prefix: Option<String>, sink: S, metrics: &Metrics, margin: Duration) -> GroupPoller<S> {
         let m = GroupMetrics::new(metrics, &name);
-        GroupPoller { name, prefix, sink, window: SeenWindow::new(margin), scan: None, m }
+        let window = SeenWindow::new(margin);
+        m.dedup_keys_limit.set(i64::try_from(window.cap()).unwrap_or(i64::MAX));
+        GroupPoller { name, prefix, sink, window, scan: None, m, cap_warned: false }
+    }
+
+    /// Caps the keys the group's window holds (its share of
+    /// [`super::dedup::MAX_DEDUP_KEYS`]); call it before [`GroupPoller::restore`].
+    pub fn set_key_cap(&mut self, cap: usize) {
+        let margin = Duration::from_millis(u64::try_from(self.window.margin_ms()).unwrap_or(0));
+        self.window = SeenWindow::with_cap(margin, cap);
+        self.m.dedup_keys_limit.set(i64::try_from(cap).unwrap_or(i64::MAX));
     }
 
     pub fn name(&self) -> &str {
@@ -185,13 +204,17 @@ impl<S: EventSink> GroupPoller<S> {
             newest_ingestion_ms: cp.newest_ingestion_ms,
             scan_start_ms: cp.scan.as_ref().map(|s| s.started_ms),
             scan_bound_ms: cp.scan.as_ref().and_then(|s| s.bound_ms),
+            scan_deferred_ms: cp.scan.as_ref().and_then(|s| s.deferred_from_ms),
         };
-        self.window = SeenWindow::restore(margin, times, keys);
+        self.window = SeenWindow::restore(margin, self.window.cap(), times, keys);
         if let Some(n) = times.newest_ingestion_ms {
             self.m.newest_ingestion.set(n as f64 / 1000.0);
         }
+        if let Some(h) = times.horizon_ms {
+            self.m.horizon.set(h as f64 / 1000.0);
+        }
         self.scan = cp.scan.as_ref().map(|s| Scan { start_time_ms: s.start_time_ms, next_token: s.next_token.clone() });
-        self.m.dedup_keys.set(self.window.len() as i64);
+        self.m.dedup_keys.set(i64::try_from(self.window.len()).unwrap_or(i64::MAX));
         Ok(())
     }
 
@@ -208,6 +231,7 @@ impl<S: EventSink> GroupPoller<S> {
                     start_time_ms: s.start_time_ms,
                     next_token: s.next_token.clone(),
                     bound_ms: t.scan_bound_ms,
+                    deferred_from_ms: t.scan_deferred_ms,
                 }),
                 _ => None,
             },
@@ -247,8 +271,10 @@ impl<S: EventSink> GroupPoller<S> {
                 Ok(p) => p,
                 Err(PollError::Failed(e)) if e.kind == ErrorKind::InvalidParameter && token.is_some() && !restarted => {
                     // Tokens expire after 24 hours. Read the scan again from its
-                    // first page: the window skips what this scan counted.
-                    warn!(log_group = %self.name, error = %e, "The next page's token was refused; reading the scan again from its first page");
+                    // first page: the window skips what this scan counted
+                    // (except what it counted without a key, at the cap).
+                    let keyless = self.window.keyless_in_scan();
+                    warn!(log_group = %self.name, error = %e, keyless, "The next page's token was refused; reading the scan again from its first page (events counted without a key at the dedup cap, if any, are counted again)");
                     restarted = true;
                     self.window.begin_scan(shared.clock.now_ms());
                     if let Some(s) = &mut self.scan {
@@ -278,7 +304,11 @@ impl<S: EventSink> GroupPoller<S> {
         }
         self.window.finish_scan();
         self.scan = None;
-        self.m.dedup_keys.set(self.window.len() as i64);
+        self.m.dedup_keys.set(i64::try_from(self.window.len()).unwrap_or(i64::MAX));
+        if self.cap_warned && !self.window.is_full() {
+            self.cap_warned = false;
+            info!(log_group = %self.name, keys = self.window.len(), "The dedup window is below its cap again");
+        }
         if let Some(h) = self.window.horizon_ms() {
             self.m.horizon.set(h as f64 / 1000.0);
         }
@@ -310,6 +340,7 @@ impl<S: EventSink> GroupPoller<S> {
         let mut messages: Vec<&str> = Vec::with_capacity(page.events.len());
         let mut duplicates = 0u64;
         let mut outside_prefix = 0u64;
+        let (mut keyless, mut deferred) = (0u64, 0u64);
         let delay = self.m.delay.local();
         for ev in &page.events {
             // The server filters by prefix already; a local check keeps the
@@ -325,17 +356,24 @@ impl<S: EventSink> GroupPoller<S> {
                 duplicates += 1;
                 continue;
             }
-            match self.window.observe(event_key(&ev.log_stream, &ev.event_id), ev.ingestion_ms) {
-                Verdict::New => {
+            let verdict = self.window.observe(event_key(&ev.log_stream, &ev.event_id), ev.ingestion_ms);
+            match verdict {
+                Verdict::New | Verdict::NewWithoutKey => {
                     messages.push(ev.message.as_str());
+                    // Integer ms to seconds: exact below 2^53 ms, and the
+                    // difference saturates on absurd times from the endpoint.
                     delay.observe(ev.ingestion_ms.saturating_sub(ev.timestamp_ms).max(0) as f64 / 1000.0);
+                    if verdict == Verdict::NewWithoutKey {
+                        keyless += 1;
+                    }
                 }
+                Verdict::Deferred => deferred += 1,
                 Verdict::BeforeHorizon | Verdict::Remembered => duplicates += 1,
             }
         }
         self.sink.ingest(&messages);
         delay.flush();
-        let new = messages.len() as u64;
+        let new = u64::try_from(messages.len()).unwrap_or(u64::MAX);
         self.m.events.inc_by(new);
         self.m.duplicates.inc_by(duplicates);
         self.m.pages.inc();
@@ -346,7 +384,15 @@ impl<S: EventSink> GroupPoller<S> {
         if outside_prefix > 0 {
             debug!(log_group = %self.name, count = outside_prefix, "Skipped events of streams outside the prefix");
         }
-        self.m.dedup_keys.set(self.window.len() as i64);
+        if keyless > 0 || deferred > 0 {
+            self.m.keyless.inc_by(keyless);
+            self.m.deferred.inc_by(deferred);
+            if !self.cap_warned {
+                self.cap_warned = true;
+                warn!(log_group = %self.name, cap = self.window.cap(), keyless, deferred, "The dedup window is full: new events are counted without a key or left to the next scan until a scan completes (see docs/cloudwatch.md, dedup cap)");
+            }
+        }
+        self.m.dedup_keys.set(i64::try_from(self.window.len()).unwrap_or(i64::MAX));
         (new, duplicates)
     }
 }
@@ -518,12 +564,34 @@ mod tests {
         refuse_tokens: usize,
         /// Fail the request with this number (counted from 1).
         fail_on_request: Option<(usize, ErrorKind)>,
+        /// Before answering each of the next N requests, put M events into
+        /// the group, ingested at the clock's now: a scan that cannot end
+        /// while it lasts.
+        grow: Option<(String, usize, usize, Arc<dyn Clock>)>,
+        grown: usize,
     }
 
     impl LogsApi for FakeLogs {
         async fn filter_log_events(&self, req: FilterRequest<'_>) -> Result<Page, ApiError> {
             let mut st = self.state.lock().expect("lock");
             st.requests += 1;
+            if let Some((group, n, per_request, clock)) = st.grow.clone() {
+                if n > 0 {
+                    st.grow = Some((group.clone(), n - 1, per_request, clock.clone()));
+                    let now = clock.now_ms();
+                    for _ in 0..per_request {
+                        let id = st.grown;
+                        st.grown += 1;
+                        st.groups.entry(group.clone()).or_default().push(LogEvent {
+                            log_stream: "s".into(),
+                            event_id: format!("grow-{id}"),
+                            timestamp_ms: now - 1000,
+                            ingestion_ms: now,
+                            message: format!("grow {id}"),
+                        });
+                    }
+                }
+            }
             if let Some(k) = st.fail.pop() {
                 return Err(ApiError::new(k, "injected"));
             }
@@ -794,5 +862,75 @@ mod tests {
         assert_eq!(m.request_errors.with_label_values(&[FILTER_LOG_EVENTS, "not_found"]).get(), failed);
         assert_eq!(m.group_up.with_label_values(&["missing"]).get(), 0);
         assert_eq!(m.group_up.with_label_values(&["g"]).get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_that_does_not_end_keeps_its_keys_and_state_under_the_cap() {
+        let clock = Arc::new(TokioClock::new(1_700_000_000_000));
+        let metrics = Metrics::register(&prometheus::Registry::new(), &["g"]).expect("metrics");
+        let sh = Shared {
+            client: FakeLogs::default(),
+            limiter: RateLimiter::new(5.0),
+            metrics,
+            clock: clock.clone(),
+            settings: Settings {
+                poll_interval: Duration::from_secs(60),
+                lookback: Duration::from_secs(600),
+                start_from: Duration::from_secs(600),
+                margin: Duration::from_secs(60),
+            },
+        };
+        let cap = 100;
+        {
+            let mut st = sh.client.state.lock().expect("lock");
+            st.page = 10;
+            st.clock_ms = clock.now_ms();
+            // 400 requests that each add 15 events to a scan that reads 10 a
+            // page: it cannot end for 80 s (at 5 requests a second).
+            st.grow = Some(("g".into(), 400, 15, clock.clone()));
+        }
+        for i in 0..50 {
+            sh.client.put("g", "a", i, clock.now_ms() - 100_000 + i as i64);
+        }
+        let sink = CountSink::default();
+        let saver = RecordSave::default();
+        let mut p = GroupPoller::new("g".into(), None, sink.clone(), &sh.metrics, sh.settings.margin);
+        p.set_key_cap(cap);
+        let cancel = CancellationToken::new();
+        let first = p.poll(&sh, &cancel, &saver).await.expect("poll");
+        assert!(first.pages > 400, "{first:?}");
+        assert!(p.window().len() <= cap);
+        {
+            let saves = saver.0.lock().expect("lock");
+            assert!(!saves.is_empty(), "saved mid-scan");
+            for cp in saves.iter() {
+                let keys = cp.unpack_keys().expect("keys").len();
+                assert!(keys <= cap, "{keys} keys in a saved checkpoint");
+                assert!(serde_json::to_vec(cp).expect("json").len() < 64 * 1024);
+            }
+        }
+        let m = &sh.metrics;
+        let deferred = m.dedup_cap_events.with_label_values(&["g", "deferred"]).get();
+        assert!(deferred > 0, "the cap was reached");
+        assert_eq!(m.dedup_keys_limit.with_label_values(&["g"]).get(), cap as i64);
+        // Later polls, with a trickle of new events (CloudWatch's clock
+        // moving on), count what was deferred, once.
+        let mut id = 1000;
+        for _ in 0..15 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            sh.client.state.lock().expect("lock").clock_ms = clock.now_ms();
+            for _ in 0..3 {
+                sh.client.put("g", "t", id, clock.now_ms() - 1000);
+                id += 1;
+            }
+            p.poll(&sh, &cancel, &NoSave).await.expect("poll");
+            assert!(p.window().len() <= cap);
+        }
+        let grown = sh.client.state.lock().expect("lock").grown;
+        assert_eq!(grown, 6000);
+        let counts = sink.0.lock().expect("lock");
+        assert_eq!(counts.len(), 50 + grown + (id - 1000), "every event counted");
+        assert!(counts.values().all(|&c| c == 1), "none twice");
+        assert!(m.dedup_cap_events.with_label_values(&["g", "counted_without_key"]).get() > 0);
     }
 }
