@@ -177,6 +177,37 @@ fn tls_basic_auth_and_client_certificates_are_enforced() {
     let _ = plain.read_to_end(&mut got);
     assert!(!got.starts_with(b"HTTP/"), "plain HTTP answered: {}", String::from_utf8_lossy(&got));
 
+    // A flood of wrong passwords (each one a bcrypt check) does not slow a
+    // scraper whose credentials are cached.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..6)
+        .map(|i| {
+            let (dir, stop) = (dir.to_owned(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let got = https_get(&dir, port, Some("client"), Some(("prometheus", &format!("guess{i}-{n}"))));
+                    assert_eq!(got.map(|(s, _)| s).ok(), Some(401));
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    let flood_start = Instant::now();
+    while flood_start.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        let (status, _) = https_get(dir, port, Some("client"), Some(("prometheus", PASSWORD))).unwrap();
+        assert_eq!(status, 200);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let guesses: usize = flooders.into_iter().map(|h| h.join().unwrap()).sum();
+    eprintln!("{guesses} wrong passwords in 3 s; slowest cached scrape {worst:?}");
+    assert!(worst < Duration::from_secs(1), "slowest cached scrape under a password flood: {worst:?}");
+
     let (_, text) = https_get(dir, port, Some("client"), Some(("prometheus", PASSWORD))).unwrap();
     let value = |name: &str| -> f64 {
         text.lines()
