@@ -263,20 +263,38 @@ impl WebConfigHandle {
     pub async fn reload(&self) -> Result<(), WebConfigError> {
         let Some(path) = self.inner.path.clone() else { return Ok(()) };
         let task = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || WebConfig::load(&path)
+            let handle = self.clone();
+            move || handle.load_replacement()
         });
         let fresh = match tokio::time::timeout(RELOAD_TIMEOUT, task).await {
             Err(_) => return Err(WebConfigError::Timeout { path }),
             Ok(Err(e)) => return Err(WebConfigError::Failed { path, message: e.to_string() }),
             Ok(Ok(loaded)) => loaded?,
         };
+        if let Some(fresh) = fresh {
+            self.apply(fresh);
+        }
+        Ok(())
+    }
+
+    /// The first half of [`reload`](Self::reload), for a caller that loads
+    /// several files on its own blocking thread and applies them together:
+    /// reads and validates the file (blocking I/O) and checks that it does
+    /// not turn TLS on or off. `None` without a file.
+    pub fn load_replacement(&self) -> Result<Option<WebConfig>, WebConfigError> {
+        let Some(path) = self.inner.path.as_deref() else { return Ok(None) };
+        let fresh = WebConfig::load(path)?;
         let running_tls = self.current().tls.is_some();
         if fresh.tls.is_some() != running_tls {
-            return Err(WebConfigError::TlsSwitch { path, now_tls: !running_tls });
+            return Err(WebConfigError::TlsSwitch { path: path.to_owned(), now_tls: !running_tls });
         }
+        Ok(Some(fresh))
+    }
+
+    /// The second half: puts a configuration from
+    /// [`load_replacement`](Self::load_replacement) in force.
+    pub fn apply(&self, fresh: WebConfig) {
         *self.inner.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
-        Ok(())
     }
 
     /// Whether the request's `Authorization` header passes the users in force.
@@ -372,5 +390,29 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         handle.reload().await.unwrap();
         assert!(handle.authorize(None).await, "a good reload applies");
+
+        // A FIFO in place of the file fails at once instead of blocking.
+        std::fs::remove_file(&path).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+        let err = handle.reload().await.unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(handle.authorize(None).await);
+    }
+
+    #[test]
+    fn a_reload_cannot_turn_tls_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, "").unwrap();
+        let handle = WebConfigHandle::open(&path).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(&path, "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n").unwrap();
+        let err = handle.load_replacement().unwrap_err().to_string();
+        assert!(err.contains("cannot turn TLS on"), "{err}");
+        assert!(handle.current().tls().is_none());
+        assert!(WebConfigHandle::open(&path).unwrap().current().tls().is_some(), "the file itself is valid");
     }
 }
