@@ -121,29 +121,13 @@ pub fn subscriber<W>(level: LogLevel, format: LogFormat, writer: W) -> impl Subs
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let encoding = Encoding::from(format);
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(writer)
-        .fmt_fields(FieldsFormat { encoding })
-        .event_format(EventFormat { encoding })
+        .fmt_fields(FieldsFormat { encoding: format })
+        .event_format(EventFormat { encoding: format })
         .with_filter(level.targets());
     tracing_subscriber::registry().with(layer)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Logfmt,
-    Json,
-}
-
-impl From<LogFormat> for Encoding {
-    fn from(f: LogFormat) -> Self {
-        match f {
-            LogFormat::Logfmt => Encoding::Logfmt,
-            LogFormat::Json => Encoding::Json,
-        }
-    }
 }
 
 /// One field value as recorded.
@@ -227,13 +211,13 @@ impl Visit for Collect {
 /// Writes `key=value` pairs (logfmt) or `"key":value` members (JSON), with the
 /// separator between them.
 struct Line<'a> {
-    encoding: Encoding,
+    encoding: LogFormat,
     out: &'a mut String,
     first: bool,
 }
 
 impl<'a> Line<'a> {
-    fn new(encoding: Encoding, out: &'a mut String) -> Self {
+    fn new(encoding: LogFormat, out: &'a mut String) -> Self {
         let first = out.is_empty();
         Line { encoding, out, first }
     }
@@ -241,8 +225,8 @@ impl<'a> Line<'a> {
     fn separator(&mut self) {
         if !self.first {
             self.out.push(match self.encoding {
-                Encoding::Logfmt => ' ',
-                Encoding::Json => ',',
+                LogFormat::Logfmt => ' ',
+                LogFormat::Json => ',',
             });
         }
         self.first = false;
@@ -251,7 +235,7 @@ impl<'a> Line<'a> {
     fn key(&mut self, key: &str) {
         self.separator();
         match self.encoding {
-            Encoding::Logfmt => {
+            LogFormat::Logfmt => {
                 if key.is_empty() {
                     self.out.push('_');
                 }
@@ -259,7 +243,7 @@ impl<'a> Line<'a> {
                 self.out.extend(key.chars().map(|c| if needs_quoting(c) { '_' } else { c }));
                 self.out.push('=');
             }
-            Encoding::Json => {
+            LogFormat::Json => {
                 quote(self.out, key);
                 self.out.push(':');
             }
@@ -270,7 +254,7 @@ impl<'a> Line<'a> {
     /// holds a space, `=`, `"`, `\` or a control character.
     fn text(&mut self, key: &str, value: &str) {
         self.key(key);
-        if self.encoding == Encoding::Json || value.is_empty() || value.chars().any(needs_quoting) {
+        if self.encoding == LogFormat::Json || value.is_empty() || value.chars().any(needs_quoting) {
             quote(self.out, value);
         } else {
             self.out.push_str(value);
@@ -340,7 +324,7 @@ fn quote(out: &mut String, s: &str) {
 /// can append them as they are.
 #[derive(Debug, Clone, Copy)]
 struct FieldsFormat {
-    encoding: Encoding,
+    encoding: LogFormat,
 }
 
 impl<'w> FormatFields<'w> for FieldsFormat {
@@ -374,7 +358,7 @@ impl<'w> FormatFields<'w> for FieldsFormat {
 /// Writes one event as one line.
 #[derive(Debug, Clone, Copy)]
 struct EventFormat {
-    encoding: Encoding,
+    encoding: LogFormat,
 }
 
 impl<S> FormatEvent<S, FieldsFormat> for EventFormat
@@ -394,7 +378,7 @@ where
         let meta = event.metadata();
 
         let mut out = String::with_capacity(160);
-        if self.encoding == Encoding::Json {
+        if self.encoding == LogFormat::Json {
             out.push('{');
         }
         let mut line = Line::new(self.encoding, &mut out);
@@ -414,7 +398,7 @@ where
                 }
             }
         }
-        if self.encoding == Encoding::Json {
+        if self.encoding == LogFormat::Json {
             out.push('}');
         }
         out.push('\n');
