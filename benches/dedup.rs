@@ -6,7 +6,9 @@
 //!   lookback re-read): a comparison, no lookup;
 //! - `remembered`: a re-read event within the margin: one bucket lookup;
 //! - `new`: a first-seen event: a lookup and an insert (the window is reset
-//!   every 100,000 events so it stays near a realistic size).
+//!   every 100,000 events so it stays near a realistic size);
+//! - `at_cap`: first-seen events while the window is full (its cap reached):
+//!   a lookup and the keyless-or-deferred decision, no insert.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -58,6 +60,22 @@ fn bench(c: &mut Criterion) {
     }
     g.bench_function("remembered", |b| {
         b.iter(|| keys.iter().enumerate().filter(|(i, k)| recent.observe(**k, ingestion(*i)).is_new()).count())
+    });
+
+    // A full window (cap 1,000 keys, the first thousand events): the others
+    // are counted without a key (ingested before the scan began) or deferred.
+    let mut full = SeenWindow::with_cap(MARGIN, 1000);
+    full.begin_scan(ingestion(N / 2));
+    full.note_page(ingestion(N / 2), ingestion(N / 2));
+    for (i, k) in keys.iter().enumerate().take(1000) {
+        full.observe(*k, ingestion(i));
+    }
+    assert!(full.is_full());
+    g.bench_function("at_cap", |b| {
+        b.iter(|| {
+            let mut w = full.clone();
+            keys.iter().enumerate().skip(1000).filter(|(i, k)| w.observe(**k, ingestion(*i)).is_new()).count()
+        })
     });
 
     g.bench_function("new", |b| {
