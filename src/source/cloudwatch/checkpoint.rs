@@ -26,15 +26,16 @@ pub const VERSION: u32 = 1;
 /// refused as a bad response, so that the file stays bounded.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// Largest state file read for `groups` configured log groups: the keys of
-/// the whole dedup budget ([`super::dedup::MAX_DEDUP_KEYS`], 32 hex digits
-/// plus bucket overhead each, at worst one key a bucket), a token and times
-/// per group, and 8 MiB to spare (groups dropped from the configuration).
-/// The writer never writes more: the dedup window's cap bounds the keys.
-pub fn max_file_bytes(groups: usize) -> u64 {
+/// Largest state file read for the configured log groups: the keys of the
+/// whole dedup budget ([`super::dedup::MAX_DEDUP_KEYS`], 32 hex digits plus
+/// bucket overhead each, at worst one key a bucket), per group its name
+/// (escaped), a token and the times, and 8 MiB to spare (groups dropped from
+/// the configuration). The writer never writes more: the dedup window's cap
+/// bounds the keys, [`MAX_TOKEN_LEN`] the tokens.
+pub fn max_file_bytes<'a>(groups: impl IntoIterator<Item = &'a str>) -> u64 {
     let keys = super::dedup::MAX_DEDUP_KEYS as u64 * 96;
-    let per_group = (MAX_TOKEN_LEN as u64) * 2 + 4096;
-    (8u64 << 20).saturating_add(keys).saturating_add(per_group.saturating_mul(groups as u64))
+    let per_group = |name: &str| (MAX_TOKEN_LEN as u64 + name.len() as u64).saturating_mul(6).saturating_add(4096);
+    groups.into_iter().fold((8u64 << 20).saturating_add(keys), |acc, name| acc.saturating_add(per_group(name)))
 }
 
 /// How far in the future a time of the file may be (clock steps between

@@ -103,7 +103,7 @@ impl<C: LogsApi> Source<C> {
         metrics.rate_limit.set(cfg.max_requests_per_second);
         let restored = match &cfg.state_file {
             Some(path) => {
-                let mut cp = checkpoint::load(path, checkpoint::max_file_bytes(cfg.log_groups.len()))?;
+                let mut cp = checkpoint::load(path, checkpoint::max_file_bytes(names.iter().copied()))?;
                 checkpoint::check_writable_dir(path)?;
                 if let Some(cp) = &mut cp {
                     for c in checkpoint::clamp_future(cp, clock.now_ms()) {
