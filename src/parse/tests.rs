@@ -515,6 +515,23 @@ fn json_errors() {
 }
 
 #[test]
+fn json_values_that_grow_when_written_are_bounded() {
+    let mut p = default_parser();
+    // 1e308 is written as 309 digits: repeated within one 32 KiB line it
+    // would decode to 700 KB.
+    let mut line = String::from("{");
+    while line.len() < MAX_LINE_LEN - 20 {
+        line.push_str("\"bytes\":1e308,");
+    }
+    line.push_str("\"srcport\":1}");
+    assert_eq!(reason(&mut p, &line), ParseError::TooLong);
+    assert!(p.json.buf.capacity() <= 2 * json::MAX_SCRATCH, "{}", p.json.buf.capacity());
+    // A few of them are fine, and the parser goes on.
+    assert_eq!(reason(&mut p, "{\"bytes\":1e308,\"bytes\":1e308}"), ParseError::OutOfRange);
+    assert_eq!(record(&mut p, V2_OK.as_bytes()).dstport, Some(22));
+}
+
+#[test]
 fn json_integral_float_is_a_number() {
     let mut p = default_parser();
     let r = record(&mut p, br#"{"bytes": 1000.0, "start": 1512564058000}"#);
