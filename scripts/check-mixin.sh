@@ -13,6 +13,8 @@
 #   5. dashboards: npm ci + TypeScript check against @grafana/schema, structure
 #   6. docker-compose.yml (alone and with the AWS override): docker-compose
 #      config -q, and every file or folder it mounts exists
+#   7. the noise test (scripts/noise-test.sh): no page outside the incidents of
+#      a simulated day, every incident paged within 2 minutes
 # The end-to-end proof against a running Prometheus and Alertmanager is the
 # Rust test tests/stack_e2e.rs (cargo test --test stack_e2e).
 #
@@ -204,6 +206,9 @@ print(f"{count} mounted files and folders exist")
 ' || fail "docker-compose ($files) mounts a missing file"
     echo "docker-compose ${args[*]}: ok"
 done
+
+step "noise test: a simulated day of a 2,000-interface VPC (scripts/noise-test.sh)"
+scripts/noise-test.sh
 
 echo
 echo "check-mixin: all checks passed"
