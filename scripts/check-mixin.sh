@@ -70,6 +70,14 @@ promtool check rules "${rules[@]}"
 step "promtool test rules alerts/tests/*.test.yml"
 promtool test rules alerts/tests/*.test.yml
 
+step "promtool test rules alerts/tests/ha/*.test.yml (rules generated with haPairs: true)"
+mkdir -p "$gen/ha"
+jsonnet -S -J mixin -e '
+  local m = (import "mixin.libsonnet") + { _config+:: { haPairs: true } };
+  std.manifestYamlDoc({ groups: m.prometheusRules.groups + m.prometheusAlerts.groups })' >"$gen/ha/vpc-flow.rules.yml"
+cp alerts/tests/ha/*.test.yml "$gen/ha/"
+(cd "$gen/ha" && promtool test rules ./*.test.yml)
+
 step "rule conventions, runbook and docs"
 alert_names=$(python3 - "${rules[@]}" <<'PY'
 import re, sys, yaml
