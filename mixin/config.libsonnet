@@ -69,7 +69,7 @@
       cloudwatch_error_ratio: { default: 0.1, help: 'VpcFlowExporterCloudWatchRequestErrors: failed (not throttled) / sent requests' },
       cloudwatch_throttled_ratio: { default: 0.05, help: 'VpcFlowExporterCloudWatchThrottled: throttled / sent requests' },
       cloudwatch_poll_stale_seconds: { default: 600, help: 'VpcFlowExporterCloudWatchPollStale: seconds since a log group\'s last successful poll' },
-      ingestion_late_ratio: { default: 0.01, help: 'VpcFlowExporterIngestionDelayNearLookback: share of events later than the late bucket' },
+      ingestion_late_ratio: { default: 0.05, help: 'VpcFlowExporterIngestionDelayNearLookback: share of events later than the late bucket' },
       interface_cap_ratio: { default: 0.9, help: 'VpcFlowExporterInterfaceCapNearing: interfaces / limits.max_interfaces' },
       flow_staleness_seconds: { default: 1800, help: 'VpcFlowExporterNoRecentFlows: seconds since the newest flow time seen' },
     },

@@ -20,9 +20,15 @@ Prometheus, and the notifications the example Alertmanager configuration
    page outside them).
 
 Prints the figures and exits non-zero when a goal is missed.
-Usage: tests/alerts_noise/run.py [--keep DIR]
-  --keep DIR  work in DIR and keep it; a later run with the same DIR reuses
-              the backfilled data (steps 1 and 2) when the model is unchanged."""
+Usage: tests/alerts_noise/run.py [--keep DIR] [--rules FILE] [--alertmanager FILE]
+  --keep DIR           work in DIR and keep it; a later run with the same DIR
+                       reuses the backfilled data (steps 1 and 2) when the model
+                       and the rules are unchanged
+  --rules FILE         another rule file (default alerts/vpc-flow.rules.yml)
+  --alertmanager FILE  another Alertmanager configuration (default
+                       deploy/alertmanager.yml): e.g. an earlier version's, to
+                       compare"""
+import argparse
 import hashlib
 import json
 import os
@@ -231,9 +237,13 @@ def simulate_alertmanager(am, alerts, start, end):
 
 
 def main():
-    keep = None
-    if len(sys.argv) > 2 and sys.argv[1] == "--keep":
-        keep = sys.argv[2]
+    global RULES, AM
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep")
+    ap.add_argument("--rules", default=RULES)
+    ap.add_argument("--alertmanager", default=AM)
+    args = ap.parse_args()
+    keep, RULES, AM = args.keep, os.path.abspath(args.rules), os.path.abspath(args.alertmanager)
     work = keep or tempfile.mkdtemp(prefix="noise-test-")
     os.makedirs(work, exist_ok=True)
     day0 = (int(time.time()) // 86400 - 2) * 86400   # the simulated day: the day before yesterday (UTC)
@@ -252,7 +262,7 @@ def main():
         log("reusing the backfilled data in " + data)
         prom.start()
     else:
-        backfill(series, start, end, work, data, prom, by_name, t0)
+        backfill(series, start, end, day0, work, data, prom, by_name, t0)
         with open(ready, "w") as f:
             f.write(fingerprint)
     try:
@@ -265,7 +275,7 @@ def main():
     return report(series, alerts, by_name, day0, end, work, keep, t0)
 
 
-def backfill(series, start, end, work, data, prom, by_name, t0):
+def backfill(series, start, end, day0, work, data, prom, by_name, t0):
     log("simulating %d interfaces, %d days of history and the day itself (samples every %d s)"
         % (model.N_PUBLIC + model.N_APP + model.N_IDLE, len(HISTORY_DAYS), model.STEP))
     om = os.path.join(work, "series.om")
@@ -280,7 +290,8 @@ def backfill(series, start, end, work, data, prom, by_name, t0):
     try:
         backfill_rules(prom, [by_name["vpc-flow-thresholds"], by_name["vpc-flow-recording"]], start, end, work, "recording")
         log("recording rules backfilled (%.0f s)" % (time.time() - t0))
-        backfill_rules(prom, [by_name["vpc-flow-baseline"]], start, end, work, "baseline")
+        # The baselines read the counts of earlier days; the alerts need them on the day only.
+        backfill_rules(prom, [by_name["vpc-flow-baseline"]], day0 - 600, end, work, "baseline")
         log("baselines backfilled (%.0f s)" % (time.time() - t0))
     except BaseException:
         prom.stop()
