@@ -97,7 +97,7 @@ def build(days, day0):
     internet = {i: rng.uniform(50, 800) for i in public}
     # Each interface's capture windows end at its own offset.
     offset = {i: rng.randrange(0, WINDOW, 60) for i in public + apps + idle}
-    new_from = {i: rng.randrange(6 * 3600, 18 * 3600, 600) for i in new}
+    new_from = {i: rng.randrange(6 * 3600, 18 * 3600, 600) for i in sorted(new)}
 
     for d in days + [0]:
         day_rng = random.Random(1000 + d)
