@@ -12,8 +12,11 @@
 #      overlay mounts a folder that exists, reads config.yml from it, that file
 #      is git-ignored, and the shipped example in that folder passes
 #      --config.check once copied as the instructions say;
-#   6. README.md's exposition sample is what the binary prints;
-#   7. Cargo.toml's repository is the one the runbook links point at.
+#   6. README.md's exposition sample is what the binary prints, and its
+#      dashboard picture (scripts/render-dashboard.py) shows the panels and
+#      queries the dashboard has now;
+#   7. Cargo.toml's rust-version is not below what a locked dependency needs,
+#      and its repository is the one the runbook links point at.
 # Needs: docker-compose, python3 with PyYAML (a docker-compose dependency),
 # cargo, git, and .venv/bin/hadolint (scripts/setup-test-deps.sh installs it).
 set -euo pipefail
@@ -217,14 +220,45 @@ if missing:
 print(f"{len(sample)} sample lines, all in the output of `vpc-flow-exporter {m.group(1)}`")
 EOF2
 
+step "README: the dashboard picture shows the dashboard's current panels and queries"
+python3 scripts/render-dashboard.py --check docs/img/security-overview.svg
+
+step "Cargo.toml rust-version is what the locked dependencies need"
+# Each locked registry package's own rust-version, from the registry cache
+# that the builds above filled; the newest of them is the crate's real minimum.
+python3 - <<'EOF2'
+import glob, os, re, sys
+def ver(s):
+    return tuple(int(x) for x in s.split("."))
+ours = re.search(r'^rust-version = "([^"]+)"', open("Cargo.toml").read(), re.M)
+if not ours:
+    sys.exit("Cargo.toml has no rust-version")
+home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+need, who, seen = (0,), "", 0
+lock = open("Cargo.lock").read()
+for name, version in re.findall(r'name = "([^"]+)"\nversion = "([^"]+)"\nsource = "registry', lock):
+    for manifest in glob.glob(f"{home}/registry/src/*/{name}-{version}/Cargo.toml"):
+        seen += 1
+        m = re.search(r'^rust-version = "([^"]+)"', open(manifest).read(), re.M)
+        if m and ver(m.group(1)) > need:
+            need, who = ver(m.group(1)), f"{name} {version}"
+        break
+if seen == 0:
+    sys.exit("no locked package found in the registry cache (build first)")
+if ver(ours.group(1)) < need:
+    sys.exit(f"Cargo.toml rust-version {ours.group(1)} is below {'.'.join(map(str, need))}, which {who} needs")
+print(f"rust-version {ours.group(1)}: the newest any of {seen} locked packages needs ({who})")
+EOF2
+
 step "Cargo.toml repository matches the runbook links"
 repo=$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml)
 [ -n "$repo" ] || fail "Cargo.toml has no repository"
-others=$(grep -rhoE 'https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+' alerts docs README.md | sort -u | grep -vxF "$repo" || true)
-[ -z "$others" ] || fail "links to another repository than $repo: $others"
-count=$(grep -rhoE 'https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+' alerts docs | wc -l)
-[ "$count" -gt 0 ] || fail "no runbook link found in alerts/ or docs/"
-echo "$count links, all to $repo"
+# Every link to a runbook (the alerts' runbook_url, the docs, the dashboards).
+links=$(grep -rhoE 'https://[^ )"'"'"'<>]*docs/runbook\.md' alerts docs dashboards README.md | sort -u)
+[ -n "$links" ] || fail "no runbook link found in alerts/, docs/ or dashboards/"
+others=$(echo "$links" | grep -vE "^${repo//./\\.}/blob/[^/]+/docs/runbook\.md$" || true)
+[ -z "$others" ] || fail "runbook links outside $repo: $others"
+echo "$(echo "$links" | wc -l) distinct runbook link(s), all under $repo"
 
 echo
 echo "check-deploy: all checks passed"
