@@ -185,31 +185,45 @@ def route_of(am, labels):
 
 
 def simulate_alertmanager(am, alerts, start, end):
-    """Notifications per receiver: (time, group, firing alerts, new ones)."""
+    """Notifications per receiver: (time, group, firing alerts, new ones).
+    Alertmanager receives every firing alert continuously; a group flushes
+    group_wait after its first alert, then every group_interval: it notifies
+    when an alert is new to it, or when repeat_interval has passed (a message
+    with only resolved alerts is counted apart)."""
     inhibit = am.get("inhibit_rules", [])
+    labelled = {k: dict(k) for k in alerts}
+    changes = sorted({t for ivs in alerts.values() for a, b in ivs for t in (a, b)})
 
-    def firing_at(t):
-        return [dict(k) for k, ivs in alerts.items() if any(a <= t < b for a, b in ivs)]
-
-    def inhibited(a, active):
+    def visible_groups(active):
+        # Inhibition: a target is muted while a source with equal labels fires.
+        muted = set()
         for rule in inhibit:
-            if not match(rule.get("target_matchers", []), a):
+            eq = rule.get("equal", [])
+            sources = {tuple(labelled[k].get(e, "") for e in eq)
+                       for k in active if match(rule.get("source_matchers", []), labelled[k])}
+            if not sources:
                 continue
-            for s in active:
-                if s is not a and match(rule.get("source_matchers", []), s) and \
-                        all(s.get(k, "") == a.get(k, "") for k in rule.get("equal", [])):
-                    return True
-        return False
-
-    groups, sent = {}, []
-    for t in range(start, end + 1, 10):
-        active = firing_at(t)
-        visible = [a for a in active if not inhibited(a, active)]
+            for k in active:
+                a = labelled[k]
+                if match(rule.get("target_matchers", []), a) and \
+                        not match(rule.get("source_matchers", []), a) and tuple(a.get(e, "") for e in eq) in sources:
+                    muted.add(k)
         current = {}
-        for a in visible:
-            r = route_of(am, a)
-            key = (r["receiver"], tuple((k, a.get(k, "")) for k in r["group_by"]))
-            current.setdefault(key, (r, set()))[1].add(tuple(sorted(a.items())))
+        for k in active:
+            if k in muted:
+                continue
+            r = route_of(am, labelled[k])
+            key = (r["receiver"], tuple((g, labelled[k].get(g, "")) for g in r["group_by"]))
+            current.setdefault(key, (r, set()))[1].add(k)
+        return current
+
+    groups, sent, current, ci = {}, [], {}, 0
+    for t in range(start, end + 1, 10):
+        if ci < len(changes) and changes[ci] <= t:
+            while ci < len(changes) and changes[ci] <= t:
+                ci += 1
+            active = [k for k, ivs in alerts.items() if any(a <= t < b for a, b in ivs)]
+            current = visible_groups(active)
         for key, (r, members) in current.items():
             if key not in groups:
                 groups[key] = {"route": r, "next": t + dur_s(r["group_wait"]), "notified": set(), "last": None}
@@ -223,11 +237,11 @@ def simulate_alertmanager(am, alerts, start, end):
             repeat = g["last"] is not None and t - g["last"] >= dur_s(r["repeat_interval"])
             if new or (members and repeat):
                 sent.append({"time": t, "receiver": key[0], "group": dict(key[1]), "firing": len(members), "new": len(new),
-                             "alertnames": sorted({dict(m)["alertname"] for m in new or members})})
+                             "alertnames": sorted({labelled[m]["alertname"] for m in new or members})})
                 g["last"] = t
             elif resolved:
                 sent.append({"time": t, "receiver": key[0], "group": dict(key[1]), "firing": len(members), "new": 0,
-                             "resolved": len(resolved), "alertnames": sorted({dict(m)["alertname"] for m in resolved})})
+                             "resolved": len(resolved), "alertnames": sorted({labelled[m]["alertname"] for m in resolved})})
             g["notified"] = set(members)
             if not members:
                 del groups[key]
