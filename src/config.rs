@@ -13,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::detect::portscan::MAX_PORTS_PER_SOURCE;
 use crate::parse::Format;
 
 /// A configuration error: the key and what is wrong with it.
@@ -81,6 +82,7 @@ struct RawTopK {
 struct RawPortScan {
     window: Option<String>,
     min_distinct_ports: Option<u32>,
+    shard_min_ports: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +159,10 @@ pub struct TopKConfig {
 pub struct PortScanConfig {
     pub window: Duration,
     pub min_distinct_ports: u32,
+    /// Sources with at least this many distinct ports are listed in
+    /// `vpc_flow_top_port_scanners` (at most `min_distinct_ports`): replicas that
+    /// shard one VPC set it lower, so that a sum across them can reach the threshold.
+    pub shard_min_ports: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +215,16 @@ pub mod defaults {
     pub const PORT_SCAN_WINDOW: Duration = Duration::from_secs(10 * 60);
     pub const PORT_SCAN_MIN_DISTINCT_PORTS: u32 = 20;
     pub const MAX_INTERFACES: usize = 10_000;
+    /// Upper bounds of the limits: each keeps memory within what the docs state.
+    pub const MAX_INTERFACES_MAX: usize = 1_000_000;
+    pub const MAX_TRACKED_ADDRESSES_MAX: usize = 5_000_000;
+    pub const MAX_PORT_SCAN_SOURCES_MAX: usize = 2_000_000;
+    /// Entries of `allowed_source_cidrs` / `approved_destination_cidrs`.
+    pub const MAX_CIDRS: usize = 1_000_000;
+    /// The configuration file's largest size.
+    pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+    /// The GeoIP database's largest size.
+    pub const MAX_GEOIP_BYTES: u64 = 1 << 30;
     pub const MAX_TRACKED_ADDRESSES: usize = 50_000;
     pub const MAX_PORT_SCAN_SOURCES: usize = 20_000;
     pub const POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -230,6 +246,7 @@ impl Default for Config {
                 port_scan: PortScanConfig {
                     window: defaults::PORT_SCAN_WINDOW,
                     min_distinct_ports: defaults::PORT_SCAN_MIN_DISTINCT_PORTS,
+                    shard_min_ports: defaults::PORT_SCAN_MIN_DISTINCT_PORTS,
                 },
             },
             geoip: None,
@@ -246,8 +263,10 @@ impl Default for Config {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let bytes = read_limited(path, defaults::MAX_CONFIG_BYTES)
             .map_err(|e| err("", format!("cannot read config file {}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| err("", format!("config file {} is not UTF-8 text", path.display())))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::from_yaml(&text, &base)
     }
@@ -309,10 +328,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         return Err(err("detections.top_k.size", format!("must be between 1 and 1000, got {top_k_size}")));
     }
     let min_ports = rd.port_scan.min_distinct_ports.unwrap_or(defaults::PORT_SCAN_MIN_DISTINCT_PORTS);
-    if min_ports == 0 || min_ports > 65536 {
+    // The tracker holds at most MAX_PORTS_PER_SOURCE ports a source: a higher
+    // threshold could never be reached.
+    let max_ports = MAX_PORTS_PER_SOURCE as u32;
+    if min_ports == 0 || min_ports > max_ports {
         return Err(err(
             "detections.port_scan.min_distinct_ports",
-            format!("must be between 1 and 65536, got {min_ports}"),
+            format!("must be between 1 and {max_ports} (the ports tracked per source), got {min_ports}"),
+        ));
+    }
+    let shard_min_ports = rd.port_scan.shard_min_ports.unwrap_or(min_ports);
+    if shard_min_ports == 0 || shard_min_ports > min_ports {
+        return Err(err(
+            "detections.port_scan.shard_min_ports",
+            format!("must be between 1 and min_distinct_ports ({min_ports}), got {shard_min_ports}"),
         ));
     }
     let detections = Detections {
@@ -327,6 +356,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         port_scan: PortScanConfig {
             window: window("detections.port_scan.window", rd.port_scan.window.as_deref(), defaults::PORT_SCAN_WINDOW)?,
             min_distinct_ports: min_ports,
+            shard_min_ports,
         },
     };
 
@@ -344,18 +374,26 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     };
 
     let limits = Limits {
-        max_interfaces: positive("limits.max_interfaces", raw.limits.max_interfaces, defaults::MAX_INTERFACES)?,
-        max_tracked_addresses: at_least(
+        max_interfaces: within(
+            "limits.max_interfaces",
+            raw.limits.max_interfaces,
+            defaults::MAX_INTERFACES,
+            1,
+            defaults::MAX_INTERFACES_MAX,
+        )?,
+        max_tracked_addresses: within(
             "limits.max_tracked_addresses",
             raw.limits.max_tracked_addresses,
             defaults::MAX_TRACKED_ADDRESSES,
             64,
+            defaults::MAX_TRACKED_ADDRESSES_MAX,
         )?,
-        max_port_scan_sources: at_least(
+        max_port_scan_sources: within(
             "limits.max_port_scan_sources",
             raw.limits.max_port_scan_sources,
             defaults::MAX_PORT_SCAN_SOURCES,
             64,
+            defaults::MAX_PORT_SCAN_SOURCES_MAX,
         )?,
     };
     if limits.max_tracked_addresses < detections.top_k.size * 4 {
@@ -447,8 +485,37 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
     })
 }
 
-fn compile_format(key: &str, spec: &str) -> Result<Format, ConfigError> {
-    Format::parse(spec).map_err(|e| err(key, e.to_string()))
+/// The AWS fields that some metric reads: a format needs one of them.
+pub const FIELDS_READ: &[&str] = &[
+    "interface-id",
+    "srcaddr",
+    "dstaddr",
+    "dstport",
+    "protocol",
+    "packets",
+    "bytes",
+    "start",
+    "end",
+    "action",
+    "log-status",
+    "tcp-flags",
+    "pkt-dstaddr",
+];
+
+/// Compiles a `log_format` (config key or `--log-format`): AWS `${field}`
+/// syntax, at least one field that a metric reads.
+pub fn compile_format(key: &str, spec: &str) -> Result<Format, ConfigError> {
+    let format = Format::parse(spec).map_err(|e| err(key, e.to_string()))?;
+    if !spec.contains("${") {
+        return Err(err(
+            key,
+            format!("expected fields in AWS syntax, e.g. \"${{version}} ${{srcaddr}} ...\", got {spec:?}"),
+        ));
+    }
+    if !FIELDS_READ.iter().any(|f| format.has_field(f)) {
+        return Err(err(key, format!("names none of the fields the metrics read ({})", FIELDS_READ.join(", "))));
+    }
+    Ok(format)
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -466,36 +533,74 @@ fn dedup_ports(mut ports: Vec<u16>) -> Vec<u16> {
     ports
 }
 
-fn positive(key: &str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
-    at_least(key, v, default, 1)
-}
-
-fn at_least(key: &str, v: Option<usize>, default: usize, min: usize) -> Result<usize, ConfigError> {
+fn within(key: &str, v: Option<usize>, default: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
     let v = v.unwrap_or(default);
-    if v < min {
-        return Err(err(key, format!("must be at least {min}, got {v}")));
+    if v < min || v > max {
+        return Err(err(key, format!("must be between {min} and {max}, got {v}")));
     }
     Ok(v)
 }
 
 fn cidrs(key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            parse_cidr(s).ok_or_else(|| {
-                err(format!("{key}[{i}]"), format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))
-            })
-        })
-        .collect()
+    if list.len() > defaults::MAX_CIDRS {
+        return Err(err(key, format!("at most {} entries, got {}", defaults::MAX_CIDRS, list.len())));
+    }
+    list.iter().enumerate().map(|(i, s)| parse_cidr(s).map_err(|m| err(format!("{key}[{i}]"), m))).collect()
 }
 
-/// A CIDR, or a bare address taken as a single-host network.
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
+/// A CIDR, or a bare address taken as a single-host network. A CIDR with host
+/// bits set (`10.0.0.1/8`) is refused: it is as likely a typo of the prefix
+/// length as of the address, and a security rule must not guess.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let t = s.trim();
+    if let Ok(net) = t.parse::<IpNet>() {
+        if net.trunc() != net {
+            return Err(format!("{s:?} has host bits set; the network is {}", net.trunc()));
+        }
+        return Ok(net);
     }
-    s.parse::<std::net::IpAddr>().ok().map(IpNet::from)
+    t.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))
+}
+
+/// Reads a file that must be a regular file of at most `max` bytes (a FIFO or a
+/// device would block or never end).
+pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let not_regular = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+    // Checked before opening: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Swapped for a FIFO after the check: the open must not block either.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} bytes, more than the limit of {max}", meta.len()),
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than the limit of {max} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 fn window(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {

@@ -14,4 +14,5 @@ pub mod detect;
 pub mod expose;
 pub mod logging;
 pub mod parse;
+pub mod reload;
 pub mod source;

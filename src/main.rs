@@ -8,16 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use prometheus::{Gauge, Registry};
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
-use vpc_flow_exporter::config::{CloudWatchConfig, Config};
+use vpc_flow_exporter::config::Config;
 use vpc_flow_exporter::detect::geo;
 use vpc_flow_exporter::expose::{self, Readiness, ServerConfig, ServerLimits, WebConfigHandle};
 use vpc_flow_exporter::logging;
-use vpc_flow_exporter::parse::{Format, LineParser};
+use vpc_flow_exporter::parse::LineParser;
+use vpc_flow_exporter::reload;
 use vpc_flow_exporter::source::cloudwatch::CloudWatchSource;
 use vpc_flow_exporter::source::{demo, replay};
 
@@ -51,6 +52,13 @@ struct Cli {
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = expose::server::DEFAULT_MAX_CONNECTIONS, global = true)]
     web_max_connections: usize,
 
+    /// How long a new counter series is exposed as 0 before its value, so that
+    /// alert rules' increase() counts its first records; above the scrape
+    /// interval. 0s turns it off.
+    #[arg(long = "metrics.new-series-hold", value_name = "DURATION", default_value = "1m", global = true,
+          value_parser = parse_hold)]
+    new_series_hold: std::time::Duration,
+
     /// Least severe log events written (trace adds the AWS SDK's and HTTP stack's own).
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value = "info", global = true)]
     log_level: logging::LogLevel,
@@ -74,9 +82,14 @@ enum Command {
     },
     /// Serve metrics from a built-in generator of realistic traffic (no AWS needed).
     Demo {
-        /// Base records per second.
-        #[arg(long = "demo.rate", value_name = "N", default_value_t = 150)]
+        /// Base records per second (1 to 1000000).
+        #[arg(long = "demo.rate", value_name = "N", default_value_t = 150,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         rate: u32,
+        /// Interfaces in the demo VPC (8 to 50000).
+        #[arg(long = "demo.interfaces", value_name = "N", default_value_t = demo::DEFAULT_INTERFACES as u32,
+              value_parser = clap::value_parser!(u32).range(8..=50_000))]
+        interfaces: u32,
     },
 }
 
@@ -88,7 +101,9 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Some(Command::Replay { log_format, paths }) => run_replay(&cli, log_format.as_deref(), paths),
-        Some(Command::Demo { rate }) => runtime().and_then(|rt| rt.block_on(run_demo(&cli, *rate))),
+        Some(Command::Demo { rate, interfaces }) => {
+            runtime().and_then(|rt| rt.block_on(run_demo(&cli, *rate, *interfaces as usize)))
+        }
         None if cli.config_check => check_config(&cli),
         None => runtime().and_then(|rt| rt.block_on(run_live(&cli))),
     };
@@ -100,6 +115,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--metrics.new-series-hold`: a Prometheus duration of at most 10m.
+fn parse_hold(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = vpc_flow_exporter::config::parse_duration(s)?;
+    if d > std::time::Duration::from_secs(600) {
+        return Err("at most 10m".to_owned());
+    }
+    Ok(d)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -134,8 +158,7 @@ fn aggregator(config: &Config) -> Result<Aggregator> {
     let agg = Aggregator::new(config);
     Ok(match &config.geoip {
         Some(g) => {
-            let db = geo::MaxMindCountries::open(&g.database)
-                .with_context(|| format!("geoip.database: cannot open {}", g.database.display()))?;
+            let db = geo::MaxMindCountries::open(&g.database).map_err(|e| anyhow::anyhow!("geoip.database: {e}"))?;
             agg.with_countries(Box::new(db))
         }
         None => agg,
@@ -154,7 +177,7 @@ fn check_config(cli: &Cli) -> Result<ExitCode> {
 fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<ExitCode> {
     let mut config = load_config(cli)?;
     if let Some(spec) = log_format {
-        config.log_format = Format::parse(spec).map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
+        config.log_format = vpc_flow_exporter::config::compile_format("--log-format", spec)?;
     }
     warn_unknown_fields(&config);
     let mut agg = aggregator(&config)?;
@@ -203,71 +226,91 @@ fn check_telemetry_path(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// SIGHUP re-reads the configuration file and rebuilds the aggregates with its
-/// detections, limits, formats and GeoIP database; the counters restart from
-/// zero, as after a restart. A file that does not validate is logged and the
-/// running configuration kept. Changes to `cloudwatch` take effect at the next
-/// restart. `vpc_flow_exporter_config_last_reload_successful` and
-/// `..._success_timestamp_seconds` report the outcome.
-fn on_reload(
-    path: PathBuf,
-    running_cloudwatch: Option<CloudWatchConfig>,
+/// What identifies the loaded files: a reload whose files are unchanged is a
+/// no-op. The configuration's bytes, and the GeoIP database's size and mtime.
+fn digest(path: &std::path::Path, config: Option<&Config>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    vpc_flow_exporter::config::read_limited(path, vpc_flow_exporter::config::defaults::MAX_CONFIG_BYTES)
+        .ok()?
+        .hash(&mut h);
+    if let Some(g) = config.and_then(|c| c.geoip.as_ref()) {
+        let meta = std::fs::metadata(&g.database).ok()?;
+        (meta.len(), meta.modified().ok()).hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+/// SIGHUP re-reads the configuration file and the web configuration (on the
+/// blocking pool, within `reload::RELOAD_TIMEOUT`) and applies both or
+/// neither. A changed configuration rebuilds the aggregates with its
+/// detections, limits, formats and GeoIP database (the counters restart from
+/// zero, as after a restart); an unchanged one is a no-op. A file that does not
+/// validate, a timeout or a panic while loading is logged and the running
+/// configuration kept. Changes to `cloudwatch` take effect at the next
+/// restart. With neither file, SIGHUP only logs that there is nothing to
+/// reload. See `vpc_flow_exporter::reload`.
+struct Reload {
+    config_path: Option<PathBuf>,
+    running: Config,
     agg: SharedAggregator,
-    registry: &Registry,
+    web: WebConfigHandle,
     demo: bool,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let ok = Gauge::new(
-        "vpc_flow_exporter_config_last_reload_successful",
-        "1 if the last configuration reload (SIGHUP) succeeded, else 0.",
-    )?;
-    let ts = Gauge::new(
-        "vpc_flow_exporter_config_last_reload_success_timestamp_seconds",
-        "When the configuration was last loaded successfully (start or SIGHUP), in unix seconds.",
-    )?;
-    registry.register(Box::new(ok.clone()))?;
-    registry.register(Box::new(ts.clone()))?;
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    ok.set(1.0);
-    ts.set(now());
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("Cannot listen for SIGHUP; configuration reloads are off");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                got = hup.recv() => if got.is_none() { break },
-            }
-            let loaded = Config::load(&path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-                .and_then(|config| aggregator(&config).map(|a| (config, a)));
-            match loaded {
-                Ok((config, fresh)) => {
-                    warn_unknown_fields(&config);
-                    if config.cloudwatch != running_cloudwatch {
-                        tracing::warn!("The cloudwatch section changed; it takes effect at the next restart");
+}
+
+type Loaded = (Option<(Config, Aggregator, Option<u64>)>, Option<vpc_flow_exporter::expose::WebConfig>);
+
+fn on_reload(r: Reload, registry: &Registry, shutdown: CancellationToken) -> Result<()> {
+    let metrics = reload::ReloadMetrics::register(registry)?;
+    if r.config_path.is_none() && r.web.path().is_none() {
+        reload::on_sighup(shutdown, || async {
+            tracing::info!("Received SIGHUP; there is no --config.file or --web.config.file to reload");
+        });
+        return Ok(());
+    }
+    let last =
+        std::sync::Arc::new(std::sync::Mutex::new(r.config_path.as_deref().and_then(|p| digest(p, Some(&r.running)))));
+    let r = std::sync::Arc::new(r);
+    reload::on_sighup(shutdown, move || {
+        let (r, metrics, last) = (r.clone(), metrics.clone(), last.clone());
+        async move {
+            let (path, web) = (r.config_path.clone(), r.web.clone());
+            let load = move || -> Result<Loaded, reload::LoadError> {
+                let config = match &path {
+                    Some(path) => {
+                        let config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                        let d = digest(path, Some(&config));
+                        let fresh = aggregator(&config).map_err(|e| format!("{}: {e:#}", path.display()))?;
+                        Some((config, fresh, d))
                     }
-                    let fresh = if demo { fresh.with_countries(Box::new(geo::demo_countries())) } else { fresh };
-                    *agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
-                    ok.set(1.0);
-                    ts.set(now());
-                    tracing::info!(file = %path.display(), "Configuration reloaded; counters restart from zero");
+                    None => None,
+                };
+                Ok((config, web.load_replacement()?))
+            };
+            reload::reload_once(&metrics, reload::RELOAD_TIMEOUT, load, |(config, web)| {
+                if let Some(web) = web {
+                    r.web.apply(web);
+                    tracing::info!("Web configuration reloaded");
                 }
-                Err(e) => {
-                    ok.set(0.0);
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "Configuration reload failed; keeping the running configuration"
-                    );
+                let Some((config, fresh, d)) = config else { return Ok(()) };
+                let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if d.is_some() && *last == d {
+                    tracing::info!("Configuration file unchanged; counters and windows kept");
+                    return Ok(());
                 }
-            }
+                warn_unknown_fields(&config);
+                if config.cloudwatch != r.running.cloudwatch {
+                    tracing::warn!("The cloudwatch section changed; it takes effect at the next restart");
+                }
+                let fresh = if r.demo { fresh.with_countries(Box::new(geo::demo_countries())) } else { fresh };
+                *r.agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                *last = d;
+                tracing::info!("Configuration reloaded; counters restart from zero");
+                Ok(())
+            })
+            .await;
         }
     });
-    #[cfg(not(unix))]
-    let _ = (agg, demo, shutdown, running_cloudwatch);
     Ok(())
 }
 
@@ -294,7 +337,7 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
-async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
+async fn run_demo(cli: &Cli, rate: u32, interfaces: usize) -> Result<ExitCode> {
     check_telemetry_path(cli)?;
     let (web, limits) = web_server(cli)?;
     let config = match &cli.config_file {
@@ -302,16 +345,21 @@ async fn run_demo(cli: &Cli, rate: u32) -> Result<ExitCode> {
         None => demo::demo_config(),
     };
     let agg: SharedAggregator = aggregator(&config)?.with_countries(Box::new(geo::demo_countries())).into_shared();
-    tracing::info!(rate, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
-    let registry = expose::registry(&agg);
+    tracing::info!(rate, interfaces, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
+    let registry = expose::registry_with_new_series_hold(&agg, cli.new_series_hold);
     expose::register_process_metrics(&registry);
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
-    if let Some(path) = &cli.config_file {
-        on_reload(path.clone(), config.cloudwatch.clone(), agg.clone(), &registry, true, shutdown.clone())?;
-    }
-    let generator = tokio::spawn(demo::run(agg.clone(), rate, shutdown.clone()));
+    let r = Reload {
+        config_path: cli.config_file.clone(),
+        running: config,
+        agg: agg.clone(),
+        web: web.clone(),
+        demo: true,
+    };
+    on_reload(r, &registry, shutdown.clone())?;
+    let generator = tokio::spawn(demo::run(agg.clone(), rate, interfaces, shutdown.clone()));
     let server = ServerConfig {
         registry,
         telemetry_path: cli.telemetry_path.clone(),
@@ -337,14 +385,16 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
         bail!("{}: cloudwatch: missing: the live exporter needs a cloudwatch section with log_groups", path.display());
     };
     let agg = aggregator(&config)?.into_shared();
-    let registry = expose::registry(&agg);
+    let registry = expose::registry_with_new_series_hold(&agg, cli.new_series_hold);
     expose::register_process_metrics(&registry);
     let groups = cw.log_groups.len();
     let source = CloudWatchSource::new(cw, &registry).await?;
     let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
-    on_reload(path.clone(), config.cloudwatch.clone(), agg.clone(), &registry, false, shutdown.clone())?;
+    let r =
+        Reload { config_path: Some(path.clone()), running: config, agg: agg.clone(), web: web.clone(), demo: false };
+    on_reload(r, &registry, shutdown.clone())?;
     let readiness = Readiness::default();
     let server = ServerConfig {
         registry,

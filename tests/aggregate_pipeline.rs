@@ -164,3 +164,56 @@ fn absurdly_long_interface_ids_count_as_other() {
     assert_eq!(value(&expo, "vpc_flow_exporter_interface_limit_records_total"), Some(1.0));
     assert_eq!(value(&expo, "vpc_flow_exporter_interfaces"), Some(1.0));
 }
+
+/// Traffic to the 255th (and the 65,536th) forbidden port is flagged: port
+/// lists are not cut short.
+#[test]
+fn every_forbidden_port_is_flagged_however_long_the_list() {
+    let ports: Vec<String> = (1..=300u32).map(|p| p.to_string()).chain(["65535".to_owned()]).collect();
+    let yaml = format!("detections:\n  forbidden_ports: [{}]\n", ports.join(", "));
+    let mut lines = String::new();
+    for port in [255, 300, 65535, 301] {
+        lines += &format!("2 1 eni-a 10.0.0.1 10.0.0.2 40000 {port} 6 2 100 1700000000 1700000060 ACCEPT OK\n");
+    }
+    let expo = exposition(&yaml, &lines);
+    for port in [255, 300, 65535] {
+        let s = format!(
+            "vpc_flow_forbidden_port_records_total{{action=\"ACCEPT\",dstport=\"{port}\",interface_id=\"eni-a\"}}"
+        );
+        assert_eq!(value(&expo, &s), Some(1.0), "{s}");
+    }
+    assert!(!expo.contains("dstport=\"301\",interface_id"), "{expo}");
+}
+
+/// A start of 0, an end of 2^64-1 or an end before the start cannot skew the
+/// duration histogram: they are counted apart.
+#[test]
+fn absurd_durations_stay_out_of_the_histogram() {
+    let lines = "2 1 eni-a 10.0.0.1 10.0.0.2 1 2 6 2 100 0 18446744073709551615 ACCEPT OK\n\
+                 2 1 eni-a 10.0.0.1 10.0.0.2 1 2 6 2 100 1700000060 1700000000 ACCEPT OK\n\
+                 2 1 eni-a 10.0.0.1 10.0.0.2 1 2 6 2 100 1700000000 1700000030 ACCEPT OK\n";
+    let expo = exposition("", lines);
+    assert_eq!(value(&expo, "vpc_flow_record_duration_seconds_count{action=\"ACCEPT\"}"), Some(1.0));
+    assert_eq!(value(&expo, "vpc_flow_record_duration_seconds_sum{action=\"ACCEPT\"}"), Some(30.0));
+    assert_eq!(value(&expo, "vpc_flow_exporter_implausible_durations_total"), Some(2.0));
+    assert_eq!(value(&expo, "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"eni-a\"}"), Some(3.0));
+}
+
+/// Allow-lists of 100,000 CIDRs work (and match as a short list does).
+#[test]
+fn a_huge_allow_list_matches_like_a_short_one() {
+    let mut cidrs: Vec<String> =
+        (0..100_000u32).map(|i| format!("{}.{}.{}.0/24", 11 + i / 65536, (i / 256) % 256, i % 256)).collect();
+    cidrs.push("10.0.0.0/8".to_owned());
+    let yaml = format!(
+        "detections:\n  allowed_source_cidrs: [{}]\n",
+        cidrs.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
+    );
+    let lines = "2 1 eni-a 11.0.5.9 10.0.0.2 1 2 6 2 100 1700000000 1700000030 ACCEPT OK\n\
+                 2 1 eni-a 10.9.9.9 10.0.0.2 1 2 6 2 100 1700000000 1700000030 ACCEPT OK\n\
+                 2 1 eni-a 13.0.0.1 10.0.0.2 1 2 6 2 100 1700000000 1700000030 ACCEPT OK\n\
+                 2 1 eni-a 12.134.159.1 10.0.0.2 1 2 6 2 100 1700000000 1700000030 ACCEPT OK\n";
+    let expo = exposition(&yaml, lines);
+    // 13.0.0.1 is in none; 12.134.159.0/24 is the last generated entry.
+    assert_eq!(value(&expo, "vpc_flow_illegal_source_accepts_total{interface_id=\"eni-a\"}"), Some(1.0));
+}

@@ -25,7 +25,7 @@ fn each_invalid_config_names_its_key() {
         ("detections:\n  port_scan:\n    window: forever\n", "detections.port_scan.window: invalid duration"),
         (
             "detections:\n  port_scan:\n    min_distinct_ports: 0\n",
-            "detections.port_scan.min_distinct_ports: must be between 1 and 65536",
+            "detections.port_scan.min_distinct_ports: must be between 1 and 1024",
         ),
         (
             "detections:\n  allowed_source_cidrs: [\"10.0.0.0/8\", \"10.0.0/33\"]\n",
@@ -39,8 +39,38 @@ fn each_invalid_config_names_its_key() {
         ("detections:\n  watch_ports: [-1]\n", "detections.watch_ports"),
         ("log_format: \"\"\n", "log_format: "),
         ("geoip: {}\n", "geoip.database: missing"),
-        ("limits:\n  max_interfaces: 0\n", "limits.max_interfaces: must be at least 1"),
-        ("limits:\n  max_tracked_addresses: 10\n", "limits.max_tracked_addresses: must be at least 64"),
+        ("limits:\n  max_interfaces: 0\n", "limits.max_interfaces: must be between 1 and 1000000"),
+        ("limits:\n  max_tracked_addresses: 10\n", "limits.max_tracked_addresses: must be between 64 and"),
+        // Values that used to abort the process allocating their tables.
+        (
+            "limits:\n  max_tracked_addresses: 1000000000000\n",
+            "limits.max_tracked_addresses: must be between 64 and 5000000",
+        ),
+        (
+            "limits:\n  max_port_scan_sources: 18446744073709551615\n",
+            "limits.max_port_scan_sources: must be between 64 and 2000000",
+        ),
+        ("limits:\n  max_interfaces: 99999999999\n", "limits.max_interfaces: must be between 1 and 1000000"),
+        // A threshold the per-source port cap (1024) could never reach.
+        (
+            "detections:\n  port_scan:\n    min_distinct_ports: 1025\n",
+            "detections.port_scan.min_distinct_ports: must be between 1 and 1024",
+        ),
+        (
+            "detections:\n  port_scan:\n    min_distinct_ports: 20\n    shard_min_ports: 21\n",
+            "detections.port_scan.shard_min_ports: must be between 1 and min_distinct_ports (20)",
+        ),
+        (
+            "detections:\n  allowed_source_cidrs: [\"10.0.0.1/8\"]\n",
+            "detections.allowed_source_cidrs[0]: \"10.0.0.1/8\" has host bits set; the network is 10.0.0.0/8",
+        ),
+        (
+            "detections:\n  approved_destination_cidrs: [\"10.0.0.0/8\", \"2001:db8::1/32\"]\n",
+            "detections.approved_destination_cidrs[1]: \"2001:db8::1/32\" has host bits set; the network is 2001:db8::/32",
+        ),
+        ("log_format: \"hello world\"\n", "log_format: expected fields in AWS syntax"),
+        ("log_format: \"${version} ${account-id}\"\n", "log_format: names none of the fields the metrics read"),
+        ("log_format: \"${hello} ${world}\"\n", "log_format: names none of the fields the metrics read"),
         ("cloudwatch:\n  log_groups: []\n", "cloudwatch.log_groups: at least one log group is required"),
         ("cloudwatch:\n  log_groups:\n    - log_format: \"${version}\"\n", "cloudwatch.log_groups[0].name: missing"),
         (
@@ -83,6 +113,39 @@ fn each_invalid_config_names_its_key() {
         let got = error_of(yaml);
         assert!(got.contains(want), "config:\n{yaml}\nwant a message containing {want:?}\ngot: {got}");
     }
+}
+
+/// The configuration and GeoIP paths must be regular files under a size limit:
+/// a FIFO would block the loader forever, a device would never end.
+#[cfg(unix)]
+#[test]
+fn config_paths_must_be_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("config.yaml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let e = Config::load(&fifo).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = Config::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = Config::load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    // Larger than the limit: refused before it is read.
+    let big = dir.path().join("big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(vpc_flow_exporter::config::defaults::MAX_CONFIG_BYTES + 1).unwrap();
+    let e = Config::load(&big).unwrap_err().to_string();
+    assert!(e.contains("more than the limit"), "{e}");
+}
+
+/// Port lists of any length are honoured: no silent cut at 254 entries.
+#[test]
+fn long_port_lists_are_kept_whole() {
+    let ports: Vec<String> = (1..=65535u32).map(|p| p.to_string()).collect();
+    let yaml =
+        format!("detections:\n  forbidden_ports: [0, {}]\n  watch_ports: [{}]\n", ports.join(", "), ports.join(", "));
+    let c = Config::from_yaml(&yaml, Path::new(".")).unwrap();
+    assert_eq!(c.detections.forbidden_ports.len(), 65536);
+    assert_eq!(c.detections.watch_ports.len(), 65535);
 }
 
 #[test]

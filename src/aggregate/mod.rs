@@ -34,6 +34,19 @@ pub const IFACE_OTHER: usize = 1;
 /// longer ones count under `other`, so label memory stays bounded.
 pub const MAX_INTERFACE_ID_LEN: usize = 128;
 
+/// Most (interface, forbidden port) series; records that would open one more
+/// count under `dstport="other"` of their interface (still counted, still
+/// alerting), and in `vpc_flow_exporter_forbidden_port_limit_records_total`.
+pub const MAX_FORBIDDEN_PORT_SERIES: usize = 10_000;
+/// The `forbidden` key of records beyond [`MAX_FORBIDDEN_PORT_SERIES`].
+pub const FORBIDDEN_OTHER: u32 = 1 << 16;
+
+/// Longest flow (end minus start) observed in the duration histogram: AWS
+/// aggregates over at most 10 minutes, so a day is generous. Longer or
+/// negative durations (a record with start 0, or end before start) stay out of
+/// the histogram and count in `vpc_flow_exporter_implausible_durations_total`.
+pub const MAX_FLOW_DURATION: u64 = 86_400;
+
 /// How far ahead of the clock a flow time may be and still enter the windows.
 pub const FUTURE_TOLERANCE: u64 = 3600;
 
@@ -65,12 +78,13 @@ pub struct InterfaceCounters {
     pub illegal_source_accepts: u64,
     pub short_connections: u64,
     pub unapproved_destination: [u64; 3],
-    /// `forbidden_ports.len() * 3`, by port position then action.
-    pub forbidden: Box<[u64]>,
+    /// Records to forbidden ports, by port (or [`FORBIDDEN_OTHER`]) then action;
+    /// only the ports this interface has seen (none allocated until the first).
+    pub forbidden: FxHashMap<u32, [u64; 3]>,
 }
 
 impl InterfaceCounters {
-    fn new(name: &str, n_forbidden: usize) -> InterfaceCounters {
+    fn new(name: &str) -> InterfaceCounters {
         InterfaceCounters {
             name: name.into(),
             records: [0; 3],
@@ -80,7 +94,7 @@ impl InterfaceCounters {
             illegal_source_accepts: 0,
             short_connections: 0,
             unapproved_destination: [0; 3],
-            forbidden: vec![0; n_forbidden * 3].into_boxed_slice(),
+            forbidden: FxHashMap::default(),
         }
     }
 }
@@ -103,7 +117,9 @@ pub struct Aggregator {
     pub(crate) watch_ports: PortTable,
     pub(crate) top_k_size: usize,
     pub(crate) port_scan_min_ports: u32,
-    max_interfaces: usize,
+    /// Sources with at least this many ports are listed in `top_port_scanners`.
+    pub(crate) port_scan_export_min_ports: u32,
+    pub(crate) max_interfaces: usize,
     geo: Option<Box<dyn CountryLookup>>,
 
     // Interfaces: slot 0 `unknown`, slot 1 `other`, then one per interface-id.
@@ -112,6 +128,10 @@ pub struct Aggregator {
     last_slot: usize,
     pub(crate) interfaces: Vec<InterfaceCounters>,
     pub(crate) interface_limit_records: u64,
+    /// (interface, forbidden port) series held, and records beyond their cap.
+    forbidden_series: usize,
+    pub(crate) forbidden_limit_records: u64,
+    pub(crate) implausible_durations: u64,
 
     /// By protocol number, then action; index 256 is "no protocol".
     pub(crate) protocols: Box<[[u64; 3]; 257]>,
@@ -140,7 +160,6 @@ impl Aggregator {
         let d = &config.detections;
         let forbidden_ports = PortTable::new(&d.forbidden_ports);
         let watch_ports = PortTable::new(&d.watch_ports);
-        let n_forbidden = forbidden_ports.len();
         let hist = || RecordHistograms {
             bytes: IntHistogram::new(BYTES_BUCKETS),
             packets: IntHistogram::new(PACKETS_BUCKETS),
@@ -155,15 +174,16 @@ impl Aggregator {
             top_k_size: d.top_k.size,
             port_scan_min_ports: d.port_scan.min_distinct_ports,
             max_interfaces: config.limits.max_interfaces,
+            port_scan_export_min_ports: d.port_scan.shard_min_ports,
             geo: None,
             iface_slots: FxHashMap::default(),
             last_iface: Vec::new(),
             last_slot: usize::MAX,
-            interfaces: vec![
-                InterfaceCounters::new("unknown", n_forbidden),
-                InterfaceCounters::new("other", n_forbidden),
-            ],
+            interfaces: vec![InterfaceCounters::new("unknown"), InterfaceCounters::new("other")],
             interface_limit_records: 0,
+            forbidden_series: 0,
+            forbidden_limit_records: 0,
+            implausible_durations: 0,
             protocols: Box::new([[0; 3]; 257]),
             countries: FxHashMap::default(),
             histograms: [hist(), hist(), hist()],
@@ -228,7 +248,7 @@ impl Aggregator {
         let slot = self.interface_slot(r.interface_id);
         let status = r.log_status.unwrap_or(LogStatus::Ok);
         let a = r.action.unwrap_or(Action::Unknown).index();
-        let forbidden = r.dstport.and_then(|p| self.forbidden_ports.index(p));
+        let forbidden = r.dstport.filter(|&p| self.forbidden_ports.contains(p));
         let illegal = a == Action::Accept.index()
             && !self.allowed_sources.is_empty()
             && r.srcaddr.is_some_and(|s| !self.allowed_sources.contains(s));
@@ -244,8 +264,19 @@ impl Aggregator {
         c.records[a] += 1;
         c.bytes[a] = c.bytes[a].saturating_add(r.bytes.unwrap_or(0));
         c.packets[a] = c.packets[a].saturating_add(r.packets.unwrap_or(0));
-        if let Some(i) = forbidden {
-            c.forbidden[i * 3 + a] += 1;
+        if let Some(port) = forbidden {
+            let key = u32::from(port);
+            let key = if c.forbidden.contains_key(&key) || self.forbidden_series < MAX_FORBIDDEN_PORT_SERIES {
+                key
+            } else {
+                self.forbidden_limit_records += 1;
+                FORBIDDEN_OTHER
+            };
+            let row = c.forbidden.entry(key).or_insert_with(|| {
+                self.forbidden_series += 1;
+                [0; 3]
+            });
+            row[a] += 1;
         }
         if illegal {
             c.illegal_source_accepts += 1;
@@ -274,7 +305,10 @@ impl Aggregator {
             h.packets.observe(p);
         }
         if let (Some(s), Some(e)) = (r.start, r.end) {
-            h.duration.observe(e.saturating_sub(s));
+            match e.checked_sub(s) {
+                Some(d) if d <= MAX_FLOW_DURATION => h.duration.observe(d),
+                _ => self.implausible_durations += 1,
+            }
         }
 
         if let Some(t) = r.time() {
@@ -323,7 +357,7 @@ impl Aggregator {
             Some(&s) => s as usize,
             None if self.iface_slots.len() < self.max_interfaces && id.len() <= MAX_INTERFACE_ID_LEN => {
                 let s = self.interfaces.len();
-                self.interfaces.push(InterfaceCounters::new(&interface_label(id), self.forbidden_ports.len()));
+                self.interfaces.push(InterfaceCounters::new(&interface_label(id)));
                 self.iface_slots.insert(id.into(), s as u32);
                 s
             }

@@ -109,7 +109,8 @@ impl MaxMindCountries {
     pub fn open(path: impl AsRef<Path>) -> Result<MaxMindCountries, GeoIpError> {
         let path = path.as_ref();
         let fail = |reason: String| GeoIpError::Open { path: path.to_path_buf(), reason };
-        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let bytes = crate::config::read_limited(path, crate::config::defaults::MAX_GEOIP_BYTES)
+            .map_err(|e| fail(e.to_string()))?;
         let reader = Reader::from_source(bytes).map_err(|e| fail(format!("not a MaxMind DB (.mmdb) file: {e}")))?;
         let cache = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice();
         Ok(MaxMindCountries {

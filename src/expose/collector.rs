@@ -3,14 +3,26 @@
 //! the metric families. Series appear once they have counted something
 //! (fixed, small label sets — parse-error reasons, histogram actions — are
 //! always present). HELP texts here are the reference for docs/metrics.md.
+//!
+//! New series start at 0: with a hold (`--metrics.new-series-hold`), a labeled
+//! `vpc_flow_` counter series is exposed as 0 for the hold's length after a
+//! scrape first sees it, then with its value, so that every scraper records a
+//! 0 before the first count and a plain `increase()` counts the series' first
+//! records (alert rules need no join on `up`). Replay uses no hold.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use std::sync::PoisonError;
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 
 use crate::aggregate::histogram::IntHistogram;
-use crate::aggregate::{Aggregator, SharedAggregator};
+use crate::aggregate::{Aggregator, SharedAggregator, FORBIDDEN_OTHER};
 use crate::parse::{Action, LogStatus};
 
 /// Name, help, type and label names of every family this collector emits.
@@ -36,6 +48,9 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("vpc_flow_exporter_lines_total", "Non-empty lines read: records, header lines and invalid lines.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_parse_errors_total", "Invalid lines by reason.", MetricType::COUNTER, &["reason"]),
     ("vpc_flow_exporter_interfaces", "Distinct interface_id label values in use (unknown and other excluded).", MetricType::GAUGE, &[]),
+    ("vpc_flow_exporter_max_interfaces", "limits.max_interfaces: the most interface_id label values before records count as other.", MetricType::GAUGE, &[]),
+    ("vpc_flow_exporter_forbidden_port_limit_records_total", "Records to a forbidden port counted under dstport=\"other\" because the (interface, port) series cap was reached.", MetricType::COUNTER, &[]),
+    ("vpc_flow_exporter_implausible_durations_total", "Traffic records whose end minus start is negative or above a day: counted, kept out of the duration histogram.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_interface_limit_records_total", "Records counted under interface_id=\"other\" because limits.max_interfaces was reached.", MetricType::COUNTER, &[]),
     ("vpc_flow_exporter_tracker_entries", "Addresses held by a windowed tracker.", MetricType::GAUGE, &["tracker"]),
     ("vpc_flow_exporter_tracker_evictions_total", "Addresses dropped by a windowed tracker to stay within its capacity.", MetricType::COUNTER, &["tracker"]),
@@ -47,14 +62,34 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("vpc_flow_exporter_build_info", "Build information; the value is 1.", MetricType::GAUGE, &["version"]),
 ];
 
+/// When each held series was first seen by a scrape, keyed by a hash of its
+/// family and label values. Rebuilt on every scrape from the series that still
+/// exist, so it holds at most the exposed series.
+#[derive(Debug, Default)]
+struct Births {
+    hold: Duration,
+    seen: FxHashMap<u64, Instant>,
+}
+
 /// Exposes a [`SharedAggregator`].
 #[derive(Debug)]
 pub struct AggregatorCollector {
     agg: SharedAggregator,
     descs: Vec<Desc>,
+    births: Option<Mutex<Births>>,
 }
 
 impl AggregatorCollector {
+    /// A collector that exposes new series as 0 for `hold` after a scrape first
+    /// sees them (see the module comment); `Duration::ZERO` turns that off.
+    pub fn with_new_series_hold(agg: SharedAggregator, hold: Duration) -> AggregatorCollector {
+        let mut c = AggregatorCollector::new(agg);
+        if !hold.is_zero() {
+            c.births = Some(Mutex::new(Births { hold, seen: FxHashMap::default() }));
+        }
+        c
+    }
+
     pub fn new(agg: SharedAggregator) -> AggregatorCollector {
         let descs = FAMILIES
             .iter()
@@ -68,7 +103,7 @@ impl AggregatorCollector {
                 .ok()
             })
             .collect();
-        AggregatorCollector { agg, descs }
+        AggregatorCollector { agg, descs, births: None }
     }
 }
 
@@ -80,8 +115,48 @@ impl Collector for AggregatorCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         // A poisoned lock means a writer panicked mid-batch; the counts are
         // still the best we have, so keep serving them.
-        let agg = self.agg.lock().unwrap_or_else(PoisonError::into_inner);
-        families(&agg)
+        let mut families = {
+            let agg = self.agg.lock().unwrap_or_else(PoisonError::into_inner);
+            families(&agg)
+        };
+        if let Some(births) = &self.births {
+            let mut births = births.lock().unwrap_or_else(PoisonError::into_inner);
+            births.apply(&mut families, Instant::now());
+        }
+        families
+    }
+}
+
+impl Births {
+    /// Sets the value of every held series that a scrape first saw less than
+    /// `hold` ago to 0, and forgets the series that no longer exist.
+    fn apply(&mut self, families: &mut [MetricFamily], now: Instant) {
+        let mut next = FxHashMap::with_capacity_and_hasher(self.seen.len(), Default::default());
+        for mf in families.iter_mut() {
+            if mf.get_field_type() != MetricType::COUNTER || !mf.name().starts_with("vpc_flow_") {
+                continue;
+            }
+            if mf.name().starts_with("vpc_flow_exporter_") {
+                continue;
+            }
+            let name = mf.name().to_owned();
+            for m in mf.mut_metric().iter_mut() {
+                let mut h = FxHasher::default();
+                name.hash(&mut h);
+                for lp in m.get_label() {
+                    lp.value().hash(&mut h);
+                }
+                let key = h.finish();
+                let born = *self.seen.get(&key).unwrap_or(&now);
+                next.insert(key, born);
+                if now.duration_since(born) < self.hold {
+                    let mut c = proto::Counter::default();
+                    c.set_value(0.0);
+                    m.set_counter(c);
+                }
+            }
+        }
+        self.seen = next;
     }
 }
 
@@ -200,14 +275,15 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
                     c.unapproved_destination[i] as f64,
                 );
             }
-            for (p, port) in agg.forbidden_ports.ports().iter().enumerate() {
-                let n = c.forbidden[p * 3 + i];
-                if n > 0 {
-                    let port = port.to_string();
+        }
+        for (&port, row) in &c.forbidden {
+            let port = if port == FORBIDDEN_OTHER { "other".to_owned() } else { port.to_string() };
+            for a in Action::ALL {
+                if row[a.index()] > 0 {
                     b.push(
                         "vpc_flow_forbidden_port_records_total",
                         &[("interface_id", iface), ("dstport", &port), ("action", a.as_str())],
-                        n as f64,
+                        row[a.index()] as f64,
                     );
                 }
             }
@@ -289,6 +365,10 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
     }
     let scanners = agg.port_scans.scanners(agg.port_scan_min_ports, agg.top_k_size, agg.newest, &mut top);
     b.push("vpc_flow_port_scan_sources", &[], scanners as f64);
+    if agg.port_scan_export_min_ports < agg.port_scan_min_ports {
+        top.clear();
+        agg.port_scans.scanners(agg.port_scan_export_min_ports, agg.top_k_size, agg.newest, &mut top);
+    }
     for (addr, n) in top.drain(..) {
         b.push("vpc_flow_top_port_scanners", &[("srcaddr", &addr.to_string())], n as f64);
     }
@@ -298,7 +378,10 @@ pub fn families(agg: &Aggregator) -> Vec<MetricFamily> {
         b.push("vpc_flow_exporter_parse_errors_total", &[("reason", e.reason())], n as f64);
     }
     b.push("vpc_flow_exporter_interfaces", &[], agg.interface_count() as f64);
+    b.push("vpc_flow_exporter_max_interfaces", &[], agg.max_interfaces as f64);
     b.push("vpc_flow_exporter_interface_limit_records_total", &[], agg.interface_limit_records as f64);
+    b.push("vpc_flow_exporter_forbidden_port_limit_records_total", &[], agg.forbidden_limit_records as f64);
+    b.push("vpc_flow_exporter_implausible_durations_total", &[], agg.implausible_durations as f64);
     let (src, dst, ps) = (&agg.top_sources, &agg.top_destinations, &agg.port_scans);
     for (name, len, evictions, deferred, bound) in [
         ("rejected_sources", src.len(), src.evictions(), src.deferred(), src.error_bound(agg.newest)),

@@ -10,12 +10,13 @@ pub mod web_config;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
 pub use collector::AggregatorCollector;
 pub use server::{serve, ServerConfig, ServerLimits};
-pub use web_config::{WebConfigError, WebConfigHandle};
+pub use web_config::{WebConfig, WebConfigError, WebConfigHandle};
 
 use crate::aggregate::SharedAggregator;
 
@@ -39,10 +40,16 @@ impl Readiness {
 /// A registry holding the aggregator's collector; sources add their own
 /// health metrics to it.
 pub fn registry(agg: &SharedAggregator) -> Registry {
+    registry_with_new_series_hold(agg, Duration::ZERO)
+}
+
+/// A registry whose collector exposes new series as 0 for `hold` (the live
+/// modes: see [`collector`]).
+pub fn registry_with_new_series_hold(agg: &SharedAggregator, hold: Duration) -> Registry {
     let registry = Registry::new();
     // Registration fails only for duplicate or malformed descriptors, which
     // the fixed table in `collector` cannot produce.
-    if let Err(e) = registry.register(Box::new(AggregatorCollector::new(agg.clone()))) {
+    if let Err(e) = registry.register(Box::new(AggregatorCollector::with_new_series_hold(agg.clone(), hold))) {
         tracing::error!(error = %e, "Cannot register the aggregator collector");
     }
     registry

@@ -1,5 +1,5 @@
 //! The demo source: a generator of realistic VPC traffic that needs no AWS
-//! account. About three dozen interfaces (a NAT gateway, a load balancer, a
+//! account. About three dozen interfaces by default (`--demo.interfaces`; a NAT gateway, a load balancer, a
 //! bastion and application instances) exchange east-west traffic, NAT egress,
 //! DNS and ICMP, while internet noise is rejected at the edge. Within its first
 //! minute, and then every minute, it plays every scenario the shipped alerts
@@ -39,7 +39,13 @@ pub const SCENARIO_PERIOD: Duration = Duration::from_secs(60);
 const ATTACK_PREFIXES: &[&str] = &["203.0.113.0/24", "198.51.100.0/24", "45.155.205.0/24"];
 const ACCOUNT: &str = "123456789012";
 const VPC: &str = "vpc-0a1b2c3d4e5f60718";
-const INTERFACES: usize = 36;
+/// Interfaces of the demo VPC unless `--demo.interfaces` says otherwise.
+pub const DEFAULT_INTERFACES: usize = 36;
+/// Bounds of `--demo.interfaces`: the fixed roles need the first few; the
+/// addresses `10.0.x.y` run out beyond the upper bound.
+pub const INTERFACES_RANGE: std::ops::RangeInclusive<usize> = 8..=50_000;
+/// Bounds of `--demo.rate` (base records per second).
+pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 const NAT: usize = 0;
 const ALB: usize = 1;
 const BASTION: usize = 2;
@@ -67,6 +73,8 @@ pub struct Generator {
     out: String,
     public: Vec<(u32, u32)>,
     cycle: u64,
+    /// Interfaces of the VPC; the first few have fixed roles (NAT, ALB, ...).
+    interfaces: usize,
 }
 
 fn iface_id(i: usize) -> String {
@@ -112,13 +120,25 @@ struct Flow {
 
 impl Generator {
     pub fn new(seed: u64) -> Generator {
+        Generator::with_interfaces(seed, DEFAULT_INTERFACES)
+    }
+
+    /// A generator over `interfaces` interfaces (clamped to [`INTERFACES_RANGE`]).
+    pub fn with_interfaces(seed: u64, interfaces: usize) -> Generator {
+        let interfaces = interfaces.clamp(*INTERFACES_RANGE.start(), *INTERFACES_RANGE.end());
         let public = DEMO_PREFIXES
             .iter()
             .filter_map(|(cidr, _)| cidr.parse::<ipnet::Ipv4Net>().ok())
             .filter(|n| !ATTACK_PREFIXES.contains(&n.to_string().as_str()))
             .map(|n| (u32::from(n.network()), u32::from(n.hostmask())))
             .collect();
-        Generator { rng: SmallRng::seed_from_u64(seed), out: String::with_capacity(64 * 1024), public, cycle: 0 }
+        Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            out: String::with_capacity(64 * 1024),
+            public,
+            cycle: 0,
+            interfaces,
+        }
     }
 
     fn now() -> u64 {
@@ -156,18 +176,19 @@ impl Generator {
     }
 
     fn internal(&mut self) -> usize {
-        self.rng.random_range(3..INTERFACES)
+        self.rng.random_range(3..self.interfaces)
     }
 
     /// One base-traffic flow.
     fn base_flow(&mut self, end: u64) {
         let roll: u32 = self.rng.random_range(0..100);
+        let n = self.interfaces;
         let r = &mut self.rng;
         let sport = r.random_range(32768..61000);
         let f = match roll {
             // East-west application traffic.
             0..=64 => {
-                let (a, b) = (r.random_range(3..INTERFACES), r.random_range(3..INTERFACES));
+                let (a, b) = (r.random_range(3..n), r.random_range(3..n));
                 let dport = [443, 443, 5432, 6379, 3306, 80, 8080, 22][r.random_range(0..8)];
                 let packets = r.random_range(2..400);
                 Flow {
@@ -187,7 +208,7 @@ impl Generator {
             }
             // NAT gateway egress to approved services.
             65..=79 => {
-                let src_if = r.random_range(3..INTERFACES);
+                let src_if = r.random_range(3..n);
                 let dst = if r.random_bool(0.5) {
                     Ipv4Addr::new(52, 94, r.random_range(0..=255), r.random_range(1..255))
                 } else {
@@ -211,7 +232,7 @@ impl Generator {
             }
             // DNS to the VPC resolver.
             80..=91 => Flow {
-                iface: r.random_range(3..INTERFACES),
+                iface: r.random_range(3..n),
                 src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
                 dst: Ipv4Addr::new(10, 0, 0, 2),
                 sport,
@@ -226,7 +247,7 @@ impl Generator {
             },
             // ICMP health checks.
             92..=96 => {
-                let a = r.random_range(3..INTERFACES);
+                let a = r.random_range(3..n);
                 Flow {
                     iface: a,
                     src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8),
@@ -292,7 +313,7 @@ impl Generator {
             );
         }
         // Reject storm on one internal interface (rotating).
-        let storm = 3 + cycle % (INTERFACES - 3);
+        let storm = 3 + cycle % (self.interfaces - 3);
         for i in 0..30u16 {
             let src = Ipv4Addr::new(198, 51, 100, 10 + (i % 5) as u8);
             self.push(
@@ -429,7 +450,7 @@ impl Generator {
 /// Runs the generator until `shutdown`: `rate` base records per second in ten
 /// batches a second, and the scenarios after [`FIRST_SCENARIOS_AFTER`] and every
 /// [`SCENARIO_PERIOD`].
-pub async fn run(agg: SharedAggregator, rate: u32, shutdown: CancellationToken) {
+pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: CancellationToken) {
     let format = match Format::parse(DEMO_FORMAT) {
         Ok(f) => f,
         Err(e) => {
@@ -438,7 +459,7 @@ pub async fn run(agg: SharedAggregator, rate: u32, shutdown: CancellationToken) 
         }
     };
     let mut parser = LineParser::for_stream(format);
-    let mut generator = Generator::new(Generator::now());
+    let mut generator = Generator::with_interfaces(Generator::now(), interfaces);
     let started = tokio::time::Instant::now();
     let mut next_round = started + FIRST_SCENARIOS_AFTER;
     let mut tick = tokio::time::interval(Duration::from_millis(100));

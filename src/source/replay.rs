@@ -58,9 +58,10 @@ fn is_gzip(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
-/// A replay failure: which input, and the I/O error.
+/// A replay failure: which input, and the I/O error (its source, printed once
+/// by the error chain).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {name}: {source}")]
+#[error("cannot read {name}")]
 pub struct ReplayError {
     pub name: String,
     #[source]

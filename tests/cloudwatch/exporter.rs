@@ -119,6 +119,8 @@ impl Binary {
             .arg("--config.file")
             .arg(config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
+            // The counts are checked as soon as they are made: no 0 first.
+            .args(["--metrics.new-series-hold", "0s"])
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")

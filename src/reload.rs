@@ -1,0 +1,217 @@
+//! Configuration reload on SIGHUP, kept away from the running exporter: the
+//! file and everything it names (GeoIP database, web configuration) are read
+//! on the blocking pool under a time limit, so a slow disk or a FIFO in place
+//! of a file cannot freeze `/metrics` or signal handling; a failure of any
+//! kind — an invalid file, a timeout, a panic in the loader — keeps the running
+//! configuration, sets `vpc_flow_exporter_config_last_reload_successful` to 0
+//! and leaves later reloads working. One reload runs at a time: a SIGHUP that
+//! arrives while a load is still running is logged and dropped.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, IntCounter, Registry};
+use tokio_util::sync::CancellationToken;
+
+/// How long a reload may take to read its files.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A boxed error from a loader: printed with its whole chain.
+pub type LoadError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The reload outcome metrics.
+#[derive(Debug, Clone)]
+pub struct ReloadMetrics {
+    ok: Gauge,
+    ts: Gauge,
+    failures: IntCounter,
+}
+
+impl ReloadMetrics {
+    /// Registers the metrics and records a successful load now (the start).
+    pub fn register(registry: &Registry) -> Result<ReloadMetrics, prometheus::Error> {
+        let ok = Gauge::new(
+            "vpc_flow_exporter_config_last_reload_successful",
+            "1 if the last configuration reload (SIGHUP) succeeded, else 0.",
+        )?;
+        let ts = Gauge::new(
+            "vpc_flow_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start or SIGHUP), in unix seconds.",
+        )?;
+        let failures = IntCounter::new(
+            "vpc_flow_exporter_config_reload_failures_total",
+            "Configuration reloads that failed (invalid file, timeout, or an error while loading).",
+        )?;
+        registry.register(Box::new(ok.clone()))?;
+        registry.register(Box::new(ts.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        let m = ReloadMetrics { ok, ts, failures };
+        m.succeeded();
+        Ok(m)
+    }
+
+    fn succeeded(&self) {
+        self.ok.set(1.0);
+        self.ts.set(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    }
+
+    fn failed(&self) {
+        self.ok.set(0.0);
+        self.failures.inc();
+    }
+}
+
+/// Prints an error with its chain of causes on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// One reload: `load` runs on the blocking pool within `timeout`; its result
+/// goes to `apply` on the caller's task. Returns whether it was applied.
+pub async fn reload_once<T, L, A>(metrics: &ReloadMetrics, timeout: Duration, load: L, apply: A) -> bool
+where
+    T: Send + 'static,
+    L: FnOnce() -> Result<T, LoadError> + Send + 'static,
+    A: FnOnce(T) -> Result<(), LoadError>,
+{
+    let task = tokio::task::spawn_blocking(load);
+    let outcome = match tokio::time::timeout(timeout, task).await {
+        Err(_) => Err(format!("reading the configuration took longer than {}s", timeout.as_secs())),
+        Ok(Err(join)) if join.is_panic() => Err("the configuration loader panicked".to_owned()),
+        Ok(Err(join)) => Err(format!("the configuration loader stopped: {join}")),
+        Ok(Ok(Err(e))) => Err(chain(e.as_ref())),
+        Ok(Ok(Ok(loaded))) => apply(loaded).map_err(|e| chain(e.as_ref())),
+    };
+    match outcome {
+        Ok(()) => {
+            metrics.succeeded();
+            true
+        }
+        Err(error) => {
+            metrics.failed();
+            tracing::error!(error, "Configuration reload failed; keeping the running configuration");
+            false
+        }
+    }
+}
+
+/// Runs `reload` on every SIGHUP until `shutdown`; a SIGHUP during a reload
+/// still running (slow files) is dropped with a warning.
+#[cfg(unix)]
+pub fn on_sighup<F, Fut>(shutdown: CancellationToken, mut reload: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; configuration reloads are off");
+            return;
+        };
+        let mut running: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                got = hup.recv() => if got.is_none() { break },
+            }
+            if running.as_ref().is_some_and(|t| !t.is_finished()) {
+                tracing::warn!("Received SIGHUP while a reload is still running; ignored");
+                continue;
+            }
+            running = Some(tokio::spawn(reload()));
+        }
+    });
+}
+
+#[cfg(not(unix))]
+pub fn on_sighup<F, Fut>(_shutdown: CancellationToken, _reload: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> (Registry, ReloadMetrics) {
+        let r = Registry::new();
+        let m = ReloadMetrics::register(&r).unwrap();
+        (r, m)
+    }
+
+    fn ok_value(r: &Registry) -> f64 {
+        let text = crate::expose::encode(r);
+        let line = text.lines().find(|l| l.starts_with("vpc_flow_exporter_config_last_reload_successful ")).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loader_fails_the_reload_and_the_next_one_works() {
+        let (r, m) = metrics();
+        let applied = reload_once(&m, RELOAD_TIMEOUT, || -> Result<u8, LoadError> { panic!("boom") }, |_| Ok(())).await;
+        assert!(!applied);
+        assert_eq!(ok_value(&r), 0.0);
+        let mut got = 0;
+        assert!(
+            reload_once(
+                &m,
+                RELOAD_TIMEOUT,
+                || Ok(7u8),
+                |v| {
+                    got = v;
+                    Ok(())
+                }
+            )
+            .await
+        );
+        assert_eq!(got, 7);
+        assert_eq!(ok_value(&r), 1.0);
+        assert_eq!(m.failures.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_loader_times_out_without_blocking_the_runtime() {
+        let (r, m) = metrics();
+        let started = std::time::Instant::now();
+        let slow = || -> Result<u8, LoadError> {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(1)
+        };
+        let applied = reload_once(&m, Duration::from_millis(200), slow, |_| panic!("must not apply")).await;
+        assert!(!applied);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert_eq!(ok_value(&r), 0.0);
+    }
+
+    #[tokio::test]
+    async fn errors_and_failed_applies_keep_the_running_configuration() {
+        let (r, m) = metrics();
+        let err = || -> Result<u8, LoadError> {
+            Err("config.yaml: limits.max_interfaces: must be between 1 and 1000000".into())
+        };
+        assert!(!reload_once(&m, RELOAD_TIMEOUT, err, |_| Ok(())).await);
+        assert!(!reload_once(&m, RELOAD_TIMEOUT, || Ok(1u8), |_| Err("cannot apply".into())).await);
+        assert_eq!(ok_value(&r), 0.0);
+        assert_eq!(m.failures.get(), 2);
+    }
+
+    #[test]
+    fn chains_print_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x")]
+        struct E(#[source] std::io::Error);
+        assert_eq!(chain(&E(io)), "cannot read x: Is a directory");
+    }
+}
