@@ -65,12 +65,14 @@ impl CidrSet {
     }
 }
 
-/// A set of ports with a position each: a 8 KiB bitmap answers "not in the
-/// set" (the common case) with one load; a hit finds its position by binary
-/// search in the sorted list. Any number of ports, up to all 65,536.
+/// A set of ports with a position each (their rank in sorted order): a
+/// 128 KiB table answers both "in the set?" and "at which position?" with
+/// one load. Any number of ports, up to all 65,536.
 #[derive(Clone)]
 pub struct PortTable {
-    bits: Box<[u64; 1024]>,
+    /// 0: not in the set; `v`: position `v - 1`; [`PortTable::SEARCH`]: a
+    /// position too large for the table (only in lists of 65,534+ ports).
+    slots: Box<[u16; 65536]>,
     ports: Vec<u16>,
 }
 
@@ -81,28 +83,31 @@ impl std::fmt::Debug for PortTable {
 }
 
 impl PortTable {
+    const SEARCH: u16 = u16::MAX;
+
     /// The ports, sorted and without duplicates; positions follow that order.
     pub fn new(ports: &[u16]) -> PortTable {
         let mut sorted = ports.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let mut bits = Box::new([0u64; 1024]);
-        for &p in &sorted {
-            bits[usize::from(p) / 64] |= 1 << (p % 64);
+        let mut slots = Box::new([0u16; 65536]);
+        for (i, &p) in sorted.iter().enumerate() {
+            slots[usize::from(p)] = u16::try_from(i + 1).ok().filter(|&v| v < Self::SEARCH).unwrap_or(Self::SEARCH);
         }
-        PortTable { bits, ports: sorted }
+        PortTable { slots, ports: sorted }
     }
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.bits[usize::from(port) / 64] & (1 << (port % 64)) != 0
+        self.slots[usize::from(port)] != 0
     }
     /// The port's position in [`PortTable::ports`].
     #[inline]
     pub fn index(&self, port: u16) -> Option<usize> {
-        if !self.contains(port) {
-            return None;
+        match self.slots[usize::from(port)] {
+            0 => None,
+            Self::SEARCH => self.ports.binary_search(&port).ok(),
+            v => Some(usize::from(v) - 1),
         }
-        self.ports.binary_search(&port).ok()
     }
     pub fn ports(&self) -> &[u16] {
         &self.ports
