@@ -183,6 +183,8 @@ def draw_timeseries(panel, box, series, out):
             for prop in o.get("properties", []):
                 if prop["id"] == "unit":
                     overrides[o["matcher"]["options"]] = prop["value"]
+    # Legends and axes leave out a custom suffix (`suffix:records/s`): the title says it.
+    tick_unit = None if (unit or "").startswith("suffix:") else unit
     # The panel's unit on the left axis, overridden units on the right.
     axes = {unit: []}
     for s in series:
@@ -201,10 +203,9 @@ def draw_timeseries(panel, box, series, out):
         vals = [v for s in members for _, v in s["points"]]
         hi = max(vals) if vals else 1.0
         hi = hi if hi > 0 else 1.0
-        # Axis labels leave out a custom suffix (the legend carries it).
-        tick_unit = None if (axis_unit or "").startswith("suffix:") else axis_unit
+        axis_tick = None if (axis_unit or "").startswith("suffix:") else axis_unit
         for i in range(4):
-            label = fmt_value(hi * i / 3, tick_unit)
+            label = fmt_value(hi * i / 3, axis_tick)
             ax = lx - 4 if ai == 0 else lx + lw + 4
             out.append(t(ax, y + lh - i * lh / 3 + 4, label, size=10, fill=DIM, anchor="end" if ai == 0 else "start"))
         for s in members:
@@ -219,7 +220,7 @@ def draw_timeseries(panel, box, series, out):
             ly = y + 12 + i * 15
             out.append(f'<rect x="{lx + lw + 10}" y="{ly - 8}" width="10" height="3" fill="{s["color"]}"/>')
             last = s["points"][-1][1] if s["points"] else None
-            out.append(t(lx + lw + 24, ly, f'{s["name"][:22]}  {fmt_value(last, unit)}', size=10))
+            out.append(t(lx + lw + 24, ly, f'{s["name"][:22]}  {fmt_value(last, tick_unit)}', size=10))
     else:
         for i, s in enumerate(series):
             col, row = i % 3, i // 3
