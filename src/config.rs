@@ -16,29 +16,122 @@ use serde::Deserialize;
 use crate::detect::portscan::MAX_PORTS_PER_SOURCE;
 use crate::parse::Format;
 
-/// A configuration error: the key and what is wrong with it.
+/// A configuration error: the key, what is wrong with it, and the line of the
+/// file it is on when it can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// Dotted path of the key (`cloudwatch.log_groups[1].name`), or empty for the
     /// file as a whole.
     pub key: String,
     pub message: String,
+    /// 1-based line of the key (or of the closest enclosing key found).
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
         }
+        write!(f, "{}", self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), message: message.into() }
+    ConfigError { key: key.into(), message: message.into(), line: None }
+}
+
+impl ConfigError {
+    /// Adds the line of the key in `text`, when none is known yet.
+    fn at_line_in(mut self, text: &str) -> ConfigError {
+        if self.line.is_none() && !self.key.is_empty() {
+            self.line = locate(text, &self.key);
+        }
+        self
+    }
+}
+
+/// The 1-based line of a dotted key (`cloudwatch.log_groups[1].name`) in
+/// block-style YAML, or of the deepest part of it found (a flow-style value
+/// such as `[1, 2]` holds its items on its key's line).
+pub fn locate(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let mut from = 0usize;
+    let mut parent: isize = -1;
+    let mut found = None;
+    for part in key.split('.') {
+        let (name, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            let mut hit = None;
+            for (i, l) in lines.iter().enumerate().skip(from) {
+                let t = l.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                let raw = indent(l) as isize;
+                if i > from && raw <= parent {
+                    break;
+                }
+                let (eff, content) = match t.strip_prefix("- ") {
+                    Some(c) => (raw + 2 + (t.len() - 2 - c.trim_start().len()) as isize, c.trim_start()),
+                    None => (raw, t),
+                };
+                let content = content.trim_start_matches(['"', '\'']);
+                if eff > parent
+                    && content
+                        .strip_prefix(name)
+                        .is_some_and(|r| r.trim_start_matches(['"', '\'']).trim_start().starts_with(':'))
+                {
+                    hit = Some((i, eff));
+                    break;
+                }
+            }
+            let (i, eff) = hit?;
+            found = Some(i + 1);
+            from = i + 1;
+            parent = eff;
+        }
+        for idx in indexes.split(']').filter_map(|x| x.strip_prefix('[')) {
+            let Ok(want) = idx.parse::<usize>() else { return found };
+            let mut seen = 0usize;
+            let mut dash: Option<usize> = None;
+            let mut hit = None;
+            for (i, l) in lines.iter().enumerate().skip(from) {
+                let t = l.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                let raw = indent(l);
+                let is_item = t.starts_with("- ") || t == "-";
+                if (raw as isize) < parent || ((raw as isize) == parent && !is_item) {
+                    break;
+                }
+                if is_item && dash.is_none_or(|d| d == raw) {
+                    dash = Some(raw);
+                    if seen == want {
+                        hit = Some((i, raw));
+                        break;
+                    }
+                    seen += 1;
+                }
+            }
+            let Some((i, raw)) = hit else { return found };
+            found = Some(i + 1);
+            from = i;
+            parent = raw as isize;
+        }
+    }
+    found
 }
 
 // ---------------------------------------------------------------- raw model
@@ -276,9 +369,9 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_norway::from_str(text).map_err(yaml_error)?
+            serde_norway::from_str(text).map_err(|e| yaml_error(text, e))?
         };
-        validate(raw, base)
+        validate(raw, base).map_err(|e| e.at_line_in(text))
     }
 
     /// The formats that name fields AWS does not define, with those fields, for the
@@ -301,18 +394,66 @@ impl Config {
     }
 }
 
-/// serde's message already carries the dotted path of the key (`detections.top_k:
-/// unknown field ...`); keep it whole and split off the path when there is one.
-fn yaml_error(e: serde_norway::Error) -> ConfigError {
-    let text = e.to_string();
-    match text.split_once(": ") {
+/// The expected shapes of the raw model, in the file's words.
+const SHAPES: &[(&str, &str)] = &[
+    ("struct RawConfig", "a mapping with log_format, detections, geoip, limits, cloudwatch"),
+    (
+        "struct RawDetections",
+        "a mapping with allowed_source_cidrs, approved_destination_cidrs, forbidden_ports, watch_ports, top_k, port_scan",
+    ),
+    ("struct RawTopK", "a mapping with size, window"),
+    ("struct RawPortScan", "a mapping with window, min_distinct_ports, shard_min_ports"),
+    ("struct RawGeoIp", "a mapping with database"),
+    ("struct RawLimits", "a mapping with max_interfaces, max_tracked_addresses, max_port_scan_sources"),
+    (
+        "struct RawCloudWatch",
+        "a mapping with region, endpoint_url, role_arn, poll_interval, lookback, start_from, state_file, max_requests_per_second, dedup_margin, log_groups",
+    ),
+    ("struct RawLogGroup", "a mapping with name, log_format, log_stream_prefix"),
+    ("u16", "a port number 0-65535"),
+    ("u32", "a whole number 0 or more"),
+    ("u64", "a whole number 0 or more"),
+    ("usize", "a whole number 0 or more"),
+    ("f64", "a number"),
+    ("a sequence", "a list (lines starting with `- `, or [a, b])"),
+];
+
+/// serde's message in the file's words: the expected shape of the key, not a
+/// Rust type; the dotted path split off as the key; the line from the
+/// parser's location, else from the key's place in the text.
+fn yaml_error(text: &str, e: serde_norway::Error) -> ConfigError {
+    let line = e.location().map(|l| l.line());
+    let mut msg = e.to_string();
+    // The location is kept as a number, printed once by Display.
+    if let Some(i) = msg.rfind(" at line ") {
+        if msg[i + 9..].split(' ').next().is_some_and(|n| n.parse::<usize>().is_ok()) {
+            msg.truncate(i);
+        }
+    }
+    let (key, mut rest) = match msg.split_once(": ") {
         Some((path, rest))
             if !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c)) =>
         {
-            err(path, rest)
+            (path.to_owned(), rest.to_owned())
         }
-        _ => err("", text),
+        _ => (String::new(), msg.clone()),
+    };
+    if let Some(i) = rest.find("expected ") {
+        let (head, tail) = rest.split_at(i + "expected ".len());
+        if let Some((_, shape)) = SHAPES.iter().find(|(rust, _)| tail == *rust) {
+            rest = format!("{head}{shape}");
+        }
     }
+    let mut out = ConfigError { key, message: rest, line };
+    if out.line.is_none() {
+        // An unknown key: its own line.
+        let unknown = out.message.strip_prefix("unknown field `").and_then(|r| r.split('`').next());
+        if let Some(field) = unknown {
+            let full = if out.key.is_empty() { field.to_owned() } else { format!("{}.{field}", out.key) };
+            out.line = locate(text, &full);
+        }
+    }
+    out.at_line_in(text)
 }
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {

@@ -32,32 +32,15 @@ struct Cli {
     #[arg(long = "config.file", value_name = "PATH", global = true)]
     config_file: Option<PathBuf>,
 
-    /// Validate the configuration file and exit (0 when valid, 1 when not).
-    #[arg(long = "config.check")]
+    /// Run every check the start would run (configuration, sources, region,
+    /// state folder, GeoIP database, web configuration), print the result and
+    /// exit: 0 when all pass, 1 when one fails.
+    #[arg(long = "config.check", global = true)]
     config_check: bool,
 
-    /// Address to listen on for the metrics and health endpoints.
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":10190", global = true)]
-    listen_address: String,
-
-    /// Path under which the metrics are exposed.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
-    telemetry_path: String,
-
-    /// Web configuration file (TLS, basic auth) in the Prometheus exporter-toolkit format; see docs/web.md.
-    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
-    web_config_file: Option<PathBuf>,
-
-    /// Most HTTP connections open at once; clamped to the open-files limit minus 64.
-    #[arg(long = "web.max-connections", value_name = "N", default_value_t = expose::server::DEFAULT_MAX_CONNECTIONS, global = true)]
-    web_max_connections: usize,
-
-    /// How long a new counter series is exposed as 0 before its value, so that
-    /// alert rules' increase() counts its first records; above the scrape
-    /// interval. 0s turns it off.
-    #[arg(long = "metrics.new-series-hold", value_name = "DURATION", default_value = "1m", global = true,
-          value_parser = parse_hold)]
-    new_series_hold: std::time::Duration,
+    /// The HTTP server of the live exporter (`demo` has its own).
+    #[command(flatten)]
+    web: WebArgs,
 
     /// Least severe log events written (trace adds the AWS SDK's and HTTP stack's own).
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value = "info", global = true)]
@@ -68,6 +51,45 @@ struct Cli {
           default_value = "logfmt", global = true)]
     log_format: logging::LogFormat,
 }
+
+/// Flags of the HTTP server: the live exporter and `demo` only (`replay`
+/// serves nothing).
+#[derive(Debug, Clone, clap::Args)]
+struct WebArgs {
+    /// Address to listen on for the metrics and health endpoints: host:port
+    /// (a host name, an IPv4 address or [IPv6]), or :port for every address
+    /// of both IPv4 and IPv6.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":10190")]
+    listen_address: String,
+
+    /// Path under which the metrics are exposed.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    telemetry_path: String,
+
+    /// Web configuration file (TLS, basic auth) in the Prometheus exporter-toolkit format; see docs/web.md.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
+
+    /// Most HTTP connections open at once; clamped to the open-files limit minus 64.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = expose::server::DEFAULT_MAX_CONNECTIONS)]
+    web_max_connections: usize,
+
+    /// How long a new counter series is exposed as 0 before its value, so that
+    /// alert rules' increase() counts its first records; above the scrape
+    /// interval. 0s turns it off.
+    #[arg(long = "metrics.new-series-hold", value_name = "DURATION", default_value = "1m",
+          value_parser = parse_hold)]
+    new_series_hold: std::time::Duration,
+}
+
+/// The ids of [`WebArgs`], to refuse them before a subcommand.
+const WEB_ARG_IDS: [(&str, &str); 5] = [
+    ("listen_address", "--web.listen-address"),
+    ("telemetry_path", "--web.telemetry-path"),
+    ("web_config_file", "--web.config.file"),
+    ("web_max_connections", "--web.max-connections"),
+    ("new_series_hold", "--metrics.new-series-hold"),
+];
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -82,6 +104,8 @@ enum Command {
     },
     /// Serve metrics from a built-in generator of realistic traffic (no AWS needed).
     Demo {
+        #[command(flatten)]
+        web: WebArgs,
         /// Base records per second (1 to 1000000).
         #[arg(long = "demo.rate", value_name = "N", default_value_t = 150,
               value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -93,18 +117,41 @@ enum Command {
     },
 }
 
+/// Parses the command line; a server flag given before a subcommand (where
+/// it would be ignored) is refused like any other bad flag (exit 2).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some((sub, _)) = matches.subcommand() {
+        for (id, flag) in WEB_ARG_IDS {
+            if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                let hint = if sub == "demo" { "; put it after `demo`".to_owned() } else { String::new() };
+                Cli::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, format!("{flag} does not apply to `{sub}`{hint}"))
+                    .exit();
+            }
+        }
+    }
+    cli
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if let Err(e) = init_logging(&cli) {
         eprintln!("vpc-flow-exporter: {e:#}");
         return ExitCode::from(2);
     }
     let result = match &cli.command {
+        Some(Command::Replay { log_format, .. }) if cli.config_check => check_replay(&cli, log_format.as_deref()),
         Some(Command::Replay { log_format, paths }) => run_replay(&cli, log_format.as_deref(), paths),
-        Some(Command::Demo { rate, interfaces }) => {
-            runtime().and_then(|rt| rt.block_on(run_demo(&cli, *rate, *interfaces as usize)))
+        Some(Command::Demo { web, .. }) if cli.config_check => {
+            runtime().and_then(|rt| rt.block_on(check_demo(&cli, web)))
         }
-        None if cli.config_check => check_config(&cli),
+        Some(Command::Demo { web, rate, interfaces }) => {
+            runtime().and_then(|rt| rt.block_on(run_demo(&cli, web, *rate, *interfaces as usize)))
+        }
+        None if cli.config_check => runtime().and_then(|rt| rt.block_on(check_live(&cli))),
         None => runtime().and_then(|rt| rt.block_on(run_live(&cli))),
     };
     match result {
@@ -153,25 +200,109 @@ fn warn_unknown_fields(config: &Config) {
     }
 }
 
+/// The aggregator of the configuration file of the command line (errors
+/// prefixed with its path).
+fn cli_aggregator(cli: &Cli, config: &Config) -> Result<Aggregator> {
+    match &cli.config_file {
+        Some(path) => aggregator(config).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display())),
+        None => aggregator(config),
+    }
+}
+
 /// The aggregator for a configuration, with GeoIP when configured.
 fn aggregator(config: &Config) -> Result<Aggregator> {
     let agg = Aggregator::new(config);
     Ok(match &config.geoip {
         Some(g) => {
-            let db = geo::MaxMindCountries::open(&g.database).map_err(|e| anyhow::anyhow!("geoip.database: {e}"))?;
+            let db = geo::MaxMindCountries::open(&g.database).map_err(|e| match e {
+                geo::GeoIpError::Open { path, reason } => {
+                    anyhow::anyhow!("geoip.database: cannot open {}: {reason}", path.display())
+                }
+            })?;
             agg.with_countries(Box::new(db))
         }
         None => agg,
     })
 }
 
-fn check_config(cli: &Cli) -> Result<ExitCode> {
-    let Some(path) = &cli.config_file else { bail!("--config.check needs --config.file") };
+/// The configuration file is required for the live exporter and its check.
+fn live_config_path(cli: &Cli) -> Result<&std::path::Path> {
+    match &cli.config_file {
+        Some(p) => Ok(p),
+        None => {
+            bail!("--config.file is required for the live exporter (or run `vpc-flow-exporter demo`, or `replay FILE`)")
+        }
+    }
+}
+
+/// The live start's checks of the cloudwatch section: present, a region
+/// resolvable (the section's, else AWS_REGION, AWS_DEFAULT_REGION, the AWS
+/// profile or the instance metadata, as the AWS SDK reads them), the state
+/// file readable and its folder writable.
+async fn check_cloudwatch(path: &std::path::Path, config: &Config) -> Result<()> {
+    use vpc_flow_exporter::source::cloudwatch::checkpoint;
+    let Some(cw) = &config.cloudwatch else {
+        bail!("{}: cloudwatch: missing: the live exporter needs a cloudwatch section with log_groups", path.display());
+    };
+    if cw.region.is_none()
+        && aws_config::meta::region::ProvideRegion::region(&aws_config::default_provider::region::default_provider())
+            .await
+            .is_none()
+    {
+        bail!(
+            "{}: cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile",
+            path.display()
+        );
+    }
+    if let Some(state) = &cw.state_file {
+        let names = cw.log_groups.iter().map(|g| g.name.as_str());
+        checkpoint::load(state, checkpoint::max_file_bytes(names))
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        checkpoint::check_writable_dir(state).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--config.check` of the live exporter: every check its start runs, without
+/// contacting AWS or listening.
+async fn check_live(cli: &Cli) -> Result<ExitCode> {
+    let path = live_config_path(cli)?;
     let config = load_config(cli)?;
     warn_unknown_fields(&config);
-    aggregator(&config)?;
+    cli_aggregator(cli, &config)?;
+    check_cloudwatch(path, &config).await?;
+    check_server(&cli.web).await?;
     println!("{}: configuration is valid", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `demo --config.check`: the configuration (or the demo's own) and the server flags.
+async fn check_demo(cli: &Cli, web: &WebArgs) -> Result<ExitCode> {
+    let config = match &cli.config_file {
+        Some(_) => load_config(cli)?,
+        None => demo::demo_config(),
+    };
+    warn_unknown_fields(&config);
+    cli_aggregator(cli, &config)?;
+    check_server(web).await?;
+    println!("{}: configuration is valid", config_name(cli));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --config.check`: the configuration, `--log-format` and the GeoIP database.
+fn check_replay(cli: &Cli, log_format: Option<&str>) -> Result<ExitCode> {
+    let mut config = load_config(cli)?;
+    if let Some(spec) = log_format {
+        config.log_format = vpc_flow_exporter::config::compile_format("--log-format", spec)?;
+    }
+    warn_unknown_fields(&config);
+    cli_aggregator(cli, &config)?;
+    println!("{}: configuration is valid", config_name(cli));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_name(cli: &Cli) -> String {
+    cli.config_file.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string())
 }
 
 fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<ExitCode> {
@@ -180,7 +311,7 @@ fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<E
         config.log_format = vpc_flow_exporter::config::compile_format("--log-format", spec)?;
     }
     warn_unknown_fields(&config);
-    let mut agg = aggregator(&config)?;
+    let mut agg = cli_aggregator(cli, &config)?;
     let inputs: Vec<replay::Input> = if paths.is_empty() {
         vec![replay::Input::Stdin]
     } else {
@@ -196,34 +327,121 @@ fn run_replay(cli: &Cli, log_format: Option<&str>, paths: &[String]) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn listen_addr(s: &str) -> Result<SocketAddr> {
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
-    full.parse().with_context(|| format!("--web.listen-address: invalid address {s:?} (expected host:port or :port)"))
+/// A `--web.listen-address`, checked for form before anything starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Listen {
+    /// `:port`: every address of both families.
+    Any(u16),
+    /// `host:port`, `ip:port` or `[ipv6]:port`, resolved when binding.
+    Host(String),
 }
 
-async fn bind(cli: &Cli) -> Result<TcpListener> {
-    let addr = listen_addr(&cli.listen_address)?;
-    let listener =
-        TcpListener::bind(addr).await.with_context(|| format!("--web.listen-address: cannot listen on {addr}"))?;
-    tracing::info!(address = %listener.local_addr().unwrap_or(addr), path = %cli.telemetry_path, "Listening");
+fn parse_listen(s: &str) -> Result<Listen> {
+    let bad =
+        || anyhow::anyhow!("--web.listen-address: invalid address {s:?} (expected host:port, [IPv6]:port or :port)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(Listen::Any(port));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+    if (host.contains(':') && !bracketed) || (!bracketed && (host.contains('[') || host.contains(']'))) {
+        return Err(bad());
+    }
+    if bracketed && host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(bad());
+    }
+    Ok(Listen::Host(s.to_owned()))
+}
+
+/// The addresses a `host:port` stands for.
+async fn resolve_listen(s: &str) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(s)
+        .await
+        .with_context(|| format!("--web.listen-address: cannot resolve {s:?}"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("--web.listen-address: {s:?} resolves to no address");
+    }
+    Ok(addrs)
+}
+
+/// `:port`: one IPv6 socket that takes IPv4 too (IPV6_V6ONLY off).
+fn bind_dual_stack(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v6()?;
+    rustix::net::sockopt::set_ipv6_v6only(&socket, false)?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))?;
+    socket.listen(1024)
+}
+
+async fn bind(web: &WebArgs) -> Result<TcpListener> {
+    let shown = &web.listen_address;
+    let listener = match parse_listen(shown)? {
+        Listen::Any(port) => match bind_dual_stack(port) {
+            Ok(l) => l,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied) => {
+                return Err(e).with_context(|| format!("--web.listen-address: cannot listen on {shown}"));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "IPv6 is not available; listening on IPv4 only");
+                TcpListener::bind(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)))
+                    .await
+                    .with_context(|| format!("--web.listen-address: cannot listen on {shown}"))?
+            }
+        },
+        Listen::Host(s) => {
+            let mut last = None;
+            let mut bound = None;
+            for addr in resolve_listen(&s).await? {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        bound = Some(l);
+                        break;
+                    }
+                    Err(e) => last = Some((addr, e)),
+                }
+            }
+            match (bound, last) {
+                (Some(l), _) => l,
+                (None, Some((addr, e))) => {
+                    return Err(e).with_context(|| format!("--web.listen-address: cannot listen on {shown} ({addr})"))
+                }
+                (None, None) => bail!("--web.listen-address: {shown:?} resolves to no address"),
+            }
+        }
+    };
+    let local = listener.local_addr().map_or_else(|_| shown.clone(), |a| a.to_string());
+    tracing::info!(address = %local, path = %web.telemetry_path, "Listening");
     Ok(listener)
 }
 
 /// The web configuration (`--web.config.file`) and connection cap (`--web.max-connections`).
-fn web_server(cli: &Cli) -> Result<(WebConfigHandle, ServerLimits)> {
-    let web = match &cli.web_config_file {
+fn web_server(web: &WebArgs) -> Result<(WebConfigHandle, ServerLimits)> {
+    let handle = match &web.web_config_file {
         Some(path) => WebConfigHandle::open(path).context("--web.config.file")?,
         None => WebConfigHandle::plain(),
     };
-    Ok((web, ServerLimits::with_max_connections(cli.web_max_connections)?))
+    Ok((handle, ServerLimits::with_max_connections(web.web_max_connections)?))
 }
 
-fn check_telemetry_path(cli: &Cli) -> Result<()> {
-    let p = &cli.telemetry_path;
+fn check_telemetry_path(web: &WebArgs) -> Result<()> {
+    let p = &web.telemetry_path;
     if !p.starts_with('/') || p == "/" || p.starts_with("/-/") {
         bail!("--web.telemetry-path: must start with / and not be / or under /-/, got {p:?}");
     }
     Ok(())
+}
+
+/// Every check of the server flags that a start runs before listening:
+/// telemetry path, web configuration, connection cap, listen address (its
+/// form, and that its host name resolves).
+async fn check_server(web: &WebArgs) -> Result<(WebConfigHandle, ServerLimits)> {
+    check_telemetry_path(web)?;
+    if let Listen::Host(s) = parse_listen(&web.listen_address)? {
+        resolve_listen(&s).await?;
+    }
+    web_server(web)
 }
 
 /// What identifies the loaded files: a reload whose files are unchanged is a
@@ -243,9 +461,10 @@ fn digest(path: &std::path::Path, config: Option<&Config>) -> Option<u64> {
 
 /// SIGHUP re-reads the configuration file and the web configuration (on the
 /// blocking pool, within `reload::RELOAD_TIMEOUT`) and applies both or
-/// neither. A changed configuration rebuilds the aggregates with its
-/// detections, limits, formats and GeoIP database (the counters restart from
-/// zero, as after a restart); an unchanged one is a no-op. A file that does not
+/// neither. A changed configuration builds new aggregates with its
+/// detections, limits, formats and GeoIP database and moves into them every
+/// counter whose series still exists and every window whose settings are
+/// unchanged (`Aggregator::keep_from`); an unchanged one is a no-op. A file that does not
 /// validate, a timeout or a panic while loading is logged and the running
 /// configuration kept. Changes to `cloudwatch` take effect at the next
 /// restart. With neither file, SIGHUP only logs that there is nothing to
@@ -302,10 +521,15 @@ fn on_reload(r: Reload, registry: &Registry, shutdown: CancellationToken) -> Res
                 if config.cloudwatch != r.running.cloudwatch {
                     tracing::warn!("The cloudwatch section changed; it takes effect at the next restart");
                 }
-                let fresh = if r.demo { fresh.with_countries(Box::new(geo::demo_countries())) } else { fresh };
-                *r.agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                let mut fresh = if r.demo { fresh.with_countries(Box::new(geo::demo_countries())) } else { fresh };
+                let mut agg = r.agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                fresh.keep_from(&mut agg);
+                *agg = fresh;
+                drop(agg);
                 *last = d;
-                tracing::info!("Configuration reloaded; counters restart from zero");
+                tracing::info!(
+                    "Configuration reloaded; counters of series that still exist and unchanged windows kept"
+                );
                 Ok(())
             })
             .await;
@@ -337,18 +561,20 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
-async fn run_demo(cli: &Cli, rate: u32, interfaces: usize) -> Result<ExitCode> {
-    check_telemetry_path(cli)?;
-    let (web, limits) = web_server(cli)?;
+async fn run_demo(cli: &Cli, web_args: &WebArgs, rate: u32, interfaces: usize) -> Result<ExitCode> {
+    // Every flag and file is checked, and the port bound, before the banner.
+    let (web, limits) = check_server(web_args).await?;
     let config = match &cli.config_file {
         Some(_) => load_config(cli)?,
         None => demo::demo_config(),
     };
-    let agg: SharedAggregator = aggregator(&config)?.with_countries(Box::new(geo::demo_countries())).into_shared();
+    let mut agg = cli_aggregator(cli, &config)?.with_countries(Box::new(geo::demo_countries()));
+    agg.set_source(&std::sync::Arc::from("demo"));
+    let agg: SharedAggregator = agg.into_shared();
+    let listener = bind(web_args).await?;
     tracing::info!(rate, interfaces, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
-    let registry = expose::registry_with_new_series_hold(&agg, cli.new_series_hold);
+    let registry = expose::registry_with_new_series_hold(&agg, web_args.new_series_hold);
     expose::register_process_metrics(&registry);
-    let listener = bind(cli).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
     let r = Reload {
@@ -362,9 +588,9 @@ async fn run_demo(cli: &Cli, rate: u32, interfaces: usize) -> Result<ExitCode> {
     let generator = tokio::spawn(demo::run(agg.clone(), rate, interfaces, shutdown.clone()));
     let server = ServerConfig {
         registry,
-        telemetry_path: cli.telemetry_path.clone(),
+        telemetry_path: web_args.telemetry_path.clone(),
         readiness: Readiness::ready(),
-        mode: "demo (generated traffic)".to_owned(),
+        mode: format!("demo (generated traffic: {rate} records/s over {interfaces} interfaces)"),
         web,
         limits,
     };
@@ -374,33 +600,31 @@ async fn run_demo(cli: &Cli, rate: u32, interfaces: usize) -> Result<ExitCode> {
 }
 
 async fn run_live(cli: &Cli) -> Result<ExitCode> {
-    check_telemetry_path(cli)?;
-    let (web, limits) = web_server(cli)?;
-    let Some(path) = &cli.config_file else {
-        bail!("--config.file is required for the live exporter (or run `vpc-flow-exporter demo`, or `replay FILE`)");
-    };
+    let path = live_config_path(cli)?.to_path_buf();
+    let (web, limits) = check_server(&cli.web).await?;
     let config = load_config(cli)?;
     warn_unknown_fields(&config);
+    check_cloudwatch(&path, &config).await?;
     let Some(cw) = config.cloudwatch.clone() else {
         bail!("{}: cloudwatch: missing: the live exporter needs a cloudwatch section with log_groups", path.display());
     };
-    let agg = aggregator(&config)?.into_shared();
-    let registry = expose::registry_with_new_series_hold(&agg, cli.new_series_hold);
+    let agg = cli_aggregator(cli, &config)?.into_shared();
+    let registry = expose::registry_with_new_series_hold(&agg, cli.web.new_series_hold);
     expose::register_process_metrics(&registry);
-    let groups = cw.log_groups.len();
+    let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
+    let mode = format!("CloudWatch Logs log group(s) {}", names.join(", "));
     let source = CloudWatchSource::new(cw, &registry).await?;
-    let listener = bind(cli).await?;
+    let listener = bind(&cli.web).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
-    let r =
-        Reload { config_path: Some(path.clone()), running: config, agg: agg.clone(), web: web.clone(), demo: false };
+    let r = Reload { config_path: Some(path), running: config, agg: agg.clone(), web: web.clone(), demo: false };
     on_reload(r, &registry, shutdown.clone())?;
     let readiness = Readiness::default();
     let server = ServerConfig {
         registry,
-        telemetry_path: cli.telemetry_path.clone(),
+        telemetry_path: cli.web.telemetry_path.clone(),
         readiness: readiness.clone(),
-        mode: format!("live: {groups} CloudWatch log group(s)"),
+        mode,
         web,
         limits,
     };

@@ -7,6 +7,7 @@
 //! `limits.max_interfaces` (beyond it, `other`, counted), protocols by their
 //! 8-bit number, ports by the configured lists, countries by ISO codes.
 
+pub mod diag;
 pub mod histogram;
 
 use std::sync::{Arc, Mutex};
@@ -153,6 +154,14 @@ pub struct Aggregator {
     pub(crate) top_sources: WindowedTopK,
     pub(crate) top_destinations: WindowedTopK,
     pub(crate) port_scans: PortScanTracker,
+    /// The trackers' windows, to tell on reload whether they can be kept.
+    top_k_window: std::time::Duration,
+    port_scan_window: std::time::Duration,
+
+    /// Where the lines being ingested come from, and the rate-limited log of
+    /// invalid lines (see [`diag`]).
+    source: Arc<str>,
+    invalid_log: diag::InvalidLineLog,
 }
 
 impl Aggregator {
@@ -195,7 +204,87 @@ impl Aggregator {
             top_sources: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
             top_destinations: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
             port_scans: PortScanTracker::new(d.port_scan.window, config.limits.max_port_scan_sources),
+            top_k_window: d.top_k.window,
+            port_scan_window: d.port_scan.window,
+            source: Arc::from("unnamed"),
+            invalid_log: diag::InvalidLineLog::default(),
         }
+    }
+
+    /// Names where the next lines come from (a file, a log group, `demo`), for
+    /// the invalid-line diagnostics. Cheap when the name does not change.
+    pub fn set_source(&mut self, source: &Arc<str>) {
+        if !Arc::ptr_eq(&self.source, source) {
+            self.source = source.clone();
+        }
+    }
+
+    /// Moves into this aggregator (built from a reloaded configuration) the
+    /// state of the running one that the new settings leave valid, so that a
+    /// reload does not reset the counters:
+    /// - per-interface counters by interface label (all of them while
+    ///   `limits.max_interfaces` holds them; beyond the new limit, the
+    ///   interfaces seen last are dropped), with their forbidden-port series
+    ///   for the ports still in `forbidden_ports`;
+    /// - protocol counters; watched-port counters of the ports still in
+    ///   `watch_ports` (and `other`); country counters when GeoIP is still on;
+    /// - histograms, line and invalid-line counts, the newest flow time and
+    ///   the limit counters;
+    /// - the top-K trackers when `detections.top_k.window` and
+    ///   `limits.max_tracked_addresses` are unchanged, the port-scan tracker
+    ///   when `detections.port_scan.window` and `limits.max_port_scan_sources`
+    ///   are (otherwise they start empty).
+    ///
+    /// `old` is left empty of that state.
+    pub fn keep_from(&mut self, old: &mut Aggregator) {
+        use std::mem::{swap, take};
+        // Interfaces, by label.
+        swap(&mut self.interfaces, &mut old.interfaces);
+        swap(&mut self.iface_slots, &mut old.iface_slots);
+        let keep = self.max_interfaces + 2;
+        if self.interfaces.len() > keep {
+            self.interfaces.truncate(keep);
+            self.iface_slots.retain(|_, s| (*s as usize) < keep);
+        }
+        self.last_slot = usize::MAX;
+        self.last_iface.clear();
+        let forbidden = &self.forbidden_ports;
+        let mut series = 0;
+        for c in &mut self.interfaces {
+            c.forbidden.retain(|&k, _| k == FORBIDDEN_OTHER || u16::try_from(k).is_ok_and(|p| forbidden.contains(p)));
+            series += c.forbidden.len();
+        }
+        self.forbidden_series = series;
+        self.interface_limit_records = old.interface_limit_records;
+        self.forbidden_limit_records = old.forbidden_limit_records;
+        self.implausible_durations = old.implausible_durations;
+
+        swap(&mut self.protocols, &mut old.protocols);
+        for (i, &port) in old.watch_ports.ports().iter().enumerate() {
+            if let Some(j) = self.watch_ports.index(port) {
+                self.dstports[j] = old.dstports[i];
+            }
+        }
+        let (new_other, old_other) = (self.watch_ports.len(), old.watch_ports.len());
+        self.dstports[new_other] = old.dstports[old_other];
+        if self.geo.is_some() {
+            self.countries = take(&mut old.countries);
+        }
+        swap(&mut self.histograms, &mut old.histograms);
+
+        self.lines = old.lines;
+        self.parse_errors = old.parse_errors;
+        self.newest = old.newest;
+        self.future_records = old.future_records;
+
+        if self.top_k_window == old.top_k_window && self.top_sources.capacity() == old.top_sources.capacity() {
+            swap(&mut self.top_sources, &mut old.top_sources);
+            swap(&mut self.top_destinations, &mut old.top_destinations);
+        }
+        if self.port_scan_window == old.port_scan_window && self.port_scans.capacity() == old.port_scans.capacity() {
+            swap(&mut self.port_scans, &mut old.port_scans);
+        }
+        swap(&mut self.invalid_log, &mut old.invalid_log);
     }
 
     /// Sets where source countries come from (off by default).
@@ -225,7 +314,7 @@ impl Aggregator {
             Line::Invalid(e) => {
                 self.lines += 1;
                 self.parse_errors[e.index()] += 1;
-                tracing::debug!(reason = e.reason(), "Invalid flow-log line");
+                self.invalid_log.note(&self.source, e, parser.format(), line);
             }
         }
     }

@@ -747,9 +747,15 @@ fn metrics(config: &ServerConfig, gzip: bool) -> Response<Full<Bytes>> {
 fn landing(config: &ServerConfig) -> Response<Full<Bytes>> {
     let path = html_escape(&config.telemetry_path);
     let mode = html_escape(&config.mode);
+    let ready = if config.readiness.is_ready() {
+        "ready (every source has been read at least once)"
+    } else {
+        "not ready yet: not every log group has been polled"
+    };
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>VPC Flow Exporter</title></head>\n<body>\n<h1>VPC Flow Exporter</h1>\n\
-         <p>Version {version}. Mode: {mode}.</p>\n<ul>\n<li><a href=\"{path}\">Metrics</a></li>\n\
+         <p>Version {version}.</p>\n<p>Sources: {mode}.</p>\n<p>Readiness: {ready}.</p>\n\
+         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n\
          <li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     );

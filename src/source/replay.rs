@@ -79,6 +79,8 @@ pub fn replay(inputs: &[Input], parser: &mut LineParser, agg: &mut Aggregator) -
     let mut buf = vec![0u8; BLOCK];
     for (name, mut r) in readers {
         parser.reset();
+        // Invalid-line diagnostics name the file.
+        agg.set_source(&std::sync::Arc::from(name.as_str()));
         read_lines(&mut *r, &mut buf, parser, agg).map_err(|source| ReplayError { name, source })?;
     }
     Ok(())

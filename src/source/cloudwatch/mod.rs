@@ -71,7 +71,7 @@ impl CloudWatchSource {
     pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.inner
             .run_with_sinks(
-                |g| AggregatorSink::new(agg.clone(), LineParser::for_stream(g.log_format.clone())),
+                |g| AggregatorSink::new(agg.clone(), LineParser::for_stream(g.log_format.clone()), &g.name),
                 ready,
                 shutdown,
             )
@@ -177,7 +177,7 @@ impl<C: LogsApi> Source<C> {
                 if let Err(e) = p.restore(cp) {
                     anyhow::bail!("cloudwatch.state_file: log group {:?}: {e}", g.name);
                 }
-                info!(log_group = %g.name, horizon_ms = ?cp.horizon_ms, resuming_scan = cp.scan.is_some(), keys = p.window().len(), "Resuming from the state file");
+                info!(log_group = %g.name, horizon_ms = %cp.horizon_ms.map_or_else(|| "none".to_owned(), |h| h.to_string()), resuming_scan = cp.scan.is_some(), keys = p.window().len(), "Resuming from the state file");
             }
             tasks.spawn(poller::run_group(p, shared.clone(), writer.clone(), ready.clone(), shutdown.clone()));
         }

@@ -64,11 +64,13 @@ pub trait EventSink: Send + 'static {
 pub struct AggregatorSink {
     agg: SharedAggregator,
     parser: LineParser,
+    /// The log group, named by invalid-line diagnostics.
+    source: std::sync::Arc<str>,
 }
 
 impl AggregatorSink {
-    pub fn new(agg: SharedAggregator, parser: LineParser) -> AggregatorSink {
-        AggregatorSink { agg, parser }
+    pub fn new(agg: SharedAggregator, parser: LineParser, log_group: &str) -> AggregatorSink {
+        AggregatorSink { agg, parser, source: std::sync::Arc::from(log_group) }
     }
 }
 
@@ -78,6 +80,7 @@ impl EventSink for AggregatorSink {
             return;
         }
         let mut agg = self.agg.lock().unwrap_or_else(|p| p.into_inner());
+        agg.set_source(&self.source);
         for m in messages {
             // One record per event; drop a trailing newline if the writer left one.
             let line = m.as_bytes();
