@@ -5,6 +5,8 @@
 pub mod basic_auth;
 pub mod collector;
 pub mod server;
+#[cfg(target_os = "linux")]
+pub mod process_cpu;
 pub mod tls;
 pub mod web_config;
 
@@ -59,7 +61,7 @@ pub fn registry_with_new_series_hold(agg: &SharedAggregator, hold: Duration) -> 
 /// long-running modes; replay leaves them out so its output is reproducible.
 pub fn register_process_metrics(registry: &Registry) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+    if let Err(e) = process_cpu::ProcessMetrics::for_self().and_then(|m| registry.register(Box::new(m))) {
         tracing::warn!(error = %e, "Cannot register the process metrics");
     }
     #[cfg(not(target_os = "linux"))]
