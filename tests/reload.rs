@@ -1,6 +1,7 @@
 //! SIGHUP reload against the real binary: a broken, oversized or FIFO
 //! configuration is refused while `/metrics` keeps answering, later reloads
-//! still work, and a demo without a configuration file survives SIGHUP.
+//! still work, a demo without a configuration file survives SIGHUP, and a
+//! changed file keeps the counters of the series that still exist.
 
 #![cfg(unix)]
 
@@ -18,11 +19,17 @@ impl Drop for Exporter {
 }
 
 fn start(args: &[&str]) -> Exporter {
+    start_with(args, &[])
+}
+
+/// `args` before `demo`, `demo_args` after it.
+fn start_with(args: &[&str], demo_args: &[&str]) -> Exporter {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
         .args(args)
         .args(["demo", "--web.listen-address", &addr])
+        .args(demo_args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -40,10 +47,24 @@ fn hup(e: &Exporter) {
     assert!(Command::new("kill").args(["-HUP", &e.0.id().to_string()]).status().unwrap().success());
 }
 
-fn metric(e: &Exporter, name: &str) -> Option<f64> {
+fn scrape(e: &Exporter) -> Option<String> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    let text = client.get(format!("{}/metrics", e.1)).send().ok()?.text().ok()?;
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    client.get(format!("{}/metrics", e.1)).send().ok()?.text().ok()
+}
+
+fn metric(e: &Exporter, name: &str) -> Option<f64> {
+    scrape(e)?.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Every series of a metric name: labels -> value.
+fn series(text: &str, name: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Waits until `name` reads `want`.
@@ -113,4 +134,67 @@ fn demo_flags_are_bounded() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(args[0]), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_changed_file_keeps_the_counters_of_the_series_that_still_exist() {
+    const TS: &str = "vpc_flow_exporter_config_last_reload_success_timestamp_seconds";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    write(&cfg, "detections:\n  forbidden_ports: [23, 3389]\n");
+    let e = start_with(
+        &["--config.file", cfg.to_str().unwrap()],
+        &["--metrics.new-series-hold", "0s", "--demo.rate", "2000"],
+    );
+    // Enough traffic that a reset could not catch up between two scrapes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&e, "vpc_flow_exporter_lines_total").unwrap_or(0.0) < 8000.0 {
+        assert!(Instant::now() < deadline, "the demo counts too slowly");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let loaded_at = metric(&e, TS).unwrap();
+    let before = scrape(&e).unwrap();
+    let forbidden_before = series(&before, "vpc_flow_forbidden_port_records_total");
+    assert!(forbidden_before.keys().any(|k| k.contains("dstport=\"3389\"")), "{forbidden_before:?}");
+    assert!(forbidden_before.keys().any(|k| k.contains("dstport=\"23\"")), "{forbidden_before:?}");
+
+    write(&cfg, "detections:\n  forbidden_ports: [23]\n");
+    hup(&e);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&e, TS) == Some(loaded_at) {
+        assert!(Instant::now() < deadline, "the reload never happened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&e, OK), Some(1.0));
+    let after = scrape(&e).unwrap();
+
+    // Every counter of a series that still exists went on from its value.
+    for name in ["vpc_flow_records_total", "vpc_flow_bytes_total", "vpc_flow_dstport_records_total"] {
+        let (b, a) = (series(&before, name), series(&after, name));
+        assert!(!b.is_empty(), "{name}: no series before");
+        for (labels, v) in &b {
+            let now = a.get(labels).copied().unwrap_or(0.0);
+            assert!(now >= *v, "{name}{{{labels}}} went from {v} to {now}: reset by the reload");
+        }
+    }
+    let (b, a) = (
+        series(&before, "vpc_flow_forbidden_port_records_total"),
+        series(&after, "vpc_flow_forbidden_port_records_total"),
+    );
+    for (labels, v) in &b {
+        match a.get(labels) {
+            Some(now) => {
+                assert!(labels.contains("dstport=\"23\""), "{labels}");
+                assert!(now >= v, "{labels}: {v} -> {now}");
+            }
+            None => assert!(labels.contains("dstport=\"3389\""), "{labels} disappeared"),
+        }
+    }
+    assert!(!a.keys().any(|k| k.contains("dstport=\"3389\"")), "port 3389 is no longer forbidden: {a:?}");
+    let lines = |t: &str| t.lines().find_map(|l| l.strip_prefix("vpc_flow_exporter_lines_total ")?.parse::<f64>().ok());
+    assert!(lines(&after).unwrap() >= lines(&before).unwrap());
+    let last = |t: &str| {
+        t.lines().find_map(|l| l.strip_prefix("vpc_flow_exporter_last_flow_timestamp_seconds ")?.parse::<f64>().ok())
+    };
+    assert!(last(&after).unwrap() >= last(&before).unwrap() && last(&before).unwrap() > 0.0);
 }

@@ -486,6 +486,44 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::interface_label;
+    use super::Aggregator;
+    use crate::config::Config;
+    use crate::parse::{Format, LineParser};
+
+    fn with_rejects(config: &Config) -> Aggregator {
+        let mut agg = Aggregator::new(config);
+        let mut p = LineParser::for_file(Format::default_v2());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        for i in 0..50 {
+            let line = format!("2 1 eni-a 203.0.113.{i} 10.0.0.2 1 {} 6 1 1 {now} {now} REJECT OK", 20 + i);
+            agg.ingest_line(&mut p, line.as_bytes());
+        }
+        agg
+    }
+
+    #[test]
+    fn a_reload_keeps_windows_whose_settings_did_not_change() {
+        let old_cfg = Config::default();
+        let mut old = with_rejects(&old_cfg);
+        let mut cfg = Config::default();
+        cfg.detections.forbidden_ports = vec![22];
+        let mut new = Aggregator::new(&cfg);
+        new.keep_from(&mut old);
+        assert_eq!(new.top_sources.len(), 50);
+        assert_eq!(new.port_scans.len(), 50);
+        assert_eq!(new.records(crate::parse::Action::Reject), 50);
+        assert_eq!(new.interface_count(), 1);
+        assert!(new.newest > 0);
+
+        let mut old = with_rejects(&old_cfg);
+        cfg.detections.top_k.window = std::time::Duration::from_secs(120);
+        cfg.limits.max_interfaces = 1;
+        let mut new = Aggregator::new(&cfg);
+        new.keep_from(&mut old);
+        assert_eq!(new.top_sources.len(), 0, "a new window starts empty");
+        assert_eq!(new.port_scans.len(), 50, "the port-scan window did not change");
+        assert_eq!(new.records(crate::parse::Action::Reject), 50);
+    }
 
     #[test]
     fn interface_labels_are_distinct_for_distinct_ids() {
