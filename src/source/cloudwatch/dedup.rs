@@ -137,8 +137,11 @@ pub struct SeenWindow {
     keyless: u64,
 }
 
+/// The bucket of an ingestion time. Times within a bucket of `i64::MIN`
+/// (from an odd endpoint or state file) share the lowest bucket instead of
+/// overflowing.
 fn bucket_of(ingestion_ms: i64) -> i64 {
-    ingestion_ms.div_euclid(BUCKET_MS) * BUCKET_MS
+    ingestion_ms.div_euclid(BUCKET_MS).saturating_mul(BUCKET_MS)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -583,6 +586,22 @@ mod tests {
         for i in 0..1000 {
             assert!(!w.observe(event_key("s", &i.to_string()), now - (1000 - i) * 1000).is_new());
         }
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_do_not_overflow() {
+        // Found by tests/fuzz.rs: a state file bucket or an event ingested at
+        // i64::MIN + 1 overflowed the bucket computation (a panic in debug
+        // builds, a bucket wrapped into the future in release builds).
+        let keys = [(i64::MIN + 1, 1u128), (i64::MIN, 2), (i64::MAX, 3)];
+        let times = WindowTimes::default();
+        let mut w = SeenWindow::restore(Duration::from_secs(60), 10, times, keys);
+        assert_eq!(w.len(), 3);
+        w.begin_scan(1_000_000);
+        assert_eq!(w.observe(1, i64::MIN + 1), Verdict::Remembered);
+        assert_ne!(w.observe(4, i64::MIN + 2), Verdict::Remembered);
+        assert_eq!(w.observe(3, i64::MAX), Verdict::Remembered);
+        assert!(w.keys().all(|(b, _)| b == i64::MIN || b > 0), "no bucket wrapped around");
     }
 
     #[test]
