@@ -260,3 +260,52 @@ fn config_check_exits_zero_or_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_interfacez"));
 }
+
+/// 10,000 invalid lines of three kinds at debug level: at most one log line
+/// per reason for the file, each naming the file, the reason, the field when
+/// known and an escaped snippet of the line; every line is still counted.
+#[test]
+fn invalid_lines_are_logged_once_a_minute_per_reason_with_a_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mismatched.log");
+    // First a bad address in a long line: the one logged for its reason.
+    let mut text = format!("2 {} eni-a 10.0.0.x 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK\n", "z".repeat(300));
+    for i in 0..10_000 {
+        match i % 3 {
+            0 => {
+                text.push_str("2 123456789010 eni-a 10.0.0.1 10.0.0.2 1 99999 6 1 1 1418530010 1418530070 ACCEPT OK\n")
+            }
+            1 => text.push_str(&format!("a line from another format \t\u{1b}[31m {i}\n")),
+            _ => text.push_str("2 123456789010 eni-a 10.0.0.x 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK\n"),
+        }
+    }
+    std::fs::write(&path, &text).unwrap();
+    let out = run(&["--log.level", "debug", "replay", path.to_str().unwrap()], None);
+    let expo = stdout_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let logged: Vec<&str> = err.lines().filter(|l| l.contains("Invalid flow-log line")).collect();
+    assert_eq!(logged.len(), 3, "one per reason:\n{err}");
+    for l in &logged {
+        assert!(l.contains("mismatched.log"), "no file name: {l}");
+    }
+    let find = |reason: &str| {
+        *logged.iter().find(|l| l.contains(&format!("reason={reason}"))).unwrap_or_else(|| panic!("{reason}: {err}"))
+    };
+    let out_of_range = find("out_of_range");
+    assert!(out_of_range.contains("field=dstport") && out_of_range.contains("99999"), "{out_of_range}");
+    assert!(find("bad_address").contains("field=srcaddr"), "{err}");
+    let count = find("field_count");
+    assert!(count.contains("another format \\\\t\\\\x1b[31m"), "escaped snippet: {count}");
+    assert!(!count.contains('\u{1b}') && !count.contains('\t'), "raw control bytes in the log: {count:?}");
+    // A long line shows only its first 120 bytes.
+    let long = find("bad_address");
+    assert!(long.contains(&format!("2 {}...", "z".repeat(118))) && !long.contains(&"z".repeat(119)), "{long}");
+    assert!(err.len() < 4000, "{} bytes of logs for 10,000 lines", err.len());
+    // Everything is counted all the same.
+    let total: f64 = expo
+        .lines()
+        .filter(|l| l.starts_with("vpc_flow_exporter_parse_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 10_001.0);
+}
