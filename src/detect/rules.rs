@@ -6,11 +6,16 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// A set of networks, kept as sorted, merged address intervals (IPv4 and IPv6
-/// apart): `contains` is a binary search, so a list of 100,000 CIDRs costs a
-/// record about 17 comparisons where a handful costs 2 or 3.
+/// apart): `contains` is a binary search. A long IPv4 list also gets an index
+/// by the address's first 16 bits, so that a lookup searches only the few
+/// intervals of its /16 block: 100,000 CIDRs cost a record about what a
+/// handful does, instead of a walk through 800 KB of intervals.
 #[derive(Debug, Clone, Default)]
 pub struct CidrSet {
     v4: Vec<(u32, u32)>,
+    /// With more than [`CidrSet::INDEXED`] IPv4 intervals: for each /16 block
+    /// `b`, the first interval that ends in or after it (`b = 65536`: the length).
+    v4_blocks: Option<Box<[u32]>>,
     v6: Vec<(u128, u128)>,
 }
 
@@ -47,7 +52,34 @@ impl CidrSet {
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
-        CidrSet { v4: merge(v4, |x| x.checked_add(1)), v6: merge(v6, |x| x.checked_add(1)) }
+        let v4 = merge(v4, |x| x.checked_add(1));
+        let v4_blocks = (v4.len() > Self::INDEXED).then(|| {
+            (0..=1u32 << 16)
+                .map(|b| {
+                    let first = v4.partition_point(|&(_, hi)| u64::from(hi) < u64::from(b) << 16);
+                    u32::try_from(first).unwrap_or(u32::MAX)
+                })
+                .collect()
+        });
+        CidrSet { v4, v4_blocks, v6: merge(v6, |x| x.checked_add(1)) }
+    }
+
+    /// IPv4 intervals beyond which the /16 index is built (256 KiB).
+    const INDEXED: usize = 64;
+
+    #[inline]
+    fn contains_v4(&self, x: u32) -> bool {
+        match &self.v4_blocks {
+            None => in_intervals(&self.v4, x),
+            Some(blocks) => {
+                let b = (x >> 16) as usize;
+                // Intervals that reach into block b: from the first that ends in
+                // or after it, to the first that ends after it (inclusive).
+                let lo = blocks[b] as usize;
+                let hi = (blocks[b + 1] as usize + 1).min(self.v4.len());
+                lo < hi && in_intervals(&self.v4[lo..hi], x)
+            }
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
@@ -55,10 +87,10 @@ impl CidrSet {
     #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
         match addr {
-            IpAddr::V4(v4) => in_intervals(&self.v4, u32::from(v4)),
+            IpAddr::V4(v4) => self.contains_v4(u32::from(v4)),
             // An IPv4-mapped IPv6 address matches IPv4 networks too.
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => in_intervals(&self.v4, u32::from(v4)),
+                Some(v4) => self.contains_v4(u32::from(v4)),
                 None => in_intervals(&self.v6, u128::from(v6)),
             },
         }
@@ -207,11 +239,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_block_index_of_long_lists_agrees_with_a_linear_scan() {
+        // 5,000 scattered networks of mixed sizes, some spanning /16 blocks.
+        let nets: Vec<IpNet> = (0..5_000u32)
+            .map(|i| {
+                let len = [8u8, 15, 16, 20, 24, 31, 32][(i % 7) as usize];
+                IpNet::V4(ipnet::Ipv4Net::new((i.wrapping_mul(2_654_435_761)).into(), len).unwrap().trunc())
+            })
+            .collect();
+        let set = CidrSet::new(&nets);
+        assert!(set.v4_blocks.is_some());
+        for n in &nets {
+            let IpNet::V4(n) = n else { continue };
+            let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+            for a in [lo.wrapping_sub(1), lo, lo.wrapping_add(1), hi.wrapping_sub(1), hi, hi.wrapping_add(1)] {
+                let addr = IpAddr::V4(a.into());
+                assert_eq!(set.contains(addr), nets.iter().any(|n| n.contains(&addr)), "{addr}");
+            }
+        }
+    }
+
     proptest::proptest! {
         /// The interval table answers as a linear scan over the networks would.
         #[test]
         fn cidr_set_agrees_with_a_linear_scan(
-            nets in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32), 0..40),
+            nets in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32), 0..200),
             probes in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..64),
         ) {
             let nets: Vec<IpNet> = nets
