@@ -96,7 +96,7 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
                     break;
                 }
             }
-            let (i, eff) = hit?;
+            let Some((i, eff)) = hit else { return found };
             found = Some(i + 1);
             from = i + 1;
             parent = eff;
@@ -650,7 +650,7 @@ pub fn compile_format(key: &str, spec: &str) -> Result<Format, ConfigError> {
     if !spec.contains("${") {
         return Err(err(
             key,
-            format!("expected fields in AWS syntax, e.g. \"${{version}} ${{srcaddr}} ...\", got {spec:?}"),
+            format!("expected fields in AWS syntax, e.g. \"${{version}} ${{srcaddr}} ${{dstaddr}} ${{action}}\", got {spec:?}"),
         ));
     }
     if !FIELDS_READ.iter().any(|f| format.has_field(f)) {

@@ -212,3 +212,44 @@ fn durations_are_prometheus_style() {
         assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
     }
 }
+
+/// Messages say what the key expects in the file's words, never a Rust type,
+/// and give the line of the key.
+#[test]
+fn messages_use_the_files_words_and_give_the_line() {
+    let cases: &[(&str, &str, usize)] = &[
+        (
+            "cloudwatch:\n  log_groups:\n    - /vpc/flow-logs\n",
+            "cloudwatch.log_groups[0]: invalid type: string \"/vpc/flow-logs\", expected a mapping with name, log_format, log_stream_prefix",
+            3,
+        ),
+        ("detections:\n  forbidden_ports: [70000]\n", "expected a port number 0-65535", 2),
+        ("detections:\n  watch_ports:\n    - 22\n    - ssh\n", "detections.watch_ports[1]: invalid type: string \"ssh\", expected a port number 0-65535", 4),
+        ("limits:\n  max_interfaces: -1\n", "expected a whole number 0 or more", 2),
+        ("detections: 5\n", "detections: invalid type: integer `5`, expected a mapping with allowed_source_cidrs", 1),
+        ("detections:\n  allowed_source_cidrs: 10.0.0.0/8\n", "expected a list", 2),
+        ("cloudwatch:\n  max_requests_per_second: fast\n  log_groups: [{name: a}]\n", "expected a number", 2),
+        // Unknown keys, top-level ones too.
+        ("# comment\n\nlog_format: \"${srcaddr}\"\nbogus: 1\n", "unknown field `bogus`", 4),
+        ("detections:\n  top_k:\n    windw: 5m\n", "detections.top_k: unknown field `windw`", 3),
+        // Errors found after parsing: the line of their key.
+        ("detections:\n  top_k:\n    size: 25\n    window: 10s\n", "detections.top_k.window: must be between 1m and 24h", 4),
+        (
+            "cloudwatch:\n  region: us-east-1\n  log_groups:\n    - name: a\n    - name: b\n      log_format: \"${version} ...\"\n",
+            "cloudwatch.log_groups[1].log_format: bad token \"...\"",
+            6,
+        ),
+        ("detections:\n  allowed_source_cidrs:\n    - 10.0.0.0/8\n    - 10.0.0/33\n", "detections.allowed_source_cidrs[1]: invalid CIDR", 4),
+        ("detections:\n  approved_destination_cidrs: [\"10.0.0.0/8\", nope]\n", "approved_destination_cidrs[1]", 2),
+        ("geoip: {}\n", "geoip.database: missing", 1),
+        ("cloudwatch:\n  region: us-east-1\n", "cloudwatch.log_groups: at least one log group is required", 1),
+    ];
+    for (yaml, want, line) in cases {
+        let got = error_of(yaml);
+        assert!(got.contains(want), "config:\n{yaml}\nwant {want:?}\ngot: {got}");
+        assert!(got.ends_with(&format!("(line {line})")), "config:\n{yaml}\nwant line {line}\ngot: {got}");
+        for rust in ["struct", "Raw", "u16", "u32", "usize", "f64", "a sequence", "at line"] {
+            assert!(!got.contains(rust), "{rust:?} in {got:?}");
+        }
+    }
+}
