@@ -345,7 +345,7 @@ fn parse_listen(s: &str) -> Result<Listen> {
         return Ok(Listen::Any(port));
     }
     let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
-    if (host.contains(':') && !bracketed) || (!bracketed && (host.contains('[') || host.contains(']'))) {
+    if !bracketed && (host.contains(':') || host.contains('[') || host.contains(']')) {
         return Err(bad());
     }
     if bracketed && host[1..host.len() - 1].parse::<std::net::Ipv6Addr>().is_err() {
