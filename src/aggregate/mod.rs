@@ -285,6 +285,7 @@ impl Aggregator {
             swap(&mut self.port_scans, &mut old.port_scans);
         }
         swap(&mut self.invalid_log, &mut old.invalid_log);
+        self.source = old.source.clone();
     }
 
     /// Sets where source countries come from (off by default).
