@@ -223,5 +223,6 @@ async fn missing_credentials_are_reported_as_such() {
         ex.wait_for("a credentials error", WAIT, |t| value(t, expo::ERRORS, &[("error", "credentials")]) >= 1.0).await;
     assert_eq!(value(&t, "vpc_flow_exporter_cloudwatch_log_group_up", &[("log_group", "/vpc/any")]), 0.0);
     assert!(ex.terminate().success());
-    assert!(ex.log().contains("error=credentials"), "{}", tail(&ex.log(), 10));
+    // logfmt quotes the value (it holds spaces): error="credentials: ...".
+    assert!(ex.log().contains("error=\"credentials"), "{}", tail(&ex.log(), 10));
 }
