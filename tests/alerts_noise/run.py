@@ -108,9 +108,14 @@ def backfill_rules(prom, groups, start, end, workdir, name):
     with open(path, "w") as f:
         yaml.safe_dump({"groups": groups}, f)
     out = os.path.join(workdir, name + "-blocks")
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "rules", "--quiet", "--url", prom.url,
-                    "--start", str(start), "--end", str(end), "--eval-interval", "60s",
-                    "--output-dir", out, path], check=True)
+    logfile = os.path.join(workdir, name + "-backfill.log")
+    with open(logfile, "w") as lf:
+        done = subprocess.run(["promtool", "tsdb", "create-blocks-from", "rules", "--quiet", "--url", prom.url,
+                               "--start", str(start), "--end", str(end), "--eval-interval", "60s",
+                               "--output-dir", out, path], stdout=lf, stderr=subprocess.STDOUT)
+    text = open(logfile).read()
+    if done.returncode != 0 or "level=error" in text or "level=warn" in text:
+        raise SystemExit("promtool create-blocks-from rules (%s) failed:\n%s" % (name, text[-4000:]))
     prom.stop()
     for b in os.listdir(out):
         shutil.move(os.path.join(out, b), os.path.join(prom.data, b))
