@@ -54,10 +54,10 @@ fn count_panics() {
     });
 }
 
-/// `FUZZ_ITERATIONS` (default 20,000) divided by the target's divisor (its
+/// `FUZZ_ITERATIONS` (default 5,000) divided by the target's divisor (its
 /// inputs cost more), at least `min`.
 fn iterations(divisor: u64, min: u64) -> u64 {
-    let base: u64 = std::env::var("FUZZ_ITERATIONS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(20_000);
+    let base: u64 = std::env::var("FUZZ_ITERATIONS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(5_000);
     (base / divisor).max(min)
 }
 
@@ -599,8 +599,8 @@ fn lines_target(target: &str, stream: bool) {
     let mk = |f: Format| if stream { LineParser::for_stream(f) } else { LineParser::for_file(f) };
     let mut st =
         St { agg, registry, parser: mk(Format::default_v2()), config, fields, now, buf: Vec::new(), inputs: 0 };
-    let n = iterations(8, 200);
-    // Each input is one buffer of lines; the count reported is of buffers.
+    let n = iterations(2, 200);
+    // Each step is one buffer of lines; the inputs reported are its lines.
     run(target, n, &mut st, |rng, st, input| {
         st.inputs += 1;
         if rng.random_bool(0.002) {
