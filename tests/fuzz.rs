@@ -1277,7 +1277,42 @@ fn fuzz_state_file() {
 
 // ------------------------------------------------------------------ HTTP requests
 
-fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>) {
+/// The credentials of the `http_auth` server's one user.
+const USER: &str = "alice";
+const PASSWORD: &str = "secret";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An `Authorization` header that is almost right, or not at all.
+fn odd_auth(rng: &mut SmallRng) -> String {
+    let raw: Vec<u8> = match rng.random_range(0..8) {
+        0 => format!("{USER}:{}", &PASSWORD[..PASSWORD.len() - 1]).into_bytes(),
+        1 => format!("{USER}:{PASSWORD}\0").into_bytes(),
+        2 => format!("{USER}:{PASSWORD} ").into_bytes(),
+        3 => format!("{}:{PASSWORD}", USER.to_uppercase()).into_bytes(),
+        4 => format!("{USER}:{}", "p".repeat(rng.random_range(60..300))).into_bytes(),
+        5 => format!("{USER}{PASSWORD}").into_bytes(),
+        6 => format!(":{PASSWORD}").into_bytes(),
+        _ => (0..rng.random_range(0..100)).map(|_| rng.random::<u8>()).collect(),
+    };
+    let enc = b64(&raw);
+    match rng.random_range(0..8) {
+        0 => format!("basic  {enc} "),
+        1 => format!("Basic {}", &enc[..enc.len() / 2]),
+        2 => format!("Bearer {enc}"),
+        3 => "Basic".to_string(),
+        4 => format!("Basic {enc}={}", random_text(rng, 4)),
+        5 => format!("Basic {}", "A".repeat(rng.random_range(1..20_000))),
+        _ => format!("Basic {enc}"),
+    }
+}
+
+/// One request; with `auth` (the valid header value), it often carries the
+/// right credentials, else odd ones.
+fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>, auth: Option<&str>) {
     let method = if rng.random_bool(0.8) {
         "GET".to_string()
     } else {
@@ -1302,6 +1337,13 @@ fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>) {
     if rng.random_bool(0.9) {
         out.extend_from_slice(b"Host: localhost\r\n");
     }
+    if let Some(valid) = auth {
+        match rng.random_range(0..10) {
+            0..=3 => out.extend_from_slice(format!("Authorization: {valid}\r\n").as_bytes()),
+            4..=8 => out.extend_from_slice(format!("Authorization: {}\r\n", odd_auth(rng)).as_bytes()),
+            _ => {}
+        }
+    }
     let mut body = false;
     for _ in 0..rng.random_range(0..6) {
         let h: String = match rng.random_range(0..16) {
@@ -1310,7 +1352,7 @@ fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>) {
                 (*pick(rng, &["Accept-Encoding: gzip;q=0", "Accept-Encoding: *", "Accept-Encoding: br, deflate, gzip"]))
                     .into()
             }
-            2 => format!("Authorization: Basic {}", random_text(rng, 40)),
+            2 if auth.is_none() => format!("Authorization: Basic {}", random_text(rng, 40)),
             3 => (*pick(rng, &["Connection: close", "Connection: keep-alive", "Connection: upgrade"])).into(),
             4 => {
                 body = true;
@@ -1331,7 +1373,15 @@ fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>) {
             9 => (*pick(rng, &["NoColon", " folded: continued", ": empty-name", "X-Nul: a\0b", "X\u{e9}: 1"])).into(),
             10 => "Content-Length: 3\r\nContent-Length: 4".into(),
             11 => "Upgrade: h2c".into(),
-            _ => format!("X-Random: {}", random_text(rng, 30)),
+            _ => {
+                if rng.random_bool(0.8) {
+                    let n = rng.random_range(0..40);
+                    let v: String = (0..n).map(|_| char::from(rng.random_range(0x20u8..0x7f))).collect();
+                    format!("X-Random: {v}")
+                } else {
+                    format!("X-Random: {}", random_text(rng, 30))
+                }
+            }
         };
         out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -1391,10 +1441,11 @@ fn exchange(addr: std::net::SocketAddr, req: &[u8], close_write: bool, wait: Dur
     resp
 }
 
-fn scrape_ok(addr: std::net::SocketAddr) -> String {
+fn scrape_ok(addr: std::net::SocketAddr, auth: Option<&str>) -> String {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let resp = exchange(
         addr,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
         false,
         Duration::from_secs(10),
     );
@@ -1409,7 +1460,25 @@ fn scrape_ok(addr: std::net::SocketAddr) -> String {
 
 #[test]
 fn fuzz_http() {
+    http_target("http", None);
+}
+
+/// The server with basic auth: a response other than 401 only to a request
+/// that holds the right credentials.
+#[test]
+fn fuzz_http_auth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("web.yml");
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    std::fs::write(&path, format!("basic_auth_users:\n  {USER}: {hash}\n")).expect("write");
+    let web = expose::WebConfigHandle::open(&path).expect("web config");
+    http_target("http_auth", Some(web));
+}
+
+fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
     count_panics();
+    let valid = web.as_ref().map(|_| format!("Basic {}", b64(format!("{USER}:{PASSWORD}").as_bytes())));
+    let auth = valid.as_deref();
     let agg = Aggregator::new(&config_with_rules()).into_shared();
     {
         let mut a = agg.lock().unwrap_or_else(|p| p.into_inner());
@@ -1421,6 +1490,9 @@ fn fuzz_http() {
     }
     let registry = expose::registry(&agg);
     let mut config = ServerConfig::new(registry, "/metrics".into(), Readiness::ready(), "fuzz".into());
+    if let Some(web) = web {
+        config.web = web;
+    }
     config.limits = ServerLimits {
         max_connections: 32,
         header_read_timeout: Duration::from_secs(2),
@@ -1441,30 +1513,40 @@ fn fuzz_http() {
     let server = rt.spawn(expose::serve(listener, config, shutdown.clone()));
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     let mut silent = 0u64;
-    run("http", iterations(400, 150), &mut (), |rng, (), input| {
+    run(target, iterations(400, 150), &mut (), |rng, (), input| {
         match rng.random_range(0..10) {
             0 => random_bytes(rng, input, 2000),
-            1..=6 => http_request(rng, input),
+            1..=6 => http_request(rng, input, auth),
             7 => {
                 // Pipelined.
                 for _ in 0..rng.random_range(2..=5) {
-                    http_request(rng, input);
+                    http_request(rng, input, auth);
                 }
             }
             _ => {
-                http_request(rng, input);
+                http_request(rng, input, auth);
                 mutate(rng, input, 1 << 20);
             }
         }
         // Mostly the client ends its side; sometimes it just stops talking.
         let close = rng.random_bool(0.95);
         let resp = exchange(addr, input, close, Duration::from_millis(if close { 5000 } else { 100 }));
-        match status_of(&resp) {
+        let status = status_of(&resp);
+        match status {
             Some(code) => *statuses.entry(code).or_default() += 1,
             None => silent += 1,
         }
+        if let (Some(valid), Some(code)) = (auth, status) {
+            // Without the right credentials: 401, or an error before any
+            // endpoint (a request hyper could not read).
+            let holds = input.windows(valid.len()).any(|w| w == valid.as_bytes());
+            assert!(
+                holds || code == 401 || code >= 400 && code != 404 && code != 405,
+                "status {code} without the credentials"
+            );
+        }
         if rng.random_bool(0.04) {
-            scrape_ok(addr);
+            scrape_ok(addr, auth);
         }
         1
     });
@@ -1472,7 +1554,7 @@ fn fuzz_http() {
     // connection is left open but the scraper's.
     let mut open = f64::NAN;
     for _ in 0..100 {
-        let text = scrape_ok(addr);
+        let text = scrape_ok(addr, auth);
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         open = body
             .lines()
@@ -1485,7 +1567,12 @@ fn fuzz_http() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(open, 1.0, "connections left open after the run");
-    let body = reqwest::blocking::get(format!("http://{addr}/metrics")).and_then(|r| r.text()).expect("scrape");
+    let client = reqwest::blocking::Client::new();
+    let mut req = client.get(format!("http://{addr}/metrics"));
+    if auth.is_some() {
+        req = req.basic_auth(USER, Some(PASSWORD));
+    }
+    let body = req.send().and_then(|r| r.text()).expect("scrape");
     assert!(check_exposition(&body) > 10);
     shutdown.cancel();
     let t = Instant::now();
@@ -1493,7 +1580,7 @@ fn fuzz_http() {
         .expect("the server stops within 10 s of shutdown")
         .expect("the server task ended without a panic");
     println!(
-        "fuzz http: responses by status {statuses:?}, {silent} closed without a response; shutdown in {:?}",
+        "fuzz {target}: responses by status {statuses:?}, {silent} closed without a response; shutdown in {:?}",
         t.elapsed()
     );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked (see the output)");
