@@ -1458,27 +1458,31 @@ fn scrape_ok(addr: std::net::SocketAddr, auth: Option<&str>) -> String {
     String::from_utf8_lossy(&resp).into_owned()
 }
 
-#[test]
-fn fuzz_http() {
-    http_target("http", None);
+/// The real server on 127.0.0.1:0 with an aggregator that has seen a line,
+/// short timeouts, and its own runtime (threads named [`SERVER_THREADS`]).
+struct Server {
+    rt: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// The server with basic auth: a response other than 401 only to a request
-/// that holds the right credentials.
-#[test]
-fn fuzz_http_auth() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("web.yml");
-    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
-    std::fs::write(&path, format!("basic_auth_users:\n  {USER}: {hash}\n")).expect("write");
-    let web = expose::WebConfigHandle::open(&path).expect("web config");
-    http_target("http_auth", Some(web));
+impl Server {
+    /// Stops it: within 10 s of the signal, without a panic.
+    fn stop(self) -> Duration {
+        self.shutdown.cancel();
+        let t = Instant::now();
+        let task = self.task;
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await })
+            .expect("the server stops within 10 s of shutdown")
+            .expect("the server task ended without a panic");
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked (see the output)");
+        t.elapsed()
+    }
 }
 
-fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
-    count_panics();
-    let valid = web.as_ref().map(|_| format!("Basic {}", b64(format!("{USER}:{PASSWORD}").as_bytes())));
-    let auth = valid.as_deref();
+fn start_server(web: Option<expose::WebConfigHandle>) -> Server {
     let agg = Aggregator::new(&config_with_rules()).into_shared();
     {
         let mut a = agg.lock().unwrap_or_else(|p| p.into_inner());
@@ -1510,7 +1514,33 @@ fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
         .expect("rt");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = rt.spawn(expose::serve(listener, config, shutdown.clone()));
+    let task = rt.spawn(expose::serve(listener, config, shutdown.clone()));
+    Server { rt, addr, shutdown, task }
+}
+
+#[test]
+fn fuzz_http() {
+    http_target("http", None);
+}
+
+/// The server with basic auth: a response other than 401 only to a request
+/// that holds the right credentials.
+#[test]
+fn fuzz_http_auth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("web.yml");
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    std::fs::write(&path, format!("basic_auth_users:\n  {USER}: {hash}\n")).expect("write");
+    let web = expose::WebConfigHandle::open(&path).expect("web config");
+    http_target("http_auth", Some(web));
+}
+
+fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
+    count_panics();
+    let valid = web.as_ref().map(|_| format!("Basic {}", b64(format!("{USER}:{PASSWORD}").as_bytes())));
+    let auth = valid.as_deref();
+    let server = start_server(web);
+    let addr = server.addr;
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     let mut silent = 0u64;
     run(target, iterations(400, 150), &mut (), |rng, (), input| {
@@ -1574,14 +1604,110 @@ fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
     }
     let body = req.send().and_then(|r| r.text()).expect("scrape");
     assert!(check_exposition(&body) > 10);
-    shutdown.cancel();
-    let t = Instant::now();
-    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
-        .expect("the server stops within 10 s of shutdown")
-        .expect("the server task ended without a panic");
-    println!(
-        "fuzz {target}: responses by status {statuses:?}, {silent} closed without a response; shutdown in {:?}",
-        t.elapsed()
-    );
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked (see the output)");
+    let t = server.stop();
+    println!("fuzz {target}: responses by status {statuses:?}, {silent} closed without a response; shutdown in {t:?}");
+}
+
+// ------------------------------------------------------------------ TLS handshakes
+
+/// A TLS client of the `tls` target's server.
+fn tls_client(cert: &rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn localhost() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from("localhost").expect("name")
+}
+
+/// GET /metrics over TLS: the status and the response.
+fn https_get(addr: std::net::SocketAddr, client: &Arc<rustls::ClientConfig>) -> (Option<u16>, String) {
+    let conn = rustls::ClientConnection::new(client.clone(), localhost()).expect("client");
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let sent = tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(sent.is_ok(), "TLS handshake or write failed: {sent:?}");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    (status_of(&out), String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Hostile bytes to the TLS listener: real ClientHellos (fresh from rustls),
+/// mutated; random bytes; plain HTTP; a ClientHello followed by garbage. The
+/// server must close them within its header-read deadline, never panic, and
+/// keep serving real TLS clients.
+#[test]
+fn fuzz_tls() {
+    count_panics();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).and_then(|p| p.self_signed(&key)).expect("cert");
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("write");
+    let path = dir.path().join("web.yml");
+    std::fs::write(&path, "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n").expect("write");
+    let web = expose::WebConfigHandle::open(&path).expect("web config");
+    let client = tls_client(cert.der());
+    let server = start_server(Some(web));
+    let addr = server.addr;
+    let mut answered = 0u64;
+    run("tls", iterations(400, 150), &mut (), |rng, (), input| {
+        let mut hello = Vec::new();
+        let mut conn = rustls::ClientConnection::new(client.clone(), localhost()).expect("client");
+        while conn.wants_write() {
+            if conn.write_tls(&mut hello).is_err() {
+                break;
+            }
+        }
+        match rng.random_range(0..10) {
+            0 => random_bytes(rng, input, 2000),
+            1 => http_request(rng, input, None),
+            2 => {
+                input.extend_from_slice(&hello);
+                random_bytes(rng, input, 2000);
+            }
+            3 => input.extend_from_slice(&hello[..rng.random_range(0..hello.len())]),
+            _ => {
+                input.extend_from_slice(&hello);
+                mutate(rng, input, 1 << 16);
+            }
+        }
+        let t = Instant::now();
+        let resp = exchange(addr, input, true, Duration::from_secs(10));
+        // Closed at the latest at the header-read deadline (2 s).
+        assert!(t.elapsed() < Duration::from_secs(8), "a hostile TLS client was held {:?}", t.elapsed());
+        answered += u64::from(!resp.is_empty());
+        if rng.random_bool(0.04) {
+            assert_eq!(https_get(addr, &client).0, Some(200), "GET /metrics over TLS after hostile handshakes");
+        }
+        1
+    });
+    let mut open = f64::NAN;
+    let mut body = String::new();
+    for _ in 0..100 {
+        let (status, text) = https_get(addr, &client);
+        assert_eq!(status, Some(200));
+        body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+        open = body
+            .lines()
+            .find_map(|l| l.strip_prefix("vpc_flow_exporter_http_connections_open "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN);
+        if open == 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(open, 1.0, "connections left open after the run");
+    assert!(check_exposition(&body) > 10);
+    let t = server.stop();
+    println!("fuzz tls: {answered} hostile handshakes got bytes back (alerts); shutdown in {t:?}");
 }
