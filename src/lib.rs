@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod detect;
+pub mod errors;
 pub mod expose;
 pub mod logging;
 pub mod parse;

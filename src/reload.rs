@@ -60,21 +60,6 @@ impl ReloadMetrics {
     }
 }
 
-/// Prints an error with its chain of causes on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.ends_with(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// One reload: `load` runs on the blocking pool within `timeout`; its result
 /// goes to `apply` on the caller's task. Returns whether it was applied.
 pub async fn reload_once<T, L, A>(metrics: &ReloadMetrics, timeout: Duration, load: L, apply: A) -> bool
@@ -88,8 +73,8 @@ where
         Err(_) => Err(format!("reading the configuration took longer than {}s", timeout.as_secs())),
         Ok(Err(join)) if join.is_panic() => Err("the configuration loader panicked".to_owned()),
         Ok(Err(join)) => Err(format!("the configuration loader stopped: {join}")),
-        Ok(Ok(Err(e))) => Err(chain(e.as_ref())),
-        Ok(Ok(Ok(loaded))) => apply(loaded).map_err(|e| chain(e.as_ref())),
+        Ok(Ok(Err(e))) => Err(crate::errors::chain(e.as_ref())),
+        Ok(Ok(Ok(loaded))) => apply(loaded).map_err(|e| crate::errors::chain(e.as_ref())),
     };
     match outcome {
         Ok(()) => {
@@ -204,14 +189,5 @@ mod tests {
         assert!(!reload_once(&m, RELOAD_TIMEOUT, || Ok(1u8), |_| Err("cannot apply".into())).await);
         assert_eq!(ok_value(&r), 0.0);
         assert_eq!(m.failures.get(), 2);
-    }
-
-    #[test]
-    fn chains_print_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::IsADirectory, "Is a directory");
-        #[derive(Debug, thiserror::Error)]
-        #[error("cannot read x")]
-        struct E(#[source] std::io::Error);
-        assert_eq!(chain(&E(io)), "cannot read x: Is a directory");
     }
 }

@@ -282,24 +282,8 @@ fn classify(err: SdkError<FilterLogEventsError, HttpResponse>) -> ApiError {
         _ if mentions_credentials(&err) => ErrorKind::Credentials,
         _ => ErrorKind::Other,
     };
-    ApiError::new(kind, error_chain(&err))
-}
-
-/// The messages of an error and its sources, joined by ": " (without the
-/// Debug dump that `DisplayErrorContext` appends).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let m = e.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cur = e.source();
-    }
-    // One line: the credential chain's report spans several.
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    // Without the Debug dump that `DisplayErrorContext` appends.
+    ApiError::new(kind, crate::errors::chain(&err))
 }
 
 /// Whether the error chain says credentials could not be loaded (the SDK
