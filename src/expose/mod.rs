@@ -4,9 +4,9 @@
 
 pub mod basic_auth;
 pub mod collector;
-pub mod server;
 #[cfg(target_os = "linux")]
 pub mod process_cpu;
+pub mod server;
 pub mod tls;
 pub mod web_config;
 
