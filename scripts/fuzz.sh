@@ -35,14 +35,14 @@ for t in $targets; do
         failed=1
     fi
     # The harness prints "test NAME ... " before the test's first line.
-    line=$(grep -oE "fuzz ${t#fuzz_}: [0-9]+ inputs.*" "$out" | head -n 1 || true)
+    line=$(grep -aoE "fuzz ${t#fuzz_}: [0-9]+ inputs.*" "$out" | head -n 1 || true)
     inputs=$(sed -n 's/^fuzz [a-z_]*: \([0-9]*\) inputs.*/\1/p' <<<"$line")
     secs=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' <<<"$line")
     rate=$(sed -n 's/.*(\([0-9]*\) inputs\/s).*/\1/p' <<<"$line")
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$out.time")
     rss_mb=$(( ${rss_kb:-0} / 1024 ))
     printf '%-20s %12s %10s %12s %10s\n' "${t#fuzz_}" "${inputs:-?}" "${secs:-?}" "${rate:-?}" "$rss_mb"
-    grep -oE "fuzz ${t#fuzz_}: .*" "$out" | sed -n '2,$p' | cut -c1-160 | sed 's/^/    /'
+    grep -aoE "fuzz ${t#fuzz_}: .*" "$out" | sed -n '2,$p' | sed 's/^/    /'
     total=$(( total + ${inputs:-0} ))
     if [ "$rss_mb" -gt "$max_rss_mb" ]; then
         echo "fuzz.sh: $t peaked at $rss_mb MiB, above the $max_rss_mb MiB limit" >&2
