@@ -14,6 +14,9 @@ max_rss_mb=${FUZZ_MAX_RSS_MB:-512}
 min_inputs=${FUZZ_MIN_INPUTS:-10000000}
 [ "${1:-}" = "" ] || min_inputs=${FUZZ_MIN_INPUTS:-0}
 log_dir=${FUZZ_LOG_DIR:-target/fuzz-logs}
+for tool in jq /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "fuzz.sh: needs $tool (apt-get install jq time)" >&2; exit 1; }
+done
 mkdir -p "$log_dir"
 
 bin=$(cargo test --release --locked --test fuzz --no-run --message-format=json 2>/dev/null |
