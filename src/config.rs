@@ -444,7 +444,7 @@ fn yaml_error(text: &str, e: serde_norway::Error) -> ConfigError {
             rest = format!("{head}{shape}");
         }
     }
-    let mut out = ConfigError { key, message: rest, line };
+    let mut out = ConfigError { key, message: shorten_echo(&rest), line };
     if out.line.is_none() {
         // An unknown key: its own line.
         let unknown = out.message.strip_prefix("unknown field `").and_then(|r| r.split('`').next());
@@ -454,6 +454,21 @@ fn yaml_error(text: &str, e: serde_norway::Error) -> ConfigError {
         }
     }
     out.at_line_in(text)
+}
+
+/// serde echoes a mistyped value whole (`invalid type: string "..."`): a file
+/// that is one long string would be printed entire. Cut such an echo to 60
+/// characters.
+fn shorten_echo(msg: &str) -> String {
+    const KEEP: usize = 60;
+    let Some(start) = msg.find(": string \"").map(|i| i + ": string \"".len()) else { return msg.to_owned() };
+    let Some(len) = msg[start..].rfind("\", expected") else { return msg.to_owned() };
+    let echo = &msg[start..start + len];
+    if echo.chars().count() <= KEEP {
+        return msg.to_owned();
+    }
+    let cut: String = echo.chars().take(KEEP).collect();
+    format!("{}{cut}...{}", &msg[..start], &msg[start + len..])
 }
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {

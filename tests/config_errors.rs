@@ -137,6 +137,15 @@ fn config_paths_must_be_regular_files() {
     assert!(e.contains("more than the limit"), "{e}");
 }
 
+/// A file that is one long string is not echoed whole (fuzzing found it).
+#[test]
+fn a_mistyped_long_value_is_not_echoed_whole() {
+    let yaml = "x".repeat(100_000);
+    let e = error_of(&yaml);
+    assert!(e.len() < 300, "{} bytes: {}", e.len(), &e[..300.min(e.len())]);
+    assert!(e.contains("invalid type: string \"xxxx") && e.contains("...\", expected a mapping"), "{e}");
+}
+
 /// Port lists of any length are honoured: no silent cut at 254 entries.
 #[test]
 fn long_port_lists_are_kept_whole() {
