@@ -248,11 +248,14 @@ fn bad_config_fails_with_one_line_naming_the_key() {
 
 #[test]
 fn config_check_exits_zero_or_one() {
-    let ok = Command::new(BIN)
-        .args(["--config.file", data("config.yaml").to_str().unwrap(), "--config.check"])
-        .output()
-        .unwrap();
+    // Valid for replay; the live exporter also needs a source section.
+    let cfg = data("config.yaml");
+    let ok =
+        Command::new(BIN).args(["replay", "--config.file", cfg.to_str().unwrap(), "--config.check"]).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let live = Command::new(BIN).args(["--config.file", cfg.to_str().unwrap(), "--config.check"]).output().unwrap();
+    assert_eq!(live.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&live.stderr).contains("cloudwatch"));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "limits:\n  max_interfacez: 3\n").unwrap();
