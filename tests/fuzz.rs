@@ -493,7 +493,7 @@ fn shadow_parse(parser: &mut LineParser, buf: &[u8], tally: &mut Tally) {
             }
             Line::Empty => {}
             Line::Invalid(e) => {
-                assert!(!(e == ParseError::HeaderInStream && !stream), "header_in_stream from a file parser");
+                assert!(e != ParseError::HeaderInStream || stream, "header_in_stream from a file parser");
                 tally.invalid[e.index()] += 1
             }
         }
@@ -1504,7 +1504,6 @@ fn start_server(web: Option<expose::WebConfigHandle>) -> Server {
         idle_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(1),
-        ..config.limits
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1367,7 +1367,7 @@ fn ten_thousand_interfaces_dashboards_answer_within_a_second() {
             }
         }
     }
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     println!("{checked} dashboard queries at {INTERFACES} interfaces; the slowest:");
     for (_, what) in slowest.iter().take(12) {
         println!("  {what}");
