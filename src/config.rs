@@ -745,7 +745,7 @@ pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     if meta.len() > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{} bytes, more than the limit of {max}", meta.len()),
+            format!("{} bytes, larger than the limit of {max}", meta.len()),
         ));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -753,7 +753,7 @@ pub fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     if buf.len() as u64 > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("more than the limit of {max} bytes"),
+            format!("larger than the limit of {max} bytes"),
         ));
     }
     Ok(buf)

@@ -134,7 +134,7 @@ fn config_paths_must_be_regular_files() {
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(vpc_flow_exporter::config::defaults::MAX_CONFIG_BYTES + 1).unwrap();
     let e = Config::load(&big).unwrap_err().to_string();
-    assert!(e.contains("more than the limit"), "{e}");
+    assert!(e.contains("larger than the limit"), "{e}");
 }
 
 /// A file that is one long string is not echoed whole (fuzzing found it).

@@ -5,7 +5,6 @@
 //! request. A reload that fails keeps the running configuration.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -183,23 +182,10 @@ impl WebConfig {
     }
 }
 
-/// Reads a regular file of at most [`MAX_FILE_BYTES`]; the error names the
-/// file and the problem.
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] (see
+/// [`crate::config::read_limited`]); the error names the file and the problem.
 pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_FILE_BYTES} bytes", path.display()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_FILE_BYTES} bytes", path.display()));
-    }
-    Ok(buf)
+    crate::config::read_limited(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The running web configuration, shared by every listener; cheap to clone.
