@@ -1586,11 +1586,7 @@ fn http_target(target: &str, web: Option<expose::WebConfigHandle>) {
     for _ in 0..100 {
         let text = scrape_ok(addr, auth);
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        open = body
-            .lines()
-            .find_map(|l| l.strip_prefix("vpc_flow_exporter_http_connections_open "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN);
+        open = open_connections(body);
         if open == 1.0 {
             break;
         }
@@ -1699,11 +1695,7 @@ fn fuzz_tls() {
         let (status, text) = https_get(addr, &client);
         assert_eq!(status, Some(200));
         body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-        open = body
-            .lines()
-            .find_map(|l| l.strip_prefix("vpc_flow_exporter_http_connections_open "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(f64::NAN);
+        open = open_connections(&body);
         if open == 1.0 {
             break;
         }
@@ -1716,4 +1708,12 @@ fn fuzz_tls() {
         "fuzz tls: {answered} hostile handshakes got bytes back (alerts); shutdown in {:.1} ms",
         t.as_secs_f64() * 1e3
     );
+}
+
+/// `vpc_flow_exporter_http_connections_open` in an exposition body (NaN when absent).
+fn open_connections(body: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix("vpc_flow_exporter_http_connections_open "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
 }
