@@ -701,23 +701,30 @@ fn cidrs(key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     if list.len() > defaults::MAX_CIDRS {
         return Err(err(key, format!("at most {} entries, got {}", defaults::MAX_CIDRS, list.len())));
     }
-    list.iter().enumerate().map(|(i, s)| parse_cidr(s).map_err(|m| err(format!("{key}[{i}]"), m))).collect()
+    list.iter().enumerate().map(|(i, s)| parse_cidr(s).map_err(|e| err(format!("{key}[{i}]"), e.to_string()))).collect()
+}
+
+/// Why a CIDR was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{input:?} has host bits set; the network is {network}")]
+    HostBits { input: String, network: IpNet },
+    #[error("invalid CIDR {0:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)")]
+    Invalid(String),
 }
 
 /// A CIDR, or a bare address taken as a single-host network. A CIDR with host
 /// bits set (`10.0.0.1/8`) is refused: it is as likely a typo of the prefix
 /// length as of the address, and a security rule must not guess.
-pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+pub fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
     let t = s.trim();
     if let Ok(net) = t.parse::<IpNet>() {
         if net.trunc() != net {
-            return Err(format!("{s:?} has host bits set; the network is {}", net.trunc()));
+            return Err(CidrError::HostBits { input: s.to_owned(), network: net.trunc() });
         }
         return Ok(net);
     }
-    t.parse::<std::net::IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("invalid CIDR {s:?} (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"))
+    t.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| CidrError::Invalid(s.to_owned()))
 }
 
 /// Reads a file that must be a regular file of at most `max` bytes (a FIFO or a
@@ -770,14 +777,19 @@ fn window(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, Con
 fn duration_or(key: &str, v: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => parse_duration(s).map_err(|m| err(key, m)),
+        Some(s) => parse_duration(s).map_err(|e| err(key, e.to_string())),
     }
 }
 
+/// A duration that is not a Prometheus-style duration (or is too long).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?} (expected e.g. 30s, 10m, 1h30m)")]
+pub struct DurationError(pub String);
+
 /// Parses a Prometheus-style duration: one or more `<number><unit>` with units
 /// `ms`, `s`, `m`, `h`, `d`, `w`, `y` (`90s`, `1h30m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (expected e.g. 30s, 10m, 1h30m)");
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError(s.to_owned());
     let b = s.trim().as_bytes();
     if b.is_empty() {
         return Err(bad());

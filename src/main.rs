@@ -166,7 +166,7 @@ fn main() -> ExitCode {
 
 /// `--metrics.new-series-hold`: a Prometheus duration of at most 10m.
 fn parse_hold(s: &str) -> std::result::Result<std::time::Duration, String> {
-    let d = vpc_flow_exporter::config::parse_duration(s)?;
+    let d = vpc_flow_exporter::config::parse_duration(s).map_err(|e| e.to_string())?;
     if d > std::time::Duration::from_secs(600) {
         return Err("at most 10m".to_owned());
     }
@@ -256,9 +256,11 @@ async fn check_cloudwatch(path: &std::path::Path, config: &Config) -> Result<()>
     }
     if let Some(state) = &cw.state_file {
         let names = cw.log_groups.iter().map(|g| g.name.as_str());
-        checkpoint::load(state, checkpoint::max_file_bytes(names))
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
-        checkpoint::check_writable_dir(state).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        let shown = |e: checkpoint::CheckpointError| {
+            anyhow::anyhow!("{}: {}", path.display(), vpc_flow_exporter::errors::chain(&e))
+        };
+        checkpoint::load(state, checkpoint::max_file_bytes(names)).map_err(shown)?;
+        checkpoint::check_writable_dir(state).map_err(shown)?;
     }
     Ok(())
 }
@@ -634,5 +636,6 @@ async fn run_live(cli: &Cli) -> Result<ExitCode> {
     let result = source.run(agg, readiness, shutdown).await;
     server_shutdown.cancel();
     let _ = server_task.await;
-    result.map(|()| ExitCode::SUCCESS)
+    result?;
+    Ok(ExitCode::SUCCESS)
 }

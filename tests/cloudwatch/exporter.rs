@@ -51,7 +51,8 @@ impl InProcess {
         }
         let ready = Readiness::default();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(source.run(agg.clone(), ready.clone(), shutdown.clone()));
+        let run = source.run(agg.clone(), ready.clone(), shutdown.clone());
+        let handle = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
         Ok(InProcess { registry, agg, ready, shutdown, handle })
     }
 

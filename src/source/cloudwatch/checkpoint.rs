@@ -16,11 +16,62 @@ use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 /// Format version of the file.
 pub const VERSION: u32 = 1;
+
+/// Why the state file cannot be read, used or written. Every message names
+/// the file (and, on reading, the `cloudwatch.state_file` key); the cause,
+/// when there is one, is the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cloudwatch.state_file: cannot read {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cloudwatch.state_file: {path} is a symbolic link; set state_file to the real path (the state file must be a regular file)"
+    )]
+    Symlink { path: PathBuf },
+    #[error("cloudwatch.state_file: {path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error(
+        "cloudwatch.state_file: {path} is larger than {max} bytes ({len} bytes), more than this program ever writes: not a vpc-flow-exporter state file; remove it to start over from start_from"
+    )]
+    TooLarge { path: PathBuf, max: u64, len: u64 },
+    #[error("cloudwatch.state_file: {path} changed while it was read; try again")]
+    Changed { path: PathBuf },
+    #[error(
+        "cloudwatch.state_file: {path} is corrupt (not a vpc-flow-exporter state file); fix or remove it to start over from start_from"
+    )]
+    NotStateFile { path: PathBuf, source: serde_json::Error },
+    #[error("cloudwatch.state_file: {path} has format version {found}, this program reads version {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cloudwatch.state_file: {path} is corrupt: log group {group:?}")]
+    BadKeys { path: PathBuf, group: String, source: KeysError },
+    #[error(
+        "cloudwatch.state_file: {path} is corrupt: log group {group:?}: a page token longer than {MAX_TOKEN_LEN} bytes"
+    )]
+    LongToken { path: PathBuf, group: String },
+    #[error("cloudwatch.state_file: cannot create the folder {dir} of {path}")]
+    CreateDir { dir: PathBuf, path: PathBuf, source: std::io::Error },
+    #[error("cloudwatch.state_file: cannot write in the folder {dir} of {path}")]
+    DirNotWritable { dir: PathBuf, path: PathBuf, source: std::io::Error },
+    #[error("cannot encode the checkpoint")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write the state file {path}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("the checkpoint writer stopped")]
+    WriterStopped(#[source] tokio::task::JoinError),
+}
+
+/// Why the keys of a log group's checkpoint cannot be unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    #[error("bucket {bucket_ms}: keys are not 32-digit hex numbers")]
+    NotHex { bucket_ms: i64 },
+    #[error("bucket {bucket_ms}: bad key")]
+    BadKey { bucket_ms: i64, source: std::num::ParseIntError },
+}
 
 /// Longest `nextToken` kept (AWS's are a few hundred bytes); a longer one is
 /// refused as a bad response, so that the file stays bounded.
@@ -112,15 +163,15 @@ impl GroupCheckpoint {
     }
 
     /// Unpacks the keys; an error says what is wrong.
-    pub fn unpack_keys(&self) -> Result<Vec<(i64, u128)>, String> {
+    pub fn unpack_keys(&self) -> Result<Vec<(i64, u128)>, KeysError> {
         let mut out = Vec::new();
         for b in &self.keys {
             if b.keys.len() % 32 != 0 || !b.keys.is_ascii() {
-                return Err(format!("bucket {}: keys are not 32-digit hex numbers", b.bucket_ms));
+                return Err(KeysError::NotHex { bucket_ms: b.bucket_ms });
             }
             for i in (0..b.keys.len()).step_by(32) {
                 let k = u128::from_str_radix(&b.keys[i..i + 32], 16)
-                    .map_err(|e| format!("bucket {}: bad key: {e}", b.bucket_ms))?;
+                    .map_err(|source| KeysError::BadKey { bucket_ms: b.bucket_ms, source })?;
                 out.push((b.bucket_ms, k));
             }
         }
@@ -131,30 +182,19 @@ impl GroupCheckpoint {
 /// Reads the state file: `Ok(None)` if it does not exist. It must be a
 /// regular file (not a symbolic link, a FIFO or a device) of at most
 /// `max_bytes`.
-pub fn load(path: &Path, max_bytes: u64) -> anyhow::Result<Option<Checkpoint>> {
+pub fn load(path: &Path, max_bytes: u64) -> Result<Option<Checkpoint>, CheckpointError> {
     let Some(bytes) = read_regular(path, max_bytes)? else { return Ok(None) };
-    let cp: Checkpoint = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "cloudwatch.state_file: {} is corrupt (not a vpc-flow-exporter state file); fix or remove it to start over from start_from",
-            path.display()
-        )
-    })?;
+    let cp: Checkpoint = serde_json::from_slice(&bytes)
+        .map_err(|source| CheckpointError::NotStateFile { path: path.to_owned(), source })?;
     if cp.version != VERSION {
-        bail!(
-            "cloudwatch.state_file: {} has format version {}, this program reads version {VERSION}",
-            path.display(),
-            cp.version
-        );
+        return Err(CheckpointError::Version { path: path.to_owned(), found: cp.version });
     }
     for (name, g) in &cp.log_groups {
-        if let Err(e) = g.unpack_keys() {
-            bail!("cloudwatch.state_file: {} is corrupt: log group {name:?}: {e}", path.display());
+        if let Err(source) = g.unpack_keys() {
+            return Err(CheckpointError::BadKeys { path: path.to_owned(), group: name.clone(), source });
         }
         if g.scan.as_ref().and_then(|s| s.next_token.as_ref()).is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
-            bail!(
-                "cloudwatch.state_file: {} is corrupt: log group {name:?}: a page token longer than {MAX_TOKEN_LEN} bytes",
-                path.display()
-            );
+            return Err(CheckpointError::LongToken { path: path.to_owned(), group: name.clone() });
         }
     }
     Ok(Some(cp))
@@ -163,40 +203,32 @@ pub fn load(path: &Path, max_bytes: u64) -> anyhow::Result<Option<Checkpoint>> {
 /// The bytes of the file at `path`, checked to be a regular file of at most
 /// `max_bytes` without following a symbolic link or opening a FIFO; `None` if
 /// it does not exist.
-fn read_regular(path: &Path, max_bytes: u64) -> anyhow::Result<Option<Vec<u8>>> {
-    let shown = path.display();
+fn read_regular(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
+    let read = |source| CheckpointError::Read { path: path.to_owned(), source };
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cloudwatch.state_file: cannot read {shown}")),
+        Err(e) => return Err(read(e)),
     };
     if meta.file_type().is_symlink() {
-        bail!(
-            "cloudwatch.state_file: {shown} is a symbolic link; set state_file to the real path (the state file must be a regular file)"
-        );
+        return Err(CheckpointError::Symlink { path: path.to_owned() });
     }
     if !meta.is_file() {
-        bail!("cloudwatch.state_file: {shown} is not a regular file");
+        return Err(CheckpointError::NotRegular { path: path.to_owned() });
     }
-    let too_big = |len: u64| {
-        anyhow::anyhow!(
-            "cloudwatch.state_file: {shown} is larger than {max_bytes} bytes ({len} bytes), more than this program ever writes: not a vpc-flow-exporter state file; remove it to start over from start_from"
-        )
-    };
+    let too_big = |len: u64| CheckpointError::TooLarge { path: path.to_owned(), max: max_bytes, len };
     if meta.len() > max_bytes {
         return Err(too_big(meta.len()));
     }
-    let file = std::fs::File::open(path).with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    let file = std::fs::File::open(path).map_err(read)?;
     // The path may have been swapped between the check and the open: the
     // file opened must be the one checked.
-    let opened = file.metadata().with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    let opened = file.metadata().map_err(read)?;
     if !opened.is_file() || !same_file(&meta, &opened) {
-        bail!("cloudwatch.state_file: {shown} changed while it was read; try again");
+        return Err(CheckpointError::Changed { path: path.to_owned() });
     }
     let mut bytes = Vec::new();
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cloudwatch.state_file: cannot read {shown}"))?;
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(read)?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_big(bytes.len() as u64));
     }
@@ -265,14 +297,14 @@ pub fn clamp_future(cp: &mut Checkpoint, now_ms: i64) -> Vec<Clamped> {
 /// needed) and is writable, so that a bad path is found now rather than at
 /// the first save. The probe is a temporary file created exclusively (no
 /// fixed name that a symbolic link could stand in for).
-pub fn check_writable_dir(path: &Path) -> anyhow::Result<()> {
+pub fn check_writable_dir(path: &Path) -> Result<(), CheckpointError> {
     let dir = parent_dir(path);
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!("cloudwatch.state_file: cannot create the folder {} of {}", dir.display(), path.display())
-    })?;
-    tempfile::Builder::new().prefix(".vpc-flow-exporter-probe.").tempfile_in(&dir).with_context(|| {
-        format!("cloudwatch.state_file: cannot write in the folder {} of {}", dir.display(), path.display())
-    })?;
+    if let Err(source) = std::fs::create_dir_all(&dir) {
+        return Err(CheckpointError::CreateDir { dir, path: path.to_owned(), source });
+    }
+    if let Err(source) = tempfile::Builder::new().prefix(".vpc-flow-exporter-probe.").tempfile_in(&dir) {
+        return Err(CheckpointError::DirNotWritable { dir, path: path.to_owned(), source });
+    }
     Ok(())
 }
 
@@ -284,8 +316,8 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Encodes and writes the file atomically (blocking: call from `spawn_blocking`).
-pub fn save(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
-    let bytes = serde_json::to_vec(cp).context("cannot encode the checkpoint")?;
+pub fn save(path: &Path, cp: &Checkpoint) -> Result<(), CheckpointError> {
+    let bytes = serde_json::to_vec(cp).map_err(CheckpointError::Encode)?;
     write_atomic(path, &bytes)
 }
 
@@ -294,7 +326,7 @@ pub fn save(path: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
 /// a symbolic link) with mode 0600 in the same folder, fsync, rename over
 /// `path` (which replaces a symbolic link at `path` itself, never its
 /// target), fsync of the folder. On error the temporary file is removed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let dir = parent_dir(path);
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
     let write = || -> std::io::Result<()> {
@@ -308,7 +340,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    write().with_context(|| format!("cannot write the state file {}", path.display()))
+    write().map_err(|source| CheckpointError::Write { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -359,15 +391,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
         std::fs::write(&path, b"{\"version\": 1, \"log_gro").expect("write");
-        let e = format!("{:#}", load(&path, LIMIT).expect_err("corrupt"));
+        let e = crate::errors::chain(&load(&path, LIMIT).expect_err("corrupt"));
         assert!(e.contains("state.json") && e.contains("corrupt"), "{e}");
         std::fs::write(&path, b"{\"version\": 9, \"saved_at_ms\": 0, \"log_groups\": {}}").expect("write");
-        let e = format!("{:#}", load(&path, LIMIT).expect_err("version"));
+        let e = crate::errors::chain(&load(&path, LIMIT).expect_err("version"));
         assert!(e.contains("version 9"), "{e}");
         let mut cp = sample();
         cp.log_groups.get_mut("/vpc/a").expect("g").keys[0].keys.push('z');
         std::fs::write(&path, serde_json::to_vec(&cp).expect("json")).expect("write");
-        let e = format!("{:#}", load(&path, LIMIT).expect_err("bad keys"));
+        let e = crate::errors::chain(&load(&path, LIMIT).expect_err("bad keys"));
         assert!(e.contains("/vpc/a"), "{e}");
         std::fs::write(dir.path().join("file"), b"").expect("write");
         assert!(check_writable_dir(&dir.path().join("file/state.json")).is_err(), "a file is no folder");
@@ -406,27 +438,27 @@ mod tests {
         save(&real, &sample()).expect("save");
         let link = dir.path().join("state.json");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
-        let e = format!("{:#}", load(&link, LIMIT).expect_err("symlink"));
+        let e = crate::errors::chain(&load(&link, LIMIT).expect_err("symlink"));
         assert!(e.contains("state.json") && e.contains("symbolic link"), "{e}");
         // A FIFO would block a plain read forever.
         let fifo = dir.path().join("fifo.json");
         let ok = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
         assert!(ok.success());
-        let e = format!("{:#}", load(&fifo, LIMIT).expect_err("fifo"));
+        let e = crate::errors::chain(&load(&fifo, LIMIT).expect_err("fifo"));
         assert!(e.contains("fifo.json") && e.contains("not a regular file"), "{e}");
         let dir_path = dir.path().join("sub");
         std::fs::create_dir(&dir_path).expect("mkdir");
-        assert!(format!("{:#}", load(&dir_path, LIMIT).expect_err("dir")).contains("not a regular file"));
+        assert!(crate::errors::chain(&load(&dir_path, LIMIT).expect_err("dir")).contains("not a regular file"));
         let big = dir.path().join("big.json");
         std::fs::write(&big, vec![b' '; LIMIT as usize + 1]).expect("write");
-        let e = format!("{:#}", load(&big, LIMIT).expect_err("big"));
+        let e = crate::errors::chain(&load(&big, LIMIT).expect_err("big"));
         assert!(e.contains("big.json") && e.contains("larger than"), "{e}");
         // A token longer than any AWS writes.
         let mut cp = sample();
         cp.log_groups.get_mut("/vpc/a").expect("g").scan.as_mut().expect("scan").next_token =
             Some("x".repeat(MAX_TOKEN_LEN + 1));
         save(&real, &cp).expect("save");
-        let e = format!("{:#}", load(&real, LIMIT).expect_err("token"));
+        let e = crate::errors::chain(&load(&real, LIMIT).expect_err("token"));
         assert!(e.contains("real.json") && e.contains("token"), "{e}");
     }
 

@@ -19,7 +19,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -157,6 +156,15 @@ pub trait LogsApi: Send + Sync + 'static {
     fn filter_log_events(&self, req: FilterRequest<'_>) -> impl Future<Output = Result<Page, ApiError>> + Send;
 }
 
+/// Why the SDK client cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile"
+    )]
+    NoRegion,
+}
+
 /// [`LogsApi`] over the AWS SDK.
 #[derive(Debug, Clone)]
 pub struct SdkLogsClient {
@@ -173,7 +181,7 @@ impl SdkLogsClient {
     /// roles), overridden by `region`; `endpoint_url` (else the
     /// `AWS_ENDPOINT_URL` variable) for local endpoints; `role_arn` assumed
     /// through STS with the chain's credentials.
-    pub async fn from_config(cfg: &CloudWatchConfig) -> anyhow::Result<SdkLogsClient> {
+    pub async fn from_config(cfg: &CloudWatchConfig) -> Result<SdkLogsClient, SetupError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &cfg.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -191,9 +199,7 @@ impl SdkLogsClient {
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
-            bail!(
-                "cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile"
-            );
+            return Err(SetupError::NoRegion);
         }
         let mut builder = aws_sdk_cloudwatchlogs::config::Builder::from(&shared)
             .retry_config(RetryConfig::disabled())
@@ -364,9 +370,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Context for start-up errors of the SDK setup.
-pub async fn build_client(cfg: &CloudWatchConfig) -> anyhow::Result<SdkLogsClient> {
-    SdkLogsClient::from_config(cfg).await.context("cannot set up the CloudWatch Logs client")
+/// The SDK client, for the start-up (see [`SdkLogsClient::from_config`]).
+pub async fn build_client(cfg: &CloudWatchConfig) -> Result<SdkLogsClient, super::CloudWatchError> {
+    SdkLogsClient::from_config(cfg).await.map_err(super::CloudWatchError::Client)
 }
 
 #[cfg(test)]

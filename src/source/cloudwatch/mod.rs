@@ -27,7 +27,6 @@ pub mod retry;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -43,6 +42,23 @@ use metrics::Metrics;
 use poller::{AggregatorSink, EventSink, GroupPoller, ReadyCount, SaveGroup, Settings, Shared};
 use ratelimit::RateLimiter;
 
+/// Why the source cannot start, or stopped other than on shutdown. The cause,
+/// when there is one, is the error's source: print it with
+/// [`crate::errors::chain`].
+#[derive(Debug, thiserror::Error)]
+pub enum CloudWatchError {
+    #[error("cannot set up the CloudWatch Logs client")]
+    Client(#[source] client::SetupError),
+    #[error("cannot register the CloudWatch health metrics")]
+    Metrics(#[source] prometheus::Error),
+    #[error(transparent)]
+    StateFile(#[from] checkpoint::CheckpointError),
+    #[error("cloudwatch.state_file: log group {group:?}")]
+    Restore { group: String, source: checkpoint::KeysError },
+    #[error("a log group's poller stopped unexpectedly")]
+    PollerStopped(#[source] tokio::task::JoinError),
+}
+
 /// The live CloudWatch Logs source of the exporter.
 pub struct CloudWatchSource {
     inner: Source<SdkLogsClient>,
@@ -53,7 +69,10 @@ impl CloudWatchSource {
     /// AWS_ENDPOINT_URL, optional role_arn assume-role), registers the health
     /// metrics, and reads the checkpoint: a corrupt/unreadable state_file is an
     /// Err naming the file.
-    pub async fn new(cfg: CloudWatchConfig, registry: &prometheus::Registry) -> anyhow::Result<CloudWatchSource> {
+    pub async fn new(
+        cfg: CloudWatchConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<CloudWatchSource, CloudWatchError> {
         let client = client::build_client(&cfg).await?;
         let inner = Source::with_client(client, cfg, registry, Arc::new(SystemClock))?;
         Ok(CloudWatchSource { inner })
@@ -68,7 +87,12 @@ impl CloudWatchSource {
     }
 
     /// Polls every log group until `shutdown`, then saves the checkpoint and returns.
-    pub async fn run(self, agg: SharedAggregator, ready: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        agg: SharedAggregator,
+        ready: Readiness,
+        shutdown: CancellationToken,
+    ) -> Result<(), CloudWatchError> {
         self.inner
             .run_with_sinks(
                 |g| AggregatorSink::new(agg.clone(), LineParser::for_stream(g.log_format.clone()), &g.name),
@@ -95,9 +119,9 @@ impl<C: LogsApi> Source<C> {
         cfg: CloudWatchConfig,
         registry: &prometheus::Registry,
         clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Source<C>> {
+    ) -> Result<Source<C>, CloudWatchError> {
         let names: Vec<&str> = cfg.log_groups.iter().map(|g| g.name.as_str()).collect();
-        let metrics = Metrics::register(registry, &names).context("cannot register the CloudWatch health metrics")?;
+        let metrics = Metrics::register(registry, &names).map_err(CloudWatchError::Metrics)?;
         metrics.lookback.set(cfg.lookback.as_secs_f64());
         metrics.poll_interval.set(cfg.poll_interval.as_secs_f64());
         metrics.rate_limit.set(cfg.max_requests_per_second);
@@ -147,7 +171,7 @@ impl<C: LogsApi> Source<C> {
         mut make_sink: impl FnMut(&LogGroupConfig) -> S,
         ready: Readiness,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), CloudWatchError> {
         let Source { shared, groups, writer, restored, target } = self;
         let key_cap = dedup::key_cap(groups.len());
         let shared = Arc::new(shared);
@@ -174,8 +198,8 @@ impl<C: LogsApi> Source<C> {
             p.set_key_cap(key_cap);
             if let Some(cp) = restored_groups.get(&g.name) {
                 // Checked when loaded; a failure here would be a bug.
-                if let Err(e) = p.restore(cp) {
-                    anyhow::bail!("cloudwatch.state_file: log group {:?}: {e}", g.name);
+                if let Err(source) = p.restore(cp) {
+                    return Err(CloudWatchError::Restore { group: g.name.clone(), source });
                 }
                 info!(log_group = %g.name, horizon_ms = %cp.horizon_ms.map_or_else(|| "none".to_owned(), |h| h.to_string()), resuming_scan = cp.scan.is_some(), keys = p.window().len(), "Resuming from the state file");
             }
@@ -200,9 +224,9 @@ impl<C: LogsApi> Source<C> {
         }
         let saved = writer.write().await;
         if let Some(e) = panicked {
-            return Err(anyhow::anyhow!("a log group's poller stopped unexpectedly: {e}"));
+            return Err(CloudWatchError::PollerStopped(e));
         }
-        saved
+        Ok(saved?)
     }
 }
 
@@ -220,14 +244,14 @@ impl CheckpointWriter {
     }
 
     /// Writes the file (if configured); holds the lock so writes never overlap.
-    async fn write(&self) -> anyhow::Result<()> {
+    async fn write(&self) -> Result<(), checkpoint::CheckpointError> {
         let Some(path) = self.path.clone() else { return Ok(()) };
         let mut st = self.state.lock().await;
         st.saved_at_ms = self.clock.now_ms();
-        let bytes = serde_json::to_vec(&*st).context("cannot encode the checkpoint")?;
+        let bytes = serde_json::to_vec(&*st).map_err(checkpoint::CheckpointError::Encode)?;
         let res = tokio::task::spawn_blocking(move || checkpoint::write_atomic(&path, &bytes))
             .await
-            .unwrap_or_else(|e| Err(anyhow::anyhow!("the checkpoint writer stopped: {e}")));
+            .unwrap_or_else(|e| Err(checkpoint::CheckpointError::WriterStopped(e)));
         drop(st);
         match &res {
             Ok(()) => {
@@ -236,7 +260,10 @@ impl CheckpointWriter {
             }
             Err(e) => {
                 self.metrics.checkpoint_writes.with_label_values(&["error"]).inc();
-                warn!(error = format!("{e:#}"), "Cannot write the state file; the next successful poll tries again");
+                warn!(
+                    error = crate::errors::chain(e),
+                    "Cannot write the state file; the next successful poll tries again"
+                );
             }
         }
         res

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::checkpoint::{GroupCheckpoint, ScanCheckpoint};
+use super::checkpoint::{GroupCheckpoint, KeysError, ScanCheckpoint};
 use super::client::{ApiError, ErrorKind, FilterRequest, LogsApi, Page, FILTER_LOG_EVENTS};
 use super::clock::Clock;
 use super::dedup::{event_key, SeenWindow, Verdict, WindowTimes};
@@ -198,7 +198,7 @@ impl<S: EventSink> GroupPoller<S> {
     }
 
     /// Takes up the position saved in a checkpoint.
-    pub fn restore(&mut self, cp: &GroupCheckpoint) -> Result<(), String> {
+    pub fn restore(&mut self, cp: &GroupCheckpoint) -> Result<(), KeysError> {
         let keys = cp.unpack_keys()?;
         let margin = Duration::from_millis(u64::try_from(self.window.margin_ms()).unwrap_or(0));
         let times = WindowTimes {
