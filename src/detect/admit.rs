@@ -6,9 +6,9 @@
 //! the compactions they would cause. The bitmap is cleared at each evicting
 //! compaction; a bit shared by two addresses only admits one of them early.
 //! Off while no eviction happened in the window, so counts stay exact while
-//! the addresses fit.
-
-use super::topk::{SlotClock, SLOTS};
+//! the addresses fit. Merging two trackers (shards) unites their filters: on
+//! while either would be, with both bitmaps. (The error bound's log of losses
+//! is in `losslog.rs`.)
 
 /// Words of the bitmap: 2^20 bits, 128 KiB.
 const WORDS: usize = 1 << 14;
@@ -51,56 +51,35 @@ impl Admission {
         }
     }
 
+    /// Folds another filter in (shards merged): deferrals add; on while
+    /// either is, with the union of both bitmaps.
+    pub(crate) fn merge(&mut self, other: &Admission) {
+        self.deferred += other.deferred;
+        if other.until == 0 || other.bits.is_empty() {
+            return; // never armed since new or cleared
+        }
+        if self.bits.is_empty() {
+            self.bits = vec![0; WORDS];
+        } else if self.until == 0 {
+            self.bits.fill(0);
+        }
+        self.until = self.until.max(other.until);
+        for (mine, theirs) in self.bits.iter_mut().zip(&other.bits) {
+            *mine |= theirs;
+        }
+    }
+
+    /// Off, nothing deferred (the bitmap is kept for reuse).
+    pub(crate) fn clear(&mut self) {
+        self.until = 0;
+        self.deferred = 0;
+    }
+
     pub(crate) fn deferred(&self) -> u64 {
         self.deferred
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bits.capacity() * 8
-    }
-}
-
-/// What the trackers lost: the largest loss (a window count or a number of
-/// ports evicted with one address, or 1 for a deferred record) per slot of the
-/// window, and since start. `bound` is the tracker's error bound.
-#[derive(Debug)]
-pub(crate) struct LossLog {
-    by_slot: [(u64, u64); SLOTS],
-    max: u64,
-}
-
-impl Default for LossLog {
-    fn default() -> LossLog {
-        LossLog { by_slot: [(0, 0); SLOTS], max: 0 }
-    }
-}
-
-impl LossLog {
-    /// One address lost `lost` at the time `newest`.
-    pub(crate) fn record(&mut self, clock: &SlotClock, newest: u64, lost: u64) {
-        self.max = self.max.max(lost);
-        let epoch = clock.epoch(newest);
-        let slot = &mut self.by_slot[(epoch % clock.slots()) as usize];
-        if slot.0 != epoch {
-            *slot = (epoch, 0);
-        }
-        slot.1 = slot.1.max(lost);
-    }
-
-    /// The largest loss at times whose records may still be in the window
-    /// ending at `newest` (0: every value is exact).
-    pub(crate) fn bound(&self, clock: &SlotClock, newest: u64) -> u64 {
-        let first_live = clock.first_live(newest);
-        self.by_slot
-            .iter()
-            .filter(|(epoch, max)| *max > 0 && *epoch >= first_live)
-            .map(|&(_, max)| max)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The largest loss since start.
-    pub(crate) fn max(&self) -> u64 {
-        self.max
     }
 }

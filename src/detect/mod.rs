@@ -7,6 +7,8 @@
 pub mod addr;
 mod admit;
 pub mod geo;
+mod losslog;
 pub mod portscan;
 pub mod rules;
 pub mod topk;
+pub mod tracker;

@@ -40,9 +40,8 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::addr::{addr_of, addr_order, key_of};
-use super::admit::{Admission, LossLog};
-use super::topk::SlotClock;
+use super::addr::{addr_of, key_of};
+use super::tracker::{evict_lowest, priority, select_top, Evicted, SlotClock, Stats};
 
 /// Ports a source holds without allocating.
 pub const INLINE_PORTS: usize = 4;
@@ -89,6 +88,46 @@ impl Source {
         }
         (count, last)
     }
+    /// Every (port, last seen) held, inline ones first.
+    fn ports(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
+        let n = self.n as usize;
+        let inline = self.ports[..n].iter().copied().zip(self.seen[..n].iter().copied());
+        inline.chain(self.spill.iter().flat_map(|m| m.iter().map(|(&p, &seen)| (p, seen))))
+    }
+    /// Drops the ports that left the window (refilling the inline slots from
+    /// the spill, shrinking it when mostly empty); then as `window_ports`.
+    fn purge(&mut self, window: u64, newest: u64) -> (u64, u32) {
+        let live = |seen: u32| u64::from(seen) + window > newest;
+        let mut j = 0;
+        for i in 0..self.n as usize {
+            if live(self.seen[i]) {
+                self.ports[j] = self.ports[i];
+                self.seen[j] = self.seen[i];
+                j += 1;
+            }
+        }
+        self.n = j as u8;
+        if let Some(spill) = self.spill.as_deref_mut() {
+            spill.retain(|_, seen| live(*seen));
+            // Refill the inline slots from the spill.
+            while (self.n as usize) < INLINE_PORTS {
+                let Some((&p, &seen)) = spill.iter().next() else {
+                    break;
+                };
+                spill.remove(&p);
+                self.ports[self.n as usize] = p;
+                self.seen[self.n as usize] = seen;
+                self.n += 1;
+            }
+            if spill.capacity() > 2 * spill.len() + 16 {
+                spill.shrink_to_fit();
+            }
+        }
+        if self.spill.as_ref().is_some_and(|m| m.is_empty()) {
+            self.spill = None;
+        }
+        self.window_ports(window, newest)
+    }
 }
 
 /// Distinct REJECT dstports per source over a window, holding at most
@@ -104,13 +143,10 @@ pub struct PortScanTracker {
     /// Spilled ports over all sources.
     spilled: usize,
     newest: u64,
-    evictions: u64,
     capped: u64,
-    stale: u64,
-    losses: LossLog,
+    /// Evictions, stale records, losses and the admission filter.
+    stats: Stats,
     scratch: Vec<u64>,
-    /// While evictions are recent, new sources enter on their second record.
-    admission: Admission,
 }
 
 impl PortScanTracker {
@@ -132,12 +168,9 @@ impl PortScanTracker {
             map: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             spilled: 0,
             newest: 0,
-            evictions: 0,
             capped: 0,
-            stale: 0,
-            losses: LossLog::default(),
+            stats: Stats::default(),
             scratch: Vec::new(),
-            admission: Admission::default(),
         }
     }
 
@@ -147,14 +180,22 @@ impl PortScanTracker {
         let newest = self.newest.max(newest).max(time);
         self.newest = newest;
         if time + self.window <= newest {
-            self.stale += 1;
+            self.stats.stale += 1;
             return;
         }
         let t = time.min(u64::from(u32::MAX)) as u32;
+        self.record(key_of(src), port, t, true);
+    }
+
+    /// One observation of `port` for source `key` at `t` (live at
+    /// `self.newest`); the admission filter applies to a new source when
+    /// `admit`.
+    #[inline]
+    fn record(&mut self, key: u128, port: u16, t: u32, admit: bool) {
+        let newest = self.newest;
         if self.spilled >= self.max_spilled {
             self.compact(newest);
         }
-        let key = key_of(src);
         if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             self.compact(newest);
         }
@@ -164,9 +205,7 @@ impl PortScanTracker {
                 observe(o.into_mut(), port, t, newest, limits, &mut self.spilled, &mut self.capped);
             }
             Slot::Vacant(v) => {
-                if !self.admission.admit(key, newest) {
-                    // One port lost for this source while in the window.
-                    self.losses.record(&self.clock, newest, 1);
+                if admit && !self.stats.admit(&self.clock, key, newest) {
                     return;
                 }
                 let mut s = Source { n: 1, ..Source::default() };
@@ -177,31 +216,76 @@ impl PortScanTracker {
         }
     }
 
-    /// Sources with at least `min_ports` distinct ports in the window ending at
-    /// `newest`: their number, and the `k` with the most ports (most first, ties
-    /// by address) appended to `out` as (source, distinct ports).
-    pub fn scanners(&self, min_ports: u32, k: usize, newest: u64, out: &mut Vec<(IpAddr, u64)>) -> u64 {
+    /// Appends every source with at least `min_ports` (at least 1) distinct
+    /// ports in the window ending at `newest` (or the newest time seen, if
+    /// later) to `out` as (source, distinct ports), in no particular order.
+    /// O(sources + spilled ports), allocating nothing but `out`'s growth:
+    /// meant to run under the writers' lock, with the sorting
+    /// ([`select_top`](super::tracker::select_top)) done outside it.
+    pub fn snapshot(&self, newest: u64, min_ports: u32, out: &mut Vec<(IpAddr, u64)>) {
         let newest = newest.max(self.newest);
         let min_ports = u64::from(min_ports.max(1));
-        let mut found: Vec<(u64, u128)> = Vec::new();
         for (&key, s) in &self.map {
             let (c, _) = s.window_ports(self.window, newest);
             if c >= min_ports {
-                found.push((c, key));
+                out.push((addr_of(key), c));
             }
         }
+    }
+
+    /// Sources with at least `min_ports` distinct ports in the window ending at
+    /// `newest`: their number, and the `k` with the most ports (most first, ties
+    /// by address) appended to `out` as (source, distinct ports):
+    /// [`snapshot`](Self::snapshot) then [`select_top`](super::tracker::select_top).
+    pub fn scanners(&self, min_ports: u32, k: usize, newest: u64, out: &mut Vec<(IpAddr, u64)>) -> u64 {
+        let mut found = Vec::new();
+        self.snapshot(newest, min_ports, &mut found);
         let total = found.len() as u64;
-        if k == 0 {
-            return total;
+        if k > 0 {
+            select_top(&mut found, k);
+            out.append(&mut found);
         }
-        let order = |a: &(u64, u128), b: &(u64, u128)| b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)));
-        if found.len() > k {
-            found.select_nth_unstable_by(k - 1, order);
-            found.truncate(k);
-        }
-        found.sort_unstable_by(order);
-        out.extend(found.into_iter().map(|(c, key)| (addr_of(key), c)));
         total
+    }
+
+    /// Folds `other` (a tracker of the same window, e.g. a per-worker shard)
+    /// into this one: the newest time becomes the later of both, and each
+    /// source gets the union of both port sets (the later last-seen time of a
+    /// port held by both), without the ports that left the window by then —
+    /// as if this tracker had been fed both trackers' records (exact while
+    /// the union of the sources fits the capacity and no source reaches the
+    /// port cap; beyond, the usual compaction and cap apply, but not the
+    /// admission filter, which `other` already applied). Statistics add; the
+    /// error bound becomes at least the sum of both bounds, plus what this
+    /// merge evicts. O(1) when `other` is empty and dropped nothing; else
+    /// O(sources + ports of `other`).
+    pub fn merge_from(&mut self, other: &PortScanTracker) {
+        debug_assert_eq!(self.clock, other.clock, "merged trackers must share the window");
+        self.newest = self.newest.max(other.newest);
+        if other.map.is_empty() && other.stats.is_clear() && other.capped == 0 {
+            return;
+        }
+        self.stats.merge(&other.stats, &self.clock, self.newest);
+        self.capped += other.capped;
+        let (window, newest) = (self.window, self.newest);
+        for (&key, s) in &other.map {
+            for (port, seen) in s.ports() {
+                if u64::from(seen) + window > newest {
+                    self.record(key, port, seen, false);
+                }
+            }
+        }
+    }
+
+    /// Back to a new tracker's state (no sources, no statistics, newest 0),
+    /// keeping the table's allocation: for a scratch tracker reused after a
+    /// merge.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.spilled = 0;
+        self.newest = 0;
+        self.capped = 0;
+        self.stats.clear();
     }
 
     /// Distinct ports of one source in the window ending at `newest` (0 when
@@ -213,7 +297,7 @@ impl PortScanTracker {
 
     /// Sources dropped to stay within capacity, since start.
     pub fn evictions(&self) -> u64 {
-        self.evictions
+        self.stats.evictions
     }
 
     /// Observations not recorded because a source already holds the per-source
@@ -225,17 +309,17 @@ impl PortScanTracker {
     /// Records of new sources not counted by the admission filter (while
     /// evictions are recent, a new source is admitted on its second record).
     pub fn deferred(&self) -> u64 {
-        self.admission.deferred()
+        self.stats.admission.deferred()
     }
 
     /// Records ignored because they were older than the window when added.
     pub fn stale(&self) -> u64 {
-        self.stale
+        self.stats.stale
     }
 
     /// The most distinct ports an evicted source held, since start.
     pub fn max_evicted(&self) -> u64 {
-        self.losses.max()
+        self.stats.losses.max()
     }
 
     /// The most distinct ports evicted with one source (1 for a deferred
@@ -244,7 +328,7 @@ impl PortScanTracker {
     pub fn error_bound(&self, newest: u64) -> u64 {
         // Evicted ports were seen at or before the eviction's newest time; they
         // can be in the window only if that time is.
-        self.losses.bound(&self.clock, newest.max(self.newest))
+        self.stats.error_bound(&self.clock, newest.max(self.newest))
     }
 
     /// Sources held now.
@@ -252,8 +336,9 @@ impl PortScanTracker {
         self.map.len()
     }
 
+    /// Whether no source is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 
     /// The most sources held.
@@ -281,7 +366,7 @@ impl PortScanTracker {
         buckets * (std::mem::size_of::<(u128, Source)>() + 1)
             + spill
             + self.scratch.capacity() * std::mem::size_of::<u64>()
-            + self.admission.heap_bytes()
+            + self.stats.admission.heap_bytes()
     }
 
     /// Drops ports and sources that left the window, then evicts the sources
@@ -289,40 +374,11 @@ impl PortScanTracker {
     /// spilled-port budget.
     fn compact(&mut self, newest: u64) {
         let window = self.window;
-        let live = |seen: u32| u64::from(seen) + window > newest;
         let scratch = &mut self.scratch;
         scratch.clear();
         let mut spilled = 0usize;
         self.map.retain(|_, s| {
-            let mut j = 0;
-            for i in 0..s.n as usize {
-                if live(s.seen[i]) {
-                    s.ports[j] = s.ports[i];
-                    s.seen[j] = s.seen[i];
-                    j += 1;
-                }
-            }
-            s.n = j as u8;
-            if let Some(spill) = s.spill.as_deref_mut() {
-                spill.retain(|_, seen| live(*seen));
-                // Refill the inline slots from the spill.
-                while (s.n as usize) < INLINE_PORTS {
-                    let Some((&p, &seen)) = spill.iter().next() else {
-                        break;
-                    };
-                    spill.remove(&p);
-                    s.ports[s.n as usize] = p;
-                    s.seen[s.n as usize] = seen;
-                    s.n += 1;
-                }
-                if spill.capacity() > 2 * spill.len() + 16 {
-                    spill.shrink_to_fit();
-                }
-            }
-            if s.spill.as_ref().is_some_and(|m| m.is_empty()) {
-                s.spill = None;
-            }
-            let (count, last) = s.window_ports(window, newest);
+            let (count, last) = s.purge(window, newest);
             if count == 0 {
                 return false;
             }
@@ -330,70 +386,55 @@ impl PortScanTracker {
             scratch.push(priority(count, last));
             true
         });
-        self.spilled = spilled;
-
-        let target = self.capacity / 2;
-        let mut largest = 0u64;
-        if self.map.len() > target {
-            // Evict the `need` lowest priorities: all below the pivot, then as
-            // many equal to it as needed, in one sequential pass.
-            let need = self.map.len() - target;
-            let (below, &mut pivot, _) = scratch.select_nth_unstable(need - 1);
-            let mut ties = need - below.iter().filter(|&&p| p < pivot).count();
-            let (mut evicted, mut freed) = (0u64, 0usize);
-            self.map.retain(|_, s| {
+        let mut freed = 0usize;
+        let by_sources = evict_lowest(
+            &mut self.map,
+            scratch,
+            self.capacity / 2,
+            |s| {
                 let (count, last) = s.window_ports(window, newest);
-                let p = priority(count, last);
-                let evict = p < pivot
-                    || (p == pivot && ties > 0 && {
-                        ties -= 1;
-                        true
-                    });
-                if evict {
-                    evicted += 1;
-                    freed += s.spilled();
-                }
-                !evict
-            });
-            self.evictions += evicted;
-            self.spilled -= freed;
-            largest = pivot >> 32;
+                priority(count, last)
+            },
+            |s| freed += s.spilled(),
+        );
+        self.spilled = spilled - freed;
+        let by_ports = self.evict_to_spill_budget(newest);
+        let evicted = Evicted {
+            entries: by_sources.entries + by_ports.entries,
+            largest: by_sources.largest.max(by_ports.largest),
+        };
+        self.stats.evicted(&self.clock, newest, evicted);
+    }
+
+    /// Few sources with many ports: evicts by fewest ports until the spilled
+    /// ports fit half the budget (rare: sorts the survivors).
+    fn evict_to_spill_budget(&mut self, newest: u64) -> Evicted {
+        let mut evicted = Evicted::default();
+        if self.spilled <= self.max_spilled / 2 {
+            return evicted;
         }
-        if self.spilled > self.max_spilled / 2 {
-            // Few sources with many ports: evict by fewest ports until the
-            // spilled ports fit half the budget (rare: sorts the survivors).
-            let mut rest: Vec<(u64, u128)> = self
-                .map
-                .iter()
-                .map(|(&k, s)| {
-                    let (count, last) = s.window_ports(window, newest);
-                    (priority(count, last), k)
-                })
-                .collect();
-            rest.sort_unstable();
-            for &(p, key) in &rest {
-                if self.spilled <= self.max_spilled / 2 {
-                    break;
-                }
-                if let Some(s) = self.map.remove(&key) {
-                    self.spilled -= s.spilled();
-                    self.evictions += 1;
-                    largest = largest.max(p >> 32);
-                }
+        let window = self.window;
+        let mut rest: Vec<(u64, u128)> = self
+            .map
+            .iter()
+            .map(|(&k, s)| {
+                let (count, last) = s.window_ports(window, newest);
+                (priority(count, last), k)
+            })
+            .collect();
+        rest.sort_unstable();
+        for &(p, key) in &rest {
+            if self.spilled <= self.max_spilled / 2 {
+                break;
+            }
+            if let Some(s) = self.map.remove(&key) {
+                self.spilled -= s.spilled();
+                evicted.entries += 1;
+                evicted.largest = evicted.largest.max(p >> 32);
             }
         }
-        if largest > 0 {
-            self.admission.arm(newest, self.window);
-            self.losses.record(&self.clock, newest, largest);
-        }
+        evicted
     }
-}
-
-/// Eviction order: distinct ports in the window, then the newest last-seen
-/// time (the least recently seen go first among equal counts).
-#[inline]
-fn priority(ports: u64, last_seen: u32) -> u64 {
-    ports.min(u64::from(u32::MAX)) << 32 | u64::from(last_seen)
 }
 
 #[derive(Clone, Copy)]

@@ -42,58 +42,11 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::addr::{addr_of, addr_order, key_of};
-use super::admit::{Admission, LossLog};
-
-/// The most slots a window is cut into.
-pub const SLOTS: usize = 60;
+use super::addr::{addr_of, key_of};
+use super::tracker::{evict_lowest, priority, select_top, Stats};
+pub use super::tracker::{SlotClock, SLOTS};
 
 const NO_RING: u32 = u32::MAX;
-
-/// How flow time maps to slots for one window length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotClock {
-    window: u64,
-    width: u64,
-    slots: u64,
-    /// `floor(2^64 / width) + 1`: `t / width == (t * recip) >> 64` for every
-    /// `t < 2^32` (the error `t / 2^64` stays below `1 / width`).
-    recip: u128,
-}
-
-impl SlotClock {
-    pub fn new(window: Duration) -> SlotClock {
-        let window = window.as_secs().max(1);
-        let width = window.div_ceil(SLOTS as u64);
-        SlotClock { window, width, slots: window.div_ceil(width), recip: (1u128 << 64) / u128::from(width) + 1 }
-    }
-    /// The slot width in seconds: the window boundary precision.
-    pub fn width(&self) -> u64 {
-        self.width
-    }
-    /// Slots in a window (at most [`SLOTS`]).
-    pub fn slots(&self) -> u64 {
-        self.slots
-    }
-    #[inline]
-    pub(crate) fn epoch(&self, t: u64) -> u64 {
-        // A multiplication instead of a division on the per-record path.
-        if t <= u64::from(u32::MAX) {
-            ((u128::from(t) * self.recip) >> 64) as u64
-        } else {
-            t / self.width
-        }
-    }
-    /// The first slot still live when the newest record time is `newest`.
-    #[inline]
-    pub(crate) fn first_live(&self, newest: u64) -> u64 {
-        if newest >= self.window {
-            (newest - self.window) / self.width + 1
-        } else {
-            0
-        }
-    }
-}
 
 /// Per address: its count in the slots `(head - slots, head]`.
 #[derive(Debug, Clone, Copy)]
@@ -117,14 +70,12 @@ pub struct WindowedTopK {
     rings: Vec<[u32; SLOTS]>,
     free_rings: Vec<u32>,
     newest: u64,
-    /// `clock.first_live(newest)`, kept to spare a division per record.
+    /// `clock.first_live(newest)`, kept to spare a division per record
+    /// (`u64::MAX` until the first record).
     first_live: u64,
-    evictions: u64,
-    stale: u64,
-    losses: LossLog,
+    /// Evictions, stale records, losses and the admission filter.
+    stats: Stats,
     scratch: Vec<u64>,
-    /// While evictions are recent, new addresses enter on their second record.
-    admission: Admission,
 }
 
 impl WindowedTopK {
@@ -139,11 +90,8 @@ impl WindowedTopK {
             free_rings: Vec::new(),
             newest: 0,
             first_live: u64::MAX,
-            evictions: 0,
-            stale: 0,
-            losses: LossLog::default(),
+            stats: Stats::default(),
             scratch: Vec::new(),
-            admission: Admission::default(),
         }
     }
 
@@ -151,73 +99,134 @@ impl WindowedTopK {
     /// newest record time seen by the caller (>= time is not required).
     #[inline]
     pub fn add(&mut self, key: IpAddr, time: u64, newest: u64) {
-        let newest = self.newest.max(newest).max(time);
-        if newest != self.newest || self.first_live == u64::MAX {
-            self.newest = newest;
-            self.first_live = self.clock.first_live(newest);
-        }
-        let first_live = self.first_live;
+        self.advance(newest.max(time));
         let epoch = self.clock.epoch(time);
-        if epoch < first_live {
-            self.stale += 1;
+        if epoch < self.first_live {
+            self.stats.stale += 1;
             return;
         }
         let epoch = epoch.min(u64::from(u32::MAX - 1)) as u32;
         let k = key_of(key);
         // One probe for a held address, the common case.
         if let Some(e) = self.map.get_mut(&k) {
-            bump(e, epoch, first_live, self.clock.slots as u32, &mut self.rings, &mut self.free_rings);
+            bump(e, epoch, 1, self.first_live, self.clock.slots() as u32, &mut self.rings, &mut self.free_rings);
             return;
         }
         if self.map.len() >= self.capacity {
-            self.compact(newest);
+            self.compact(self.newest);
         }
-        if !self.admission.admit(k, newest) {
-            // One record lost for this address while in the window.
-            self.losses.record(&self.clock, newest, 1);
-            return;
+        if self.stats.admit(&self.clock, k, self.newest) {
+            self.map.insert(k, Entry { total: 1, head: epoch, ring: NO_RING });
         }
-        self.map.insert(k, Entry { total: 1, head: epoch, ring: NO_RING });
+    }
+
+    /// Moves the newest time seen forward to `newest` (never back).
+    #[inline]
+    fn advance(&mut self, newest: u64) {
+        let newest = self.newest.max(newest);
+        if newest != self.newest || self.first_live == u64::MAX {
+            self.newest = newest;
+            self.first_live = self.clock.first_live(newest);
+        }
+    }
+
+    /// Appends every address with records in the window ending at `newest`
+    /// (or the newest time seen, if later) to `out` as (address, window
+    /// count), in no particular order. O(addresses held), allocating nothing
+    /// but `out`'s growth: meant to run under the writers' lock, with the
+    /// sorting ([`select_top`](super::tracker::select_top)) done outside it.
+    pub fn snapshot(&self, newest: u64, out: &mut Vec<(IpAddr, u64)>) {
+        let first_live = self.clock.first_live(newest.max(self.newest));
+        let slots = self.clock.slots() as u32;
+        out.reserve(self.map.len());
+        out.extend(self.map.iter().filter_map(|(&key, e)| {
+            let c = count_at(e, first_live, slots, &self.rings);
+            (c > 0).then(|| (addr_of(key), c))
+        }));
     }
 
     /// The `k` addresses with the most records in the window ending at `newest`,
-    /// most first (ties: by address), appended to `out`.
+    /// most first (ties: by address), appended to `out`: [`snapshot`](Self::snapshot)
+    /// then [`select_top`](super::tracker::select_top).
     pub fn top(&self, k: usize, newest: u64, out: &mut Vec<(IpAddr, u64)>) {
         if k == 0 {
             return;
         }
-        let first_live = self.clock.first_live(newest.max(self.newest));
-        let mut all: Vec<(u64, u128)> = self
-            .map
-            .iter()
-            .filter_map(|(&key, e)| {
-                let c = count_at(e, first_live, self.clock.slots as u32, &self.rings);
-                (c > 0).then_some((c, key))
-            })
-            .collect();
-        let order = |a: &(u64, u128), b: &(u64, u128)| b.0.cmp(&a.0).then(addr_order(a.1).cmp(&addr_order(b.1)));
-        if all.len() > k {
-            all.select_nth_unstable_by(k - 1, order);
-            all.truncate(k);
-        }
-        all.sort_unstable_by(order);
-        out.extend(all.into_iter().map(|(c, key)| (addr_of(key), c)));
+        let mut all = Vec::new();
+        self.snapshot(newest, &mut all);
+        select_top(&mut all, k);
+        out.append(&mut all);
     }
 
     /// The window count of one address at `newest` (0 when not held).
     pub fn count(&self, key: IpAddr, newest: u64) -> u64 {
         let first_live = self.clock.first_live(newest.max(self.newest));
-        self.map.get(&key_of(key)).map_or(0, |e| count_at(e, first_live, self.clock.slots as u32, &self.rings))
+        self.map.get(&key_of(key)).map_or(0, |e| count_at(e, first_live, self.clock.slots() as u32, &self.rings))
+    }
+
+    /// Folds `other` (a tracker of the same window, e.g. a per-worker shard)
+    /// into this one: the newest time becomes the later of both, and every
+    /// address's per-slot counts that are live then are added, as if this
+    /// tracker had been fed both trackers' records (exact while the union of
+    /// the addresses fits the capacity; beyond, new addresses go through the
+    /// usual compaction, but not through the admission filter, which `other`
+    /// already applied). Statistics add; the error bound becomes at least the
+    /// sum of both bounds, plus what this merge evicts. O(1) when `other`
+    /// is empty and dropped nothing; else O(addresses × slots of `other`).
+    pub fn merge_from(&mut self, other: &WindowedTopK) {
+        debug_assert_eq!(self.clock, other.clock, "merged trackers must share the window");
+        self.advance(other.newest);
+        if other.map.is_empty() && other.stats.is_clear() {
+            return;
+        }
+        self.stats.merge(&other.stats, &self.clock, self.newest);
+        let (first_live, slots) = (self.first_live, self.clock.slots() as u32);
+        for (&k, e) in &other.map {
+            self.fold(k, live_slots(e, first_live, slots, &other.rings));
+        }
+    }
+
+    /// Counts the live `(epoch, count)` slots of one address, oldest first,
+    /// without the admission filter.
+    fn fold(&mut self, k: u128, live: impl Iterator<Item = (u32, u32)>) {
+        let mut live = live.filter(|&(_, c)| c > 0).peekable();
+        let Some(&(epoch, c)) = live.peek() else {
+            return;
+        };
+        if !self.map.contains_key(&k) {
+            if self.map.len() >= self.capacity {
+                self.compact(self.newest);
+            }
+            self.map.insert(k, Entry { total: u64::from(c), head: epoch, ring: NO_RING });
+            live.next();
+        }
+        let (first_live, slots) = (self.first_live, self.clock.slots() as u32);
+        if let Some(e) = self.map.get_mut(&k) {
+            for (epoch, c) in live {
+                bump(e, epoch, c, first_live, slots, &mut self.rings, &mut self.free_rings);
+            }
+        }
+    }
+
+    /// Back to a new tracker's state (no addresses, no statistics, newest 0),
+    /// keeping the allocations: for a scratch tracker reused after a merge.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.free_rings.clear();
+        self.free_rings.extend(0..self.rings.len() as u32);
+        self.newest = 0;
+        self.first_live = u64::MAX;
+        self.stats.clear();
     }
 
     /// Addresses dropped to stay within capacity, since start.
     pub fn evictions(&self) -> u64 {
-        self.evictions
+        self.stats.evictions
     }
 
     /// The largest window count an evicted address held, since start.
     pub fn max_evicted(&self) -> u64 {
-        self.losses.max()
+        self.stats.losses.max()
     }
 
     /// The largest window count evicted (1 for a deferred record) at times
@@ -225,18 +234,18 @@ impl WindowedTopK {
     /// eviction or deferral of an address lost at most this many of its
     /// records in that window (0: every count is exact).
     pub fn error_bound(&self, newest: u64) -> u64 {
-        self.losses.bound(&self.clock, newest.max(self.newest))
+        self.stats.error_bound(&self.clock, newest.max(self.newest))
     }
 
     /// Records of new addresses not counted by the admission filter (while
     /// evictions are recent, a new address is admitted on its second record).
     pub fn deferred(&self) -> u64 {
-        self.admission.deferred()
+        self.stats.admission.deferred()
     }
 
     /// Records ignored because they were older than the window when added.
     pub fn stale(&self) -> u64 {
-        self.stale
+        self.stats.stale
     }
 
     /// Addresses held now.
@@ -244,8 +253,9 @@ impl WindowedTopK {
         self.map.len()
     }
 
+    /// Whether no address is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 
     /// The most addresses held.
@@ -266,14 +276,14 @@ impl WindowedTopK {
             + self.rings.capacity() * std::mem::size_of::<[u32; SLOTS]>()
             + self.free_rings.capacity() * 4
             + self.scratch.capacity() * std::mem::size_of::<u64>()
-            + self.admission.heap_bytes()
+            + self.stats.admission.heap_bytes()
     }
 
     /// Drops the addresses with nothing left in the window, then evicts the
     /// smallest counts down to half the capacity.
     fn compact(&mut self, newest: u64) {
         let first_live = self.clock.first_live(newest);
-        let slots = self.clock.slots as u32;
+        let slots = self.clock.slots() as u32;
         let (rings, free_rings, scratch) = (&mut self.rings, &mut self.free_rings, &mut self.scratch);
         scratch.clear();
         self.map.retain(|_, e| {
@@ -286,59 +296,36 @@ impl WindowedTopK {
                 true
             }
         });
-        let target = self.capacity / 2;
-        if self.map.len() <= target {
-            return;
-        }
-        // Evict the `need` lowest priorities: all below the pivot, then as
-        // many equal to it as needed, in one sequential pass over the table.
-        let need = self.map.len() - target;
-        let (below, &mut pivot, _) = scratch.select_nth_unstable(need - 1);
-        let mut ties = need - below.iter().filter(|&&p| p < pivot).count();
-        let mut evicted = 0u64;
-        self.map.retain(|_, e| {
-            let p = priority(count_at(e, first_live, slots, rings), e.head);
-            let evict = p < pivot
-                || (p == pivot && ties > 0 && {
-                    ties -= 1;
-                    true
-                });
-            if evict {
-                release(e, free_rings);
-                evicted += 1;
-            }
-            !evict
-        });
-        self.evictions += evicted;
-        // Evictions make the table lossy: until the window has passed, new
-        // addresses must show twice before they take a place.
-        self.admission.arm(newest, self.clock.window);
-        let largest = pivot >> 32;
-        self.losses.record(&self.clock, newest, largest);
+        let evicted = evict_lowest(
+            &mut self.map,
+            scratch,
+            self.capacity / 2,
+            |e| priority(count_at(e, first_live, slots, rings), e.head),
+            |e| release(e, free_rings),
+        );
+        self.stats.evicted(&self.clock, newest, evicted);
     }
 }
 
-/// Eviction order: window count, then the newest slot written (the least
-/// recently seen go first among equal counts).
+/// Counts `n` records of slot `epoch` (live) into `e`.
 #[inline]
-fn priority(count: u64, head: u32) -> u64 {
-    count.min(u64::from(u32::MAX)) << 32 | u64::from(head)
-}
-
-/// Counts one record of slot `epoch` (live) into `e`.
-#[inline]
-fn bump(e: &mut Entry, epoch: u32, first_live: u64, slots: u32, rings: &mut Vec<[u32; SLOTS]>, free: &mut Vec<u32>) {
+fn bump(
+    e: &mut Entry,
+    epoch: u32,
+    n: u32,
+    first_live: u64,
+    slots: u32,
+    rings: &mut Vec<[u32; SLOTS]>,
+    free: &mut Vec<u32>,
+) {
     if e.ring == NO_RING {
         if epoch == e.head {
-            if e.total < u64::from(u32::MAX) {
-                e.total += 1;
-            }
+            e.total = (e.total + u64::from(n)).min(u64::from(u32::MAX));
             return;
         }
         if u64::from(e.head) < first_live {
             // Everything it held has left the window: start again inline.
-            e.head = epoch;
-            e.total = 1;
+            *e = Entry { total: u64::from(n), head: epoch, ring: NO_RING };
             return;
         }
         // Two live slots: move to a ring.
@@ -361,7 +348,7 @@ fn bump(e: &mut Entry, epoch: u32, first_live: u64, slots: u32, rings: &mut Vec<
         if steps >= slots {
             // The whole ring is older than the new slot's window.
             free.push(e.ring);
-            *e = Entry { total: 1, head: epoch, ring: NO_RING };
+            *e = Entry { total: u64::from(n), head: epoch, ring: NO_RING };
             return;
         }
         // Clear the slots of epochs head+1..=epoch (reused by the new ones).
@@ -376,10 +363,9 @@ fn bump(e: &mut Entry, epoch: u32, first_live: u64, slots: u32, rings: &mut Vec<
         return; // older than the ring covers (never live)
     }
     let slot = &mut ring[(epoch % slots) as usize];
-    if *slot < u32::MAX {
-        *slot += 1;
-        e.total += 1;
-    }
+    let n = n.min(u32::MAX - *slot);
+    *slot += n;
+    e.total += u64::from(n);
 }
 
 /// The count of `e` in the live slots `[first_live, ..]`.
@@ -403,6 +389,26 @@ fn count_at(e: &Entry, first_live: u64, slots: u32, rings: &[[u32; SLOTS]]) -> u
         .map(|part| ring[part].iter().map(|&c| u64::from(c)).sum::<u64>())
         .sum();
     e.total - stale
+}
+
+/// The `(epoch, count)` slots of `e` from `first_live` on, oldest first
+/// (some counts may be 0).
+fn live_slots<'a>(
+    e: &Entry,
+    first_live: u64,
+    slots: u32,
+    rings: &'a [[u32; SLOTS]],
+) -> impl Iterator<Item = (u32, u32)> + 'a {
+    let (head, total) = (e.head, e.total.min(u64::from(u32::MAX)) as u32);
+    let ring = (e.ring != NO_RING).then(|| &rings[e.ring as usize]);
+    let oldest = match ring {
+        Some(_) => (u64::from(head) + 1).saturating_sub(u64::from(slots)).max(first_live),
+        None => first_live.max(u64::from(head)),
+    };
+    (oldest..=u64::from(head)).map(move |epoch| match ring {
+        Some(r) => (epoch as u32, r[(epoch % u64::from(slots)) as usize]),
+        None => (head, total),
+    })
 }
 
 /// The index ranges of `len` consecutive ring slots from `first`, wrapping
@@ -440,40 +446,6 @@ mod tests {
         let mut out = Vec::new();
         t.top(k, newest, &mut out);
         out
-    }
-
-    #[test]
-    fn slot_clock_widths() {
-        let c = SlotClock::new(Duration::from_secs(900));
-        assert_eq!((c.width(), c.slots()), (15, 60));
-        let c = SlotClock::new(Duration::from_secs(600));
-        assert_eq!((c.width(), c.slots()), (10, 60));
-        let c = SlotClock::new(Duration::from_secs(30));
-        assert_eq!((c.width(), c.slots()), (1, 30));
-        let c = SlotClock::new(Duration::from_secs(90));
-        assert_eq!((c.width(), c.slots()), (2, 45));
-        let c = SlotClock::new(Duration::from_secs(0));
-        assert_eq!((c.width(), c.slots()), (1, 1));
-    }
-
-    #[test]
-    fn epoch_by_reciprocal_is_exact() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        for w in (1..=3600u64).chain([86_400, 604_800, 1 << 20]) {
-            let c = SlotClock::new(Duration::from_secs(w * SLOTS as u64));
-            assert_eq!(c.width(), w);
-            for t in [0, 1, w - 1, w, w + 1, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::from(u32::MAX) - 1] {
-                assert_eq!(c.epoch(t), t / w, "t {t} w {w}");
-            }
-            for _ in 0..200 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let t = x >> 32;
-                assert_eq!(c.epoch(t), t / w, "t {t} w {w}");
-                assert_eq!(c.epoch(t - t % w + w - 1), t / w, "t {t} w {w}");
-            }
-        }
     }
 
     #[test]
@@ -642,6 +614,97 @@ mod tests {
         assert!(t.rings.len() <= 9, "slab grew to {}", t.rings.len());
     }
 
+    #[test]
+    fn snapshot_lists_every_live_count_once() {
+        let mut t = WindowedTopK::new(Duration::from_secs(60), 10);
+        t.add(ip("10.0.0.1"), 1000, 1000);
+        t.add(ip("10.0.0.1"), 1001, 1001);
+        t.add(ip("10.0.0.2"), 1001, 1001);
+        t.add(ip("2001:db8::1"), 1020, 1020);
+        let mut out = vec![(ip("9.9.9.9"), 42)];
+        t.snapshot(1020, &mut out);
+        out[1..].sort();
+        assert_eq!(out, vec![(ip("9.9.9.9"), 42), (ip("10.0.0.1"), 2), (ip("10.0.0.2"), 1), (ip("2001:db8::1"), 1)]);
+        // 1000 and 1001 have left the window at 1061: only the IPv6 address is live.
+        out.clear();
+        t.snapshot(1061, &mut out);
+        assert_eq!(out, vec![(ip("2001:db8::1"), 1)]);
+        let mut top = Vec::new();
+        t.top(5, 1020, &mut top);
+        let mut all = Vec::new();
+        t.snapshot(1020, &mut all);
+        crate::detect::tracker::select_top(&mut all, 5);
+        assert_eq!(all, top);
+    }
+
+    #[test]
+    fn merging_an_empty_tracker_changes_nothing_but_newest() {
+        let mut t = WindowedTopK::new(Duration::from_secs(60), 10);
+        t.add(ip("10.0.0.1"), 1000, 1000);
+        let mut scratch = WindowedTopK::new(Duration::from_secs(60), 10);
+        t.merge_from(&scratch);
+        assert_eq!((top(&t, 5, 1000), t.len(), t.stale()), (vec![(ip("10.0.0.1"), 1)], 1, 0));
+        // A scratch tracker, used then cleared, is empty again; its newest
+        // time is gone with the rest.
+        scratch.add(ip("10.0.0.9"), 1010, 1010);
+        scratch.add(ip("10.0.0.9"), 1011, 1011);
+        scratch.add(ip("10.0.0.9"), 1, 1011);
+        scratch.clear();
+        assert_eq!((scratch.len(), scratch.stale(), scratch.newest), (0, 0, 0));
+        t.merge_from(&scratch);
+        assert_eq!((top(&t, 5, 1000), t.len()), (vec![(ip("10.0.0.1"), 1)], 1));
+        // The merged newest time is the later one.
+        let mut later = WindowedTopK::new(Duration::from_secs(60), 10);
+        later.add(ip("10.0.0.2"), 1070, 1070);
+        t.merge_from(&later);
+        assert_eq!(top(&t, 5, 0), vec![(ip("10.0.0.2"), 1)]);
+    }
+
+    #[test]
+    fn merge_adds_counts_per_slot_and_statistics() {
+        let w = Duration::from_secs(900);
+        let (mut a, mut b) = (WindowedTopK::new(w, 100), WindowedTopK::new(w, 100));
+        a.add(ip("10.0.0.1"), 1000, 1000);
+        a.add(ip("10.0.0.1"), 1100, 1100);
+        b.add(ip("10.0.0.1"), 1100, 1200);
+        b.add(ip("10.0.0.2"), 1800, 1800);
+        b.add(ip("10.0.0.2"), 800, 1800); // stale in b
+        a.merge_from(&b);
+        assert_eq!(top(&a, 5, 1800), vec![(ip("10.0.0.1"), 3), (ip("10.0.0.2"), 1)]);
+        // The slot of 1000 has left the window at 1910; both records at 1100 count.
+        assert_eq!(top(&a, 5, 1910), vec![(ip("10.0.0.1"), 2), (ip("10.0.0.2"), 1)]);
+        assert_eq!((a.stale(), a.evictions(), a.error_bound(1900)), (1, 0, 0));
+    }
+
+    #[test]
+    fn merged_bound_covers_both_shards_and_the_merge() {
+        let w = Duration::from_secs(900);
+        let (mut a, mut b) = (WindowedTopK::new(w, 4), WindowedTopK::new(w, 4));
+        for i in 0..5u32 {
+            for _ in 0..=i {
+                a.add(v4(i + 1), 1000, 1000);
+                b.add(v4(i + 100), 1000, 1000);
+            }
+        }
+        assert_eq!((a.error_bound(1000), b.error_bound(1000)), (2, 2));
+        let mut merged = WindowedTopK::new(w, 4);
+        merged.merge_from(&a);
+        merged.merge_from(&b);
+        assert!(merged.len() <= 4);
+        assert_eq!(merged.evictions(), a.evictions() + b.evictions() + 2);
+        assert!(merged.error_bound(1000) >= 4, "{}", merged.error_bound(1000));
+        assert_eq!(merged.deferred(), a.deferred() + b.deferred());
+        // Never above the truth.
+        for (addr, c) in top(&merged, 4, 1000) {
+            let n = match addr {
+                IpAddr::V4(v) => u32::from(v),
+                IpAddr::V6(_) => unreachable!(),
+            };
+            let truth = u64::from(if n < 100 { n } else { n - 99 });
+            assert!(c <= truth, "{addr} {c}");
+        }
+    }
+
     /// A naive exact model: every record kept, counted at query time.
     fn model_count(records: &[(u32, u64)], key: u32, newest: u64, clock: SlotClock) -> u64 {
         let first_live = clock.first_live(newest);
@@ -703,6 +766,77 @@ mod tests {
             }
             let mut out = Vec::new();
             t.top(16, newest, &mut out);
+            for (a, c) in out {
+                let key = match a { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => unreachable!() };
+                prop_assert!(c <= model_count(&kept, key, newest, clock));
+            }
+        }
+
+        #[test]
+        fn merged_shards_equal_one_tracker_while_keys_fit(
+            window in 1u64..400,
+            shards in 2usize..=4,
+            local_newest in any::<bool>(),
+            steps in proptest::collection::vec((0u32..30, 0u64..50, 0u64..120, 0usize..4), 1..300),
+        ) {
+            let w = Duration::from_secs(window);
+            let mut one = WindowedTopK::new(w, 32);
+            let mut parts: Vec<WindowedTopK> = (0..shards).map(|_| WindowedTopK::new(w, 32)).collect();
+            let mut newest = 0u64;
+            for &(key, back, forward, shard) in &steps {
+                if forward > 100 { newest += forward - 100; }
+                let time = (newest + 1000).saturating_sub(back);
+                let newest_now = (newest + 1000).max(time);
+                one.add(v4(key), time, newest_now);
+                // Shards see the caller's newest time, or only their own records'.
+                let shard_newest = if local_newest { time } else { newest_now };
+                parts[shard % shards].add(v4(key), time, shard_newest);
+            }
+            // Into a fresh tracker, and into the first shard itself.
+            let mut merged = WindowedTopK::new(w, 32);
+            for p in &parts { merged.merge_from(p); }
+            let (first, rest) = parts.split_at_mut(1);
+            for p in rest.iter() { first[0].merge_from(p); }
+            let q = newest + 1000;
+            let snap = |t: &WindowedTopK, q: u64| { let mut v = Vec::new(); t.snapshot(q, &mut v); v.sort(); v };
+            for m in [&merged, &first[0]] {
+                for later in [q, q + window / 2, q + window] {
+                    prop_assert_eq!(snap(m, later), snap(&one, later));
+                }
+                prop_assert_eq!(top(m, 5, q), top(&one, 5, q));
+                prop_assert_eq!((m.evictions(), m.error_bound(q)), (0, 0));
+                if !local_newest {
+                    prop_assert_eq!(m.stale(), one.stale());
+                }
+            }
+        }
+
+        #[test]
+        fn merged_shards_never_overcount_beyond_capacity(
+            steps in proptest::collection::vec((0u32..200, 0u64..30, 0usize..3), 1..1500),
+        ) {
+            let w = Duration::from_secs(120);
+            let clock = SlotClock::new(w);
+            let mut parts: Vec<WindowedTopK> = (0..3).map(|_| WindowedTopK::new(w, 16)).collect();
+            let mut kept: Vec<(u32, u64)> = Vec::new();
+            let mut newest = 10_000u64;
+            for (i, &(key, back, shard)) in steps.iter().enumerate() {
+                newest += (i % 3) as u64;
+                let time = newest - back;
+                parts[shard].add(v4(key), time, newest);
+                if clock.epoch(time) >= clock.first_live(newest) {
+                    kept.push((key, time));
+                }
+            }
+            let mut merged = WindowedTopK::new(w, 16);
+            for p in &parts { merged.merge_from(p); }
+            prop_assert!(merged.len() <= 16);
+            let bounds: u64 = parts.iter().map(|p| p.error_bound(newest)).sum();
+            prop_assert!(merged.error_bound(newest) >= bounds);
+            let evictions: u64 = parts.iter().map(|p| p.evictions()).sum();
+            prop_assert!(merged.evictions() >= evictions);
+            let mut out = Vec::new();
+            merged.snapshot(newest, &mut out);
             for (a, c) in out {
                 let key = match a { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => unreachable!() };
                 prop_assert!(c <= model_count(&kept, key, newest, clock));
