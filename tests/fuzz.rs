@@ -868,7 +868,7 @@ fn fuzz_web_config() {
             }
             Err(e) => {
                 refused += 1;
-                assert!(!e.trim().is_empty(), "an empty error");
+                assert!(!e.to_string().trim().is_empty(), "an empty error");
             }
         }
         // A FIFO or a device is refused at once, never read.

@@ -14,7 +14,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, NamedGroup, RootCertStore, SignatureScheme};
 
-use super::web_config::{read_limited, RawTls};
+use super::web_config::{read_limited, FileError, RawTls};
 
 /// What the client must show, in the exporter-toolkit's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,59 +26,139 @@ pub enum ClientAuth {
     RequireAndVerifyClientCert,
 }
 
+/// Why a `tls_server_config` section was refused; every message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls_server_config.cert_file: missing (key_file is set)")]
+    CertFileMissing,
+    #[error("tls_server_config.key_file: missing (cert_file is set)")]
+    KeyFileMissing,
+    #[error(
+        "tls_server_config.client_allowed_sans: not supported by this exporter; \
+         use client_ca_file with a CA that signs only the allowed clients"
+    )]
+    AllowedSans,
+    #[error(
+        "tls_server_config.client_auth_type: unknown policy {0:?} (expected NoClientCert, \
+         RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+    )]
+    UnknownPolicy(String),
+    #[error("tls_server_config.{key}: {version} is not supported (TLS12 or TLS13)")]
+    OldVersion { key: &'static str, version: String },
+    #[error("tls_server_config.{key}: unknown version {version:?} (expected TLS12 or TLS13)")]
+    UnknownVersion { key: &'static str, version: String },
+    #[error("tls_server_config.min_version: TLS{min} is above max_version TLS{max}")]
+    VersionOrder { min: u8, max: u8 },
+    #[error("tls_server_config.cipher_suites: empty list with only TLS12 allowed")]
+    NoTls12Suites,
+    #[error("tls_server_config.cipher_suites[{index}]: {name:?} is not supported (supported: {supported})")]
+    UnknownSuite { index: usize, name: String, supported: String },
+    #[error(
+        "tls_server_config.curve_preferences[{index}]: unknown curve {name:?} \
+         (expected X25519, CurveP256, CurveP384, CurveP521 or X25519MLKEM768)"
+    )]
+    UnknownCurve { index: usize, name: String },
+    #[error("tls_server_config.curve_preferences[{index}]: {name} is not supported")]
+    UnsupportedCurve { index: usize, name: String },
+    #[error("tls_server_config.curve_preferences: empty list")]
+    NoCurves,
+    /// A certificate, key or CA file that cannot be read.
+    #[error("tls_server_config.{key}")]
+    Read { key: &'static str, source: FileError },
+    #[error("tls_server_config.{key}: {file}: not PEM certificates")]
+    NotPem { key: &'static str, file: String, source: rustls::pki_types::pem::Error },
+    #[error("tls_server_config.{key}: {file}: holds no PEM certificate")]
+    NoCertificate { key: &'static str, file: String },
+    #[error("tls_server_config.key_file: {file}: no PEM private key")]
+    NoKey { file: String, source: rustls::pki_types::pem::Error },
+    #[error("tls_server_config")]
+    Versions(#[source] rustls::Error),
+    #[error(
+        "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert \
+         (set VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+    )]
+    CaWithoutVerification,
+    #[error("tls_server_config.client_ca_file: required by client_auth_type {0:?} (the CA that signs the clients)")]
+    CaRequired(ClientAuth),
+    #[error("tls_server_config.client_ca_file: {file}: unusable CA certificate")]
+    BadCa { file: String, source: rustls::Error },
+    #[error("tls_server_config.client_ca_file: {file}")]
+    Verifier { file: String, source: rustls::server::VerifierBuilderError },
+    #[error("tls_server_config.key_file: does not fit cert_file")]
+    KeyMismatch(#[source] rustls::Error),
+}
+
 impl ClientAuth {
-    fn parse(s: &str) -> Result<ClientAuth, String> {
+    fn parse(s: &str) -> Result<ClientAuth, TlsError> {
         Ok(match s {
             "" | "NoClientCert" => ClientAuth::NoClientCert,
             "RequestClientCert" => ClientAuth::RequestClientCert,
             "RequireAnyClientCert" => ClientAuth::RequireAnyClientCert,
             "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
             "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => {
-                return Err(format!(
-                    "tls_server_config.client_auth_type: unknown policy {other:?} (expected NoClientCert, \
-                     RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
-                ))
-            }
+            other => return Err(TlsError::UnknownPolicy(other.to_owned())),
         })
     }
 }
 
-fn version(key: &str, s: &str) -> Result<u8, String> {
+fn version(key: &'static str, s: &str) -> Result<u8, TlsError> {
     match s {
         "TLS12" => Ok(12),
         "TLS13" => Ok(13),
-        "TLS10" | "TLS11" => Err(format!("tls_server_config.{key}: {s} is not supported (TLS12 or TLS13)")),
-        other => Err(format!("tls_server_config.{key}: unknown version {other:?} (expected TLS12 or TLS13)")),
+        "TLS10" | "TLS11" => Err(TlsError::OldVersion { key, version: s.to_owned() }),
+        other => Err(TlsError::UnknownVersion { key, version: other.to_owned() }),
     }
 }
 
 /// The rustls configuration for a `tls_server_config` section, or `None`
 /// when it names neither a certificate nor a key (TLS off, as in the
 /// exporter-toolkit). Paths are resolved against `dir`. Errors name the key.
-pub(crate) fn server_config(raw: &RawTls, dir: &Path) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+pub(crate) fn server_config(raw: &RawTls, dir: &Path) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
     let cert_file = raw.cert_file.as_deref().unwrap_or("");
     let key_file = raw.key_file.as_deref().unwrap_or("");
     if cert_file.is_empty() && key_file.is_empty() {
         return Ok(None);
     }
     if cert_file.is_empty() {
-        return Err("tls_server_config.cert_file: missing (key_file is set)".to_owned());
+        return Err(TlsError::CertFileMissing);
     }
     if key_file.is_empty() {
-        return Err("tls_server_config.key_file: missing (cert_file is set)".to_owned());
+        return Err(TlsError::KeyFileMissing);
     }
     if raw.client_allowed_sans.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err("tls_server_config.client_allowed_sans: not supported by this exporter; \
-                    use client_ca_file with a CA that signs only the allowed clients"
-            .to_owned());
+        return Err(TlsError::AllowedSans);
     }
+    let (provider, versions) = provider_and_versions(raw)?;
+    let certs = certificates("cert_file", dir, cert_file)?;
+    let key_pem = read("key_file", dir, key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|source| TlsError::NoKey { file: key_file.to_owned(), source })?;
+    let auth = ClientAuth::parse(raw.client_auth_type.as_deref().unwrap_or(""))?;
+    let provider = Arc::new(provider);
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(TlsError::Versions)?;
+    let verifier = client_verifier(auth, raw.client_ca_file.as_deref().unwrap_or(""), dir, &provider)?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(TlsError::KeyMismatch)?;
+    config.ignore_client_order = raw.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
 
+/// The aws-lc-rs provider narrowed to the section's cipher suites and
+/// curves, and the TLS versions it allows.
+fn provider_and_versions(
+    raw: &RawTls,
+) -> Result<(CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>), TlsError> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     let min = version("min_version", raw.min_version.as_deref().unwrap_or("TLS12"))?;
     let max = version("max_version", raw.max_version.as_deref().unwrap_or("TLS13"))?;
     if min > max {
-        return Err(format!("tls_server_config.min_version: TLS{min} is above max_version TLS{max}"));
+        return Err(TlsError::VersionOrder { min, max });
     }
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if min <= 12 {
@@ -87,86 +167,70 @@ pub(crate) fn server_config(raw: &RawTls, dir: &Path) -> Result<Option<Arc<rustl
     if max >= 13 {
         versions.push(&rustls::version::TLS13);
     }
-
     if let Some(names) = &raw.cipher_suites {
         provider.cipher_suites = cipher_suites(&provider, names)?;
         if min <= 12 && max == 12 && names.is_empty() {
-            return Err("tls_server_config.cipher_suites: empty list with only TLS12 allowed".to_owned());
+            return Err(TlsError::NoTls12Suites);
         }
     }
     if let Some(names) = &raw.curve_preferences {
         provider.kx_groups = curves(&provider, names)?;
     }
+    Ok((provider, versions))
+}
 
-    let certs_pem = read_limited(&dir.join(cert_file)).map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&certs_pem)
+/// The bytes of a file named by the section (`key`), resolved against `dir`.
+fn read(key: &'static str, dir: &Path, file: &str) -> Result<Vec<u8>, TlsError> {
+    read_limited(&dir.join(file)).map_err(|source| TlsError::Read { key, source })
+}
+
+/// The PEM certificates of a file named by the section (`key`): at least one.
+fn certificates(key: &'static str, dir: &Path, file: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(key, dir, file)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls_server_config.cert_file: {}: not PEM certificates: {e}", cert_file))?;
+        .map_err(|source| TlsError::NotPem { key, file: file.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(format!("tls_server_config.cert_file: {cert_file}: holds no PEM certificate"));
+        return Err(TlsError::NoCertificate { key, file: file.to_owned() });
     }
-    let key_pem = read_limited(&dir.join(key_file)).map_err(|e| format!("tls_server_config.key_file: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("tls_server_config.key_file: {key_file}: no PEM private key: {e}"))?;
+    Ok(certs)
+}
 
-    let auth = ClientAuth::parse(raw.client_auth_type.as_deref().unwrap_or(""))?;
-    let ca_file = raw.client_ca_file.as_deref().unwrap_or("");
-    let provider = Arc::new(provider);
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| format!("tls_server_config: {e}"))?;
-    let builder = match auth {
-        ClientAuth::NoClientCert => {
-            if !ca_file.is_empty() {
-                return Err("tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert \
-                            (set VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
-                    .to_owned());
-            }
-            builder.with_no_client_auth()
-        }
-        ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
-            builder.with_client_cert_verifier(Arc::new(AnyClientCert {
-                mandatory: auth == ClientAuth::RequireAnyClientCert,
-                algorithms: provider.signature_verification_algorithms,
-            }))
-        }
+/// The client-certificate verifier of a policy (`None`: no client
+/// certificate asked for); the CA file is read for the verifying policies.
+fn client_verifier(
+    auth: ClientAuth,
+    ca_file: &str,
+    dir: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
+    match auth {
+        ClientAuth::NoClientCert if !ca_file.is_empty() => Err(TlsError::CaWithoutVerification),
+        ClientAuth::NoClientCert => Ok(None),
+        ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => Ok(Some(Arc::new(AnyClientCert {
+            mandatory: auth == ClientAuth::RequireAnyClientCert,
+            algorithms: provider.signature_verification_algorithms,
+        }))),
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
             if ca_file.is_empty() {
-                return Err(format!(
-                    "tls_server_config.client_ca_file: required by client_auth_type {auth:?} (the CA that signs the clients)"
-                ));
+                return Err(TlsError::CaRequired(auth));
             }
-            let pem = read_limited(&dir.join(ca_file)).map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert
-                    .map_err(|e| format!("tls_server_config.client_ca_file: {ca_file}: not PEM certificates: {e}"))?;
-                roots.add(cert).map_err(|e| {
-                    format!("tls_server_config.client_ca_file: {ca_file}: unusable CA certificate: {e}")
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(format!("tls_server_config.client_ca_file: {ca_file}: holds no PEM certificate"));
+            for cert in certificates("client_ca_file", dir, ca_file)? {
+                roots.add(cert).map_err(|source| TlsError::BadCa { file: ca_file.to_owned(), source })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier =
                 if auth == ClientAuth::VerifyClientCertIfGiven { verifier.allow_unauthenticated() } else { verifier };
-            builder.with_client_cert_verifier(
-                verifier.build().map_err(|e| format!("tls_server_config.client_ca_file: {ca_file}: {e}"))?,
-            )
+            let built = verifier.build().map_err(|source| TlsError::Verifier { file: ca_file.to_owned(), source })?;
+            Ok(Some(built))
         }
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_server_config.key_file: does not fit cert_file: {e}"))?;
-    config.ignore_client_order = raw.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    }
 }
 
 /// The TLS 1.2 suites named (Go names, as the exporter-toolkit takes them),
 /// plus every TLS 1.3 suite: as in Go, the list does not apply to TLS 1.3.
-fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, TlsError> {
     let mut out: Vec<rustls::SupportedCipherSuite> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         // Go also knows the ChaCha suites without the `_SHA256` ending.
@@ -182,7 +246,7 @@ fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rust
                 .filter(|s| s.tls13().is_none())
                 .map(|s| format!("{:?}", s.suite()))
                 .collect();
-            format!("tls_server_config.cipher_suites[{i}]: {name:?} is not supported (supported: {})", known.join(", "))
+            TlsError::UnknownSuite { index: i, name: name.clone(), supported: known.join(", ") }
         })?;
         if !out.iter().any(|s| s.suite() == found.suite()) {
             out.push(*found);
@@ -196,7 +260,7 @@ fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rust
 fn curves(
     provider: &CryptoProvider,
     names: &[String],
-) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, String> {
+) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, TlsError> {
     let mut out: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let group = match name.as_str() {
@@ -205,22 +269,17 @@ fn curves(
             "CurveP384" => NamedGroup::secp384r1,
             "CurveP521" => NamedGroup::secp521r1,
             "X25519MLKEM768" => NamedGroup::X25519MLKEM768,
-            other => {
-                return Err(format!(
-                    "tls_server_config.curve_preferences[{i}]: unknown curve {other:?} \
-                     (expected X25519, CurveP256, CurveP384, CurveP521 or X25519MLKEM768)"
-                ))
-            }
+            other => return Err(TlsError::UnknownCurve { index: i, name: other.to_owned() }),
         };
         let found = provider
             .kx_groups
             .iter()
             .find(|g| g.name() == group)
-            .ok_or_else(|| format!("tls_server_config.curve_preferences[{i}]: {name} is not supported"))?;
+            .ok_or_else(|| TlsError::UnsupportedCurve { index: i, name: name.clone() })?;
         out.push(*found);
     }
     if out.is_empty() {
-        return Err("tls_server_config.curve_preferences: empty list".to_owned());
+        return Err(TlsError::NoCurves);
     }
     Ok(out)
 }
@@ -317,7 +376,8 @@ mod tests {
 
     fn server(dir: &Path, extra: &str) -> Result<Arc<rustls::ServerConfig>, String> {
         let text = format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n{extra}");
-        Ok(WebConfig::parse(text.as_bytes(), dir)?.tls().expect("TLS on"))
+        let config = WebConfig::parse(text.as_bytes(), dir).map_err(|e| crate::errors::chain(&e))?;
+        Ok(config.tls().expect("TLS on"))
     }
 
     fn client(

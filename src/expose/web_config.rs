@@ -36,22 +36,54 @@ const SETTABLE_HEADERS: [&str; 5] = [
     "content-security-policy",
 ];
 
-/// Why a web configuration was not taken.
+/// Why a web configuration was not taken. The cause, when there is one, is
+/// the error's source: print it with [`crate::errors::chain`].
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    /// The file is missing, unreadable, not a regular file, too large, or its
-    /// content is invalid; the message names the key.
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// The file is missing, unreadable, not a regular file or too large.
+    #[error(transparent)]
+    Unreadable(#[from] FileError),
+    /// Its content is invalid; the source names the key.
+    #[error("{path}")]
+    Invalid { path: PathBuf, source: Invalid },
     #[error("{path}: reading and validating took longer than {}s", RELOAD_TIMEOUT.as_secs())]
     Timeout { path: PathBuf },
-    #[error("{path}: the reload failed unexpectedly: {message}")]
-    Failed { path: PathBuf, message: String },
+    #[error("{path}: the reload failed unexpectedly")]
+    Failed { path: PathBuf, source: tokio::task::JoinError },
     #[error(
         "{path}: tls_server_config: a reload cannot turn TLS {}; restart the exporter to change it",
         if *now_tls { "on" } else { "off" }
     )]
     TlsSwitch { path: PathBuf, now_tls: bool },
+}
+
+/// What is wrong with a web configuration's content; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    /// Not YAML, or a key or type the file may not hold (serde's message).
+    #[error("{0}")]
+    Yaml(serde_norway::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("basic_auth_users: invalid user name {0:?} (empty or holding ':')")]
+    UserName(String),
+    #[error("basic_auth_users.{0}: not a bcrypt hash (expected $2y$..., 60 characters)")]
+    NotBcrypt(String),
+    #[error("basic_auth_users.{user}: bcrypt cost {cost} is above {MAX_BCRYPT_COST} (each check would take seconds)")]
+    BcryptCost { user: String, cost: u32 },
+    #[error("http_server_config.headers.{0}: this header cannot be set (allowed: {allowed})", allowed = SETTABLE_HEADERS.join(", "))]
+    HeaderNotSettable(String),
+    #[error("http_server_config.headers.{name}: invalid value {value:?}")]
+    HeaderValue { name: String, value: String },
+}
+
+/// A file that cannot be read (see [`read_limited`]): the message is its
+/// path, the source what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}")]
+pub struct FileError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,18 +142,17 @@ impl WebConfig {
     /// Reads and validates `path` (blocking I/O). Relative paths inside it
     /// are resolved against its folder.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let invalid = |message: String| WebConfigError::Invalid { path: path.to_owned(), message };
-        let text = read_limited(path).map_err(invalid)?;
+        let text = read_limited(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        WebConfig::parse(&text, dir).map_err(invalid)
+        WebConfig::parse(&text, dir).map_err(|source| WebConfigError::Invalid { path: path.to_owned(), source })
     }
 
     /// Validates a configuration's text; `dir` resolves relative paths.
-    pub fn parse(text: &[u8], dir: &Path) -> Result<WebConfig, String> {
+    pub fn parse(text: &[u8], dir: &Path) -> Result<WebConfig, Invalid> {
         let raw: RawWebConfig = if text.iter().all(u8::is_ascii_whitespace) {
             RawWebConfig::default()
         } else {
-            serde_norway::from_slice(text).map_err(|e| e.to_string())?
+            serde_norway::from_slice(text).map_err(Invalid::Yaml)?
         };
         let tls = match &raw.tls_server_config {
             Some(t) => tls::server_config(t, dir)?,
@@ -130,16 +161,13 @@ impl WebConfig {
         let mut users = BTreeMap::new();
         for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
             if user.is_empty() || user.contains(':') {
-                return Err(format!("basic_auth_users: invalid user name {user:?} (empty or holding ':')"));
+                return Err(Invalid::UserName(user));
             }
             let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
-                return Err(format!("basic_auth_users.{user}: not a bcrypt hash (expected $2y$..., 60 characters)"));
+                return Err(Invalid::NotBcrypt(user));
             };
             if parts.get_cost() > MAX_BCRYPT_COST {
-                return Err(format!(
-                    "basic_auth_users.{user}: bcrypt cost {} is above {MAX_BCRYPT_COST} (each check would take seconds)",
-                    parts.get_cost()
-                ));
+                return Err(Invalid::BcryptCost { user, cost: parts.get_cost() });
             }
             users.insert(user, hash);
         }
@@ -147,10 +175,7 @@ impl WebConfig {
         for (name, value) in raw.http_server_config.and_then(|h| h.headers).unwrap_or_default() {
             let lower = name.to_ascii_lowercase();
             if !SETTABLE_HEADERS.contains(&lower.as_str()) {
-                return Err(format!(
-                    "http_server_config.headers.{name}: this header cannot be set (allowed: {})",
-                    SETTABLE_HEADERS.join(", ")
-                ));
+                return Err(Invalid::HeaderNotSettable(name));
             }
             let ok = match lower.as_str() {
                 "x-content-type-options" => value.eq_ignore_ascii_case("nosniff"),
@@ -159,7 +184,7 @@ impl WebConfig {
             };
             let parsed = HeaderValue::from_str(&value).ok().filter(|_| ok);
             let (Ok(n), Some(v)) = (HeaderName::from_bytes(lower.as_bytes()), parsed) else {
-                return Err(format!("http_server_config.headers.{name}: invalid value {value:?}"));
+                return Err(Invalid::HeaderValue { name, value });
             };
             headers.push((n, v));
         }
@@ -184,8 +209,8 @@ impl WebConfig {
 
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] (see
 /// [`crate::config::read_limited`]); the error names the file and the problem.
-pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    crate::config::read_limited(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, FileError> {
+    crate::config::read_limited(path, MAX_FILE_BYTES).map_err(|source| FileError { path: path.to_owned(), source })
 }
 
 /// The running web configuration, shared by every listener; cheap to clone.
@@ -254,7 +279,7 @@ impl WebConfigHandle {
         });
         let fresh = match tokio::time::timeout(RELOAD_TIMEOUT, task).await {
             Err(_) => return Err(WebConfigError::Timeout { path }),
-            Ok(Err(e)) => return Err(WebConfigError::Failed { path, message: e.to_string() }),
+            Ok(Err(source)) => return Err(WebConfigError::Failed { path, source }),
             Ok(Ok(loaded)) => loaded?,
         };
         if let Some(fresh) = fresh {
@@ -295,7 +320,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<WebConfig, String> {
-        WebConfig::parse(text.as_bytes(), Path::new("/nonexistent"))
+        WebConfig::parse(text.as_bytes(), Path::new("/nonexistent")).map_err(|e| crate::errors::chain(&e))
     }
 
     #[test]
@@ -344,11 +369,11 @@ mod tests {
     #[test]
     fn files_must_be_regular_and_small() {
         let dir = tempfile::tempdir().unwrap();
-        let err = read_limited(dir.path()).unwrap_err();
+        let err = crate::errors::chain(&read_limited(dir.path()).unwrap_err());
         assert!(err.contains("not a regular file"), "{err}");
         let big = dir.path().join("big.yml");
         std::fs::write(&big, vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
-        let err = WebConfig::load(&big).unwrap_err().to_string();
+        let err = crate::errors::chain(&WebConfig::load(&big).unwrap_err());
         assert!(err.contains("larger than"), "{err}");
     }
 
@@ -364,7 +389,7 @@ mod tests {
         assert!(!handle.authorize(None).await);
 
         std::fs::write(&path, "basic_auth_users:\n  prom: not-a-hash\n").unwrap();
-        let err = handle.reload().await.unwrap_err().to_string();
+        let err = crate::errors::chain(&handle.reload().await.unwrap_err());
         assert!(err.contains("basic_auth_users.prom"), "{err}");
         assert!(handle.authorize(Some(&good)).await, "the running users stay");
         assert!(!handle.authorize(None).await);
@@ -380,7 +405,7 @@ mod tests {
         // A FIFO in place of the file fails at once instead of blocking.
         std::fs::remove_file(&path).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
-        let err = handle.reload().await.unwrap_err().to_string();
+        let err = crate::errors::chain(&handle.reload().await.unwrap_err());
         assert!(err.contains("not a regular file"), "{err}");
         assert!(handle.authorize(None).await);
     }
@@ -396,7 +421,7 @@ mod tests {
         std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
         std::fs::write(&path, "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n").unwrap();
-        let err = handle.load_replacement().unwrap_err().to_string();
+        let err = crate::errors::chain(&handle.load_replacement().unwrap_err());
         assert!(err.contains("cannot turn TLS on"), "{err}");
         assert!(handle.current().tls().is_none());
         assert!(WebConfigHandle::open(&path).unwrap().current().tls().is_some(), "the file itself is valid");
