@@ -32,6 +32,16 @@ impl IntHistogram {
         self.count += 1;
     }
 
+    /// Adds the observations of `other`, a histogram with the same buckets.
+    pub fn merge_from(&mut self, other: &IntHistogram) {
+        debug_assert_eq!(self.bounds, other.bounds);
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }

@@ -1,27 +1,33 @@
 //! Aggregation: every valid record becomes counts in plain in-memory arrays —
 //! per interface (records, bytes, packets, log status, detections), per
 //! protocol, per watched port, per country — and histograms per action; the
-//! windowed detections of `detect` are fed from here. Nothing here touches a
-//! Prometheus label map: `expose` encodes these aggregates at scrape time.
-//! Label values are bounded by construction: interfaces by
-//! `limits.max_interfaces` (beyond it, `other`, counted), protocols by their
-//! 8-bit number, ports by the configured lists, countries by ISO codes.
+//! windowed detections of `detect` are fed from here. What a record means
+//! (which rule it breaks, which watched-port row, which country) is decided by
+//! [`Rules::classify`]; this module only counts it. Nothing here touches a
+//! Prometheus label map: `expose` encodes a [`Snapshot`] of these aggregates
+//! at scrape time. Aggregators built from one configuration are shards that
+//! [`Aggregator::merge_from`] adds together. Label values are bounded by
+//! construction: interfaces by `limits.max_interfaces` (beyond it, `other`,
+//! counted), protocols by their 8-bit number, ports by the configured lists,
+//! countries by ISO codes.
 
 pub mod diag;
 pub mod histogram;
+mod merge;
+pub mod snapshot;
 
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::detect::geo::{Country, CountryLookup};
 use crate::detect::portscan::PortScanTracker;
-use crate::detect::rules::{is_private, CidrSet, PortTable};
 use crate::detect::topk::WindowedTopK;
-use crate::parse::{Action, Line, LineParser, LogStatus, ParseError, Record};
+use crate::detect::{Classification, Rules};
+use crate::parse::{Action, Line, LineParser, ParseError, Record};
 use histogram::{IntHistogram, BYTES_BUCKETS, DURATION_BUCKETS, PACKETS_BUCKETS};
-
+pub use snapshot::Snapshot;
 /// The aggregates of one exporter, shared by the sources (writers, one lock per
 /// batch) and the scrape handler (reader).
 pub type SharedAggregator = Arc<Mutex<Aggregator>>;
@@ -68,10 +74,11 @@ pub fn interface_label(id: &[u8]) -> String {
 }
 
 /// Counters of one `interface_id` label value. Arrays are indexed by
-/// [`Action::index`] or [`LogStatus::index`].
-#[derive(Debug, Clone)]
+/// [`Action::index`] or [`LogStatus::index`](crate::parse::LogStatus::index).
+#[derive(Debug)]
 pub struct InterfaceCounters {
-    pub name: Box<str>,
+    /// The label value (shared, so that a snapshot copies a pointer).
+    pub name: Arc<str>,
     pub records: [u64; 3],
     pub bytes: [u64; 3],
     pub packets: [u64; 3],
@@ -82,6 +89,28 @@ pub struct InterfaceCounters {
     /// Records to forbidden ports, by port (or [`FORBIDDEN_OTHER`]) then action;
     /// only the ports this interface has seen (none allocated until the first).
     pub forbidden: FxHashMap<u32, [u64; 3]>,
+}
+
+impl Clone for InterfaceCounters {
+    fn clone(&self) -> InterfaceCounters {
+        let mut c = InterfaceCounters::new("");
+        c.clone_from(self);
+        c
+    }
+
+    /// Reuses the forbidden-port map's allocation (snapshots copy into the
+    /// previous scrape's counters).
+    fn clone_from(&mut self, from: &InterfaceCounters) {
+        self.name.clone_from(&from.name);
+        self.records = from.records;
+        self.bytes = from.bytes;
+        self.packets = from.packets;
+        self.log_status = from.log_status;
+        self.illegal_source_accepts = from.illegal_source_accepts;
+        self.short_connections = from.short_connections;
+        self.unapproved_destination = from.unapproved_destination;
+        self.forbidden.clone_from(&from.forbidden);
+    }
 }
 
 impl InterfaceCounters {
@@ -108,52 +137,54 @@ pub struct RecordHistograms {
     pub duration: IntHistogram,
 }
 
-/// All counters, histograms and detection state.
+impl RecordHistograms {
+    fn new() -> RecordHistograms {
+        RecordHistograms {
+            bytes: IntHistogram::new(BYTES_BUCKETS),
+            packets: IntHistogram::new(PACKETS_BUCKETS),
+            duration: IntHistogram::new(DURATION_BUCKETS),
+        }
+    }
+}
+
+/// All counters, histograms and detection state of one shard.
 #[derive(Debug)]
 pub struct Aggregator {
-    // Rules, from the configuration.
-    allowed_sources: CidrSet,
-    approved_destinations: CidrSet,
-    pub(crate) forbidden_ports: PortTable,
-    pub(crate) watch_ports: PortTable,
-    pub(crate) top_k_size: usize,
-    pub(crate) port_scan_min_ports: u32,
-    /// Sources with at least this many ports are listed in `top_port_scanners`.
-    pub(crate) port_scan_export_min_ports: u32,
-    pub(crate) max_interfaces: usize,
-    geo: Option<Box<dyn CountryLookup>>,
+    /// What records mean; shared by the shards of one configuration.
+    rules: Arc<Rules>,
+    limits: Limits,
 
     // Interfaces: slot 0 `unknown`, slot 1 `other`, then one per interface-id.
     iface_slots: FxHashMap<Box<[u8]>, u32>,
     last_iface: Vec<u8>,
     last_slot: usize,
-    pub(crate) interfaces: Vec<InterfaceCounters>,
-    pub(crate) interface_limit_records: u64,
+    interfaces: Vec<InterfaceCounters>,
+    interface_limit_records: u64,
     /// (interface, forbidden port) series held, and records beyond their cap.
     forbidden_series: usize,
-    pub(crate) forbidden_limit_records: u64,
-    pub(crate) implausible_durations: u64,
+    forbidden_limit_records: u64,
+    implausible_durations: u64,
 
     /// By protocol number, then action; index 256 is "no protocol".
-    pub(crate) protocols: Box<[[u64; 3]; 257]>,
+    protocols: Box<[[u64; 3]; 257]>,
     /// By watched-port position, then action; the last row is `other`.
-    pub(crate) dstports: Vec<[u64; 3]>,
-    pub(crate) countries: FxHashMap<Country, [u64; 3]>,
-    pub(crate) histograms: [RecordHistograms; 3],
+    dstports: Vec<[u64; 3]>,
+    countries: FxHashMap<Country, [u64; 3]>,
+    histograms: [RecordHistograms; 3],
 
-    pub(crate) lines: u64,
-    pub(crate) parse_errors: [u64; ParseError::ALL.len()],
+    lines: u64,
+    parse_errors: [u64; ParseError::ALL.len()],
     /// Newest record time (unix seconds) seen; 0 before any.
-    pub(crate) newest: u64,
+    newest: u64,
     /// Record times beyond this (the clock plus [`FUTURE_TOLERANCE`], refreshed
     /// only when a record passes it) stay out of the windows, so that one
     /// record with a wild timestamp cannot empty them.
     future_limit: u64,
-    pub(crate) future_records: u64,
+    future_records: u64,
 
-    pub(crate) top_sources: WindowedTopK,
-    pub(crate) top_destinations: WindowedTopK,
-    pub(crate) port_scans: PortScanTracker,
+    top_sources: WindowedTopK,
+    top_destinations: WindowedTopK,
+    port_scans: PortScanTracker,
     /// The trackers' windows, to tell on reload whether they can be kept.
     top_k_window: std::time::Duration,
     port_scan_window: std::time::Duration,
@@ -165,26 +196,29 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// An empty aggregator with the rules of `config` (no GeoIP lookup: see
+    /// [`Aggregator::with_countries`] and [`Rules::load`]).
     pub fn new(config: &Config) -> Aggregator {
+        Aggregator::with_rules(Arc::new(Rules::new(&config.detections)), config)
+    }
+
+    /// An empty aggregator counting by `rules`, with the limits and windows of
+    /// `config`.
+    pub fn with_rules(rules: Arc<Rules>, config: &Config) -> Aggregator {
         let d = &config.detections;
-        let forbidden_ports = PortTable::new(&d.forbidden_ports);
-        let watch_ports = PortTable::new(&d.watch_ports);
-        let hist = || RecordHistograms {
-            bytes: IntHistogram::new(BYTES_BUCKETS),
-            packets: IntHistogram::new(PACKETS_BUCKETS),
-            duration: IntHistogram::new(DURATION_BUCKETS),
-        };
+        Aggregator::build(rules, config.limits, d.top_k.window, d.port_scan.window)
+    }
+
+    fn build(
+        rules: Arc<Rules>,
+        limits: Limits,
+        top_k_window: std::time::Duration,
+        port_scan_window: std::time::Duration,
+    ) -> Aggregator {
         Aggregator {
-            allowed_sources: CidrSet::new(&d.allowed_source_cidrs),
-            approved_destinations: CidrSet::new(&d.approved_destination_cidrs),
-            dstports: vec![[0; 3]; watch_ports.len() + 1],
-            forbidden_ports,
-            watch_ports,
-            top_k_size: d.top_k.size,
-            port_scan_min_ports: d.port_scan.min_distinct_ports,
-            max_interfaces: config.limits.max_interfaces,
-            port_scan_export_min_ports: d.port_scan.shard_min_ports,
-            geo: None,
+            dstports: vec![[0; 3]; rules.watch_ports().len() + 1],
+            rules,
+            limits,
             iface_slots: FxHashMap::default(),
             last_iface: Vec::new(),
             last_slot: usize::MAX,
@@ -195,20 +229,34 @@ impl Aggregator {
             implausible_durations: 0,
             protocols: Box::new([[0; 3]; 257]),
             countries: FxHashMap::default(),
-            histograms: [hist(), hist(), hist()],
+            histograms: [RecordHistograms::new(), RecordHistograms::new(), RecordHistograms::new()],
             lines: 0,
             parse_errors: [0; ParseError::ALL.len()],
             newest: 0,
             future_limit: future_limit(),
             future_records: 0,
-            top_sources: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
-            top_destinations: WindowedTopK::new(d.top_k.window, config.limits.max_tracked_addresses),
-            port_scans: PortScanTracker::new(d.port_scan.window, config.limits.max_port_scan_sources),
-            top_k_window: d.top_k.window,
-            port_scan_window: d.port_scan.window,
+            top_sources: WindowedTopK::new(top_k_window, limits.max_tracked_addresses),
+            top_destinations: WindowedTopK::new(top_k_window, limits.max_tracked_addresses),
+            port_scans: PortScanTracker::new(port_scan_window, limits.max_port_scan_sources),
+            top_k_window,
+            port_scan_window,
             source: Arc::from("unnamed"),
             invalid_log: diag::InvalidLineLog::default(),
         }
+    }
+
+    /// An empty shard with the same rules, limits and windows: it counts on
+    /// its own (another thread, an all-or-nothing batch) and is added back
+    /// with [`Aggregator::merge_from`].
+    pub fn shard(&self) -> Aggregator {
+        let mut s = Aggregator::build(self.rules.clone(), self.limits, self.top_k_window, self.port_scan_window);
+        s.source = self.source.clone();
+        s
+    }
+
+    /// The rules this aggregator counts by.
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
     }
 
     /// Names where the next lines come from (a file, a log group, `demo`), for
@@ -219,83 +267,15 @@ impl Aggregator {
         }
     }
 
-    /// Moves into this aggregator (built from a reloaded configuration) the
-    /// state of the running one that the new settings leave valid, so that a
-    /// reload does not reset the counters:
-    /// - per-interface counters by interface label (all of them while
-    ///   `limits.max_interfaces` holds them; beyond the new limit, the
-    ///   interfaces seen last are dropped), with their forbidden-port series
-    ///   for the ports still in `forbidden_ports`;
-    /// - protocol counters; watched-port counters of the ports still in
-    ///   `watch_ports` (and `other`); country counters when GeoIP is still on;
-    /// - histograms, line and invalid-line counts, the newest flow time and
-    ///   the limit counters;
-    /// - the top-K trackers when `detections.top_k.window` and
-    ///   `limits.max_tracked_addresses` are unchanged, the port-scan tracker
-    ///   when `detections.port_scan.window` and `limits.max_port_scan_sources`
-    ///   are (otherwise they start empty).
-    ///
-    /// `old` is left empty of that state.
-    pub fn keep_from(&mut self, old: &mut Aggregator) {
-        use std::mem::{swap, take};
-        // Interfaces, by label.
-        swap(&mut self.interfaces, &mut old.interfaces);
-        swap(&mut self.iface_slots, &mut old.iface_slots);
-        let keep = self.max_interfaces + 2;
-        if self.interfaces.len() > keep {
-            self.interfaces.truncate(keep);
-            self.iface_slots.retain(|_, s| (*s as usize) < keep);
-        }
-        self.last_slot = usize::MAX;
-        self.last_iface.clear();
-        let forbidden = &self.forbidden_ports;
-        let mut series = 0;
-        for c in &mut self.interfaces {
-            c.forbidden.retain(|&k, _| k == FORBIDDEN_OTHER || u16::try_from(k).is_ok_and(|p| forbidden.contains(p)));
-            series += c.forbidden.len();
-        }
-        self.forbidden_series = series;
-        self.interface_limit_records = old.interface_limit_records;
-        self.forbidden_limit_records = old.forbidden_limit_records;
-        self.implausible_durations = old.implausible_durations;
-
-        swap(&mut self.protocols, &mut old.protocols);
-        for (i, &port) in old.watch_ports.ports().iter().enumerate() {
-            if let Some(j) = self.watch_ports.index(port) {
-                self.dstports[j] = old.dstports[i];
-            }
-        }
-        let (new_other, old_other) = (self.watch_ports.len(), old.watch_ports.len());
-        self.dstports[new_other] = old.dstports[old_other];
-        if self.geo.is_some() {
-            self.countries = take(&mut old.countries);
-        }
-        swap(&mut self.histograms, &mut old.histograms);
-
-        self.lines = old.lines;
-        self.parse_errors = old.parse_errors;
-        self.newest = old.newest;
-        self.future_records = old.future_records;
-
-        if self.top_k_window == old.top_k_window && self.top_sources.capacity() == old.top_sources.capacity() {
-            swap(&mut self.top_sources, &mut old.top_sources);
-            swap(&mut self.top_destinations, &mut old.top_destinations);
-        }
-        if self.port_scan_window == old.port_scan_window && self.port_scans.capacity() == old.port_scans.capacity() {
-            swap(&mut self.port_scans, &mut old.port_scans);
-        }
-        swap(&mut self.invalid_log, &mut old.invalid_log);
-        self.source = old.source.clone();
-    }
-
     /// Sets where source countries come from (off by default).
     pub fn with_countries(mut self, geo: Box<dyn CountryLookup>) -> Aggregator {
-        self.geo = Some(geo);
+        let rules = Rules::clone(&self.rules).with_countries(Arc::from(geo));
+        self.rules = Arc::new(rules);
         self
     }
 
     pub fn has_countries(&self) -> bool {
-        self.geo.is_some()
+        self.rules.has_countries()
     }
 
     pub fn into_shared(self) -> SharedAggregator {
@@ -333,60 +313,80 @@ impl Aggregator {
         }
     }
 
-    /// Counts one valid record.
-    pub fn observe(&mut self, r: &Record<'_>) {
-        let slot = self.interface_slot(r.interface_id);
-        let status = r.log_status.unwrap_or(LogStatus::Ok);
-        let a = r.action.unwrap_or(Action::Unknown).index();
-        let forbidden = r.dstport.filter(|&p| self.forbidden_ports.contains(p));
-        let illegal = a == Action::Accept.index()
-            && !self.allowed_sources.is_empty()
-            && r.srcaddr.is_some_and(|s| !self.allowed_sources.contains(s));
-        let unapproved = !self.approved_destinations.is_empty()
-            && r.pkt_dstaddr.is_some_and(|d| !self.approved_destinations.contains(d));
-        let short = r.protocol == Some(6) && r.tcp_flags.is_some_and(|f| f & 3 == 3);
+    /// Counts one record that did not come from a line (typed input): as a
+    /// line read and a valid record.
+    pub fn ingest_record(&mut self, r: &Record<'_>) {
+        self.lines += 1;
+        self.observe(r);
+    }
 
+    /// Counts one valid record as the rules classify it.
+    #[inline]
+    pub fn observe(&mut self, r: &Record<'_>) {
+        let class = self.rules.classify(r);
+        self.count(r, &class);
+    }
+
+    /// Counts one record whose classification is `k`.
+    pub fn count(&mut self, r: &Record<'_>, k: &Classification) {
+        let slot = self.interface_slot(r.interface_id);
         let c = &mut self.interfaces[slot];
-        c.log_status[status.index()] += 1;
-        if status != LogStatus::Ok {
+        c.log_status[k.status.index()] += 1;
+        if !k.is_traffic() {
             return;
         }
+        let a = k.action.index();
         c.records[a] += 1;
         c.bytes[a] = c.bytes[a].saturating_add(r.bytes.unwrap_or(0));
         c.packets[a] = c.packets[a].saturating_add(r.packets.unwrap_or(0));
-        if let Some(port) = forbidden {
-            let key = u32::from(port);
-            let key = if c.forbidden.contains_key(&key) || self.forbidden_series < MAX_FORBIDDEN_PORT_SERIES {
-                key
-            } else {
-                self.forbidden_limit_records += 1;
-                FORBIDDEN_OTHER
-            };
-            let row = c.forbidden.entry(key).or_insert_with(|| {
-                self.forbidden_series += 1;
-                [0; 3]
-            });
-            row[a] += 1;
-        }
-        if illegal {
+        if k.illegal_source_accept {
             c.illegal_source_accepts += 1;
         }
-        if unapproved {
+        if k.unapproved_destination {
             c.unapproved_destination[a] += 1;
         }
-        if short {
+        if k.short_connection {
             c.short_connections += 1;
         }
-
-        self.protocols[r.protocol.map_or(256, usize::from)][a] += 1;
-        if let Some(port) = r.dstport {
-            let row = self.watch_ports.index(port).unwrap_or(self.watch_ports.len());
-            self.dstports[row][a] += 1;
+        if let Some(port) = k.forbidden_port {
+            self.count_forbidden(slot, u32::from(port), a, 1);
         }
-        if let (Some(geo), Some(src)) = (&self.geo, r.srcaddr) {
-            let country = if is_private(src) { Country::Private } else { geo.lookup(src) };
+        self.protocols[r.protocol.map_or(256, usize::from)][a] += 1;
+        if let Some(row) = k.watch_row {
+            self.dstports[row as usize][a] += 1;
+        }
+        if let Some(country) = k.country {
             self.countries.entry(country).or_insert([0; 3])[a] += 1;
         }
+        self.count_histograms(r, a);
+        if let Some(t) = r.time() {
+            self.count_windows(r, t, a);
+        }
+    }
+
+    /// Adds `n` records of action `a` to the forbidden-port row `key` of an
+    /// interface, or to its `other` row once the series cap is reached.
+    #[inline]
+    fn count_forbidden(&mut self, slot: usize, key: u32, a: usize, n: u64) {
+        let c = &mut self.interfaces[slot];
+        let key = if key == FORBIDDEN_OTHER
+            || c.forbidden.contains_key(&key)
+            || self.forbidden_series < MAX_FORBIDDEN_PORT_SERIES
+        {
+            key
+        } else {
+            self.forbidden_limit_records += n;
+            FORBIDDEN_OTHER
+        };
+        let row = c.forbidden.entry(key).or_insert_with(|| {
+            self.forbidden_series += 1;
+            [0; 3]
+        });
+        row[a] += n;
+    }
+
+    #[inline]
+    fn count_histograms(&mut self, r: &Record<'_>, a: usize) {
         let h = &mut self.histograms[a];
         if let Some(b) = r.bytes {
             h.bytes.observe(b);
@@ -400,30 +400,33 @@ impl Aggregator {
                 _ => self.implausible_durations += 1,
             }
         }
+    }
 
-        if let Some(t) = r.time() {
+    /// Feeds the windows with one traffic record at flow time `t`.
+    #[inline]
+    fn count_windows(&mut self, r: &Record<'_>, t: u64, a: usize) {
+        if t > self.future_limit {
+            self.future_limit = future_limit();
             if t > self.future_limit {
-                self.future_limit = future_limit();
-                if t > self.future_limit {
-                    self.future_records += 1;
-                    return;
-                }
+                self.future_records += 1;
+                return;
             }
-            if t > self.newest {
-                self.newest = t;
+        }
+        if t > self.newest {
+            self.newest = t;
+        }
+        if a != Action::Reject.index() {
+            return;
+        }
+        let newest = self.newest;
+        if let Some(src) = r.srcaddr {
+            self.top_sources.add(src, t, newest);
+            if let Some(port) = r.dstport {
+                self.port_scans.add(src, port, t, newest);
             }
-            if a == Action::Reject.index() {
-                let newest = self.newest;
-                if let Some(src) = r.srcaddr {
-                    self.top_sources.add(src, t, newest);
-                    if let Some(port) = r.dstport {
-                        self.port_scans.add(src, port, t, newest);
-                    }
-                }
-                if let Some(dst) = r.dstaddr {
-                    self.top_destinations.add(dst, t, newest);
-                }
-            }
+        }
+        if let Some(dst) = r.dstaddr {
+            self.top_destinations.add(dst, t, newest);
         }
     }
 
@@ -435,32 +438,38 @@ impl Aggregator {
         if self.last_slot != usize::MAX && self.last_iface == id {
             return self.last_slot;
         }
-        // The reserved label values keep their slots, so that a record that
-        // names them cannot make a second series with the same labels.
-        if id == b"unknown" {
-            return IFACE_UNKNOWN;
-        }
-        if id == b"other" {
+        let Some(slot) = self.slot_of(id) else {
+            // Not cached: each record over the limit must be counted.
+            self.interface_limit_records += 1;
             return IFACE_OTHER;
-        }
-        let slot = match self.iface_slots.get(id) {
-            Some(&s) => s as usize,
-            None if self.iface_slots.len() < self.max_interfaces && id.len() <= MAX_INTERFACE_ID_LEN => {
-                let s = self.interfaces.len();
-                self.interfaces.push(InterfaceCounters::new(&interface_label(id)));
-                self.iface_slots.insert(id.into(), s as u32);
-                s
-            }
-            None => {
-                // Not cached: each record over the limit must be counted.
-                self.interface_limit_records += 1;
-                return IFACE_OTHER;
-            }
         };
         self.last_iface.clear();
         self.last_iface.extend_from_slice(id);
         self.last_slot = slot;
         slot
+    }
+
+    /// The slot of an interface-id, a new one while `limits.max_interfaces`
+    /// allows; `None` when it is over the limit (or too long).
+    fn slot_of(&mut self, id: &[u8]) -> Option<usize> {
+        // The reserved label values keep their slots, so that a record that
+        // names them cannot make a second series with the same labels.
+        if id == b"unknown" {
+            return Some(IFACE_UNKNOWN);
+        }
+        if id == b"other" {
+            return Some(IFACE_OTHER);
+        }
+        match self.iface_slots.get(id) {
+            Some(&s) => Some(s as usize),
+            None if self.iface_slots.len() < self.limits.max_interfaces && id.len() <= MAX_INTERFACE_ID_LEN => {
+                let s = self.interfaces.len();
+                self.interfaces.push(InterfaceCounters::new(&interface_label(id)));
+                self.iface_slots.insert(id.into(), s as u32);
+                Some(s)
+            }
+            None => None,
+        }
     }
 
     /// Distinct interface-ids holding their own label value.
@@ -481,6 +490,11 @@ impl Aggregator {
     /// Traffic records of one action, all interfaces.
     pub fn records(&self, action: Action) -> u64 {
         self.interfaces.iter().map(|c| c.records[action.index()]).sum()
+    }
+
+    /// Newest flow time seen (unix seconds; 0 before any).
+    pub fn newest(&self) -> u64 {
+        self.newest
     }
 }
 

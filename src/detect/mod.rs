@@ -12,3 +12,5 @@ pub mod portscan;
 pub mod rules;
 pub mod topk;
 pub mod tracker;
+
+pub use rules::{Classification, Rules};

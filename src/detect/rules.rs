@@ -1,9 +1,159 @@
-//! Stateless rules: CIDR membership and port sets, precomputed for a lookup
-//! per record without allocation.
+//! The configured detection rules and their evaluation: [`Rules`] holds the
+//! allowed sources, approved destinations, forbidden and watched ports, the
+//! exposition thresholds and the GeoIP lookup, and [`Rules::classify`] turns
+//! one record into a [`Classification`] (a few flags and indices, no
+//! allocation) that the aggregator only counts. Below it, the stateless
+//! building blocks: CIDR sets and port tables, precomputed for a lookup per
+//! record.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
+
+use super::geo::{Country, CountryLookup, GeoIpError, MaxMindCountries};
+use crate::config::{Config, Detections};
+use crate::parse::{Action, LogStatus, Record};
+
+/// What the rules say about one record. For a record whose log-status is not
+/// OK only `action` and `status` are set: such records count by status only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classification {
+    /// The record's action (`unknown` when the format has none).
+    pub action: Action,
+    /// The record's log-status (`OK` when the format has none).
+    pub status: LogStatus,
+    /// An ACCEPT whose srcaddr is in none of the allowed source CIDRs.
+    pub illegal_source_accept: bool,
+    /// A pkt-dstaddr in none of the approved destination CIDRs.
+    pub unapproved_destination: bool,
+    /// TCP with both SYN and FIN set.
+    pub short_connection: bool,
+    /// The dstport, when it is a forbidden port.
+    pub forbidden_port: Option<u16>,
+    /// The row of the watched-port table: the port's position, or the number
+    /// of watched ports (`other`); `None` without a dstport.
+    pub watch_row: Option<u32>,
+    /// The source's country, when a GeoIP lookup is configured and the record
+    /// has a srcaddr.
+    pub country: Option<Country>,
+}
+
+impl Classification {
+    /// Whether the record is traffic (log-status OK) and so counted beyond its status.
+    #[inline]
+    pub fn is_traffic(&self) -> bool {
+        self.status == LogStatus::Ok
+    }
+}
+
+/// The detection rules of one configuration, shared (behind an `Arc`) by
+/// every aggregator shard built from it.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    allowed_sources: CidrSet,
+    approved_destinations: CidrSet,
+    forbidden_ports: PortTable,
+    watch_ports: PortTable,
+    geo: Option<Arc<dyn CountryLookup>>,
+    top_k_size: usize,
+    port_scan_min_ports: u32,
+    port_scan_export_min_ports: u32,
+}
+
+impl Rules {
+    /// The rules of `detections`, without a GeoIP lookup.
+    pub fn new(d: &Detections) -> Rules {
+        Rules {
+            allowed_sources: CidrSet::new(&d.allowed_source_cidrs),
+            approved_destinations: CidrSet::new(&d.approved_destination_cidrs),
+            forbidden_ports: PortTable::new(&d.forbidden_ports),
+            watch_ports: PortTable::new(&d.watch_ports),
+            geo: None,
+            top_k_size: d.top_k.size,
+            port_scan_min_ports: d.port_scan.min_distinct_ports,
+            port_scan_export_min_ports: d.port_scan.shard_min_ports,
+        }
+    }
+
+    /// The rules of a configuration, with its GeoIP database opened when it
+    /// names one.
+    pub fn load(config: &Config) -> Result<Rules, GeoIpError> {
+        let rules = Rules::new(&config.detections);
+        Ok(match &config.geoip {
+            Some(g) => rules.with_countries(Arc::new(MaxMindCountries::open(&g.database)?)),
+            None => rules,
+        })
+    }
+
+    /// Sets where source countries come from.
+    pub fn with_countries(mut self, geo: Arc<dyn CountryLookup>) -> Rules {
+        self.geo = Some(geo);
+        self
+    }
+
+    /// The country lookup, if any.
+    pub fn countries(&self) -> Option<&Arc<dyn CountryLookup>> {
+        self.geo.as_ref()
+    }
+
+    pub fn has_countries(&self) -> bool {
+        self.geo.is_some()
+    }
+    pub fn forbidden_ports(&self) -> &PortTable {
+        &self.forbidden_ports
+    }
+    pub fn watch_ports(&self) -> &PortTable {
+        &self.watch_ports
+    }
+    /// `detections.top_k.size`: the K of the top-K gauges and of the port scanners listed.
+    pub fn top_k_size(&self) -> usize {
+        self.top_k_size
+    }
+    /// `detections.port_scan.min_distinct_ports`.
+    pub fn port_scan_min_ports(&self) -> u32 {
+        self.port_scan_min_ports
+    }
+    /// `detections.port_scan.shard_min_ports`: sources with this many ports are listed.
+    pub fn port_scan_export_min_ports(&self) -> u32 {
+        self.port_scan_export_min_ports
+    }
+
+    /// Evaluates every rule on one record.
+    #[inline]
+    pub fn classify(&self, r: &Record<'_>) -> Classification {
+        let action = r.action.unwrap_or(Action::Unknown);
+        let status = r.log_status.unwrap_or(LogStatus::Ok);
+        let mut c = Classification {
+            action,
+            status,
+            illegal_source_accept: false,
+            unapproved_destination: false,
+            short_connection: false,
+            forbidden_port: None,
+            watch_row: None,
+            country: None,
+        };
+        if status != LogStatus::Ok {
+            return c;
+        }
+        c.illegal_source_accept = action == Action::Accept
+            && !self.allowed_sources.is_empty()
+            && r.srcaddr.is_some_and(|s| !self.allowed_sources.contains(s));
+        c.unapproved_destination = !self.approved_destinations.is_empty()
+            && r.pkt_dstaddr.is_some_and(|d| !self.approved_destinations.contains(d));
+        c.short_connection = r.protocol == Some(6) && r.tcp_flags.is_some_and(|f| f & 3 == 3);
+        if let Some(port) = r.dstport {
+            c.forbidden_port = self.forbidden_ports.contains(port).then_some(port);
+            let row = self.watch_ports.index(port).unwrap_or(self.watch_ports.len());
+            c.watch_row = Some(row as u32);
+        }
+        if let (Some(geo), Some(src)) = (&self.geo, r.srcaddr) {
+            c.country = Some(if is_private(src) { Country::Private } else { geo.lookup(src) });
+        }
+        c
+    }
+}
 
 /// A set of networks, kept as sorted, merged address intervals (IPv4 and IPv6
 /// apart): `contains` is a binary search. A long IPv4 list also gets an index
