@@ -9,6 +9,7 @@
 //! `config` turns the YAML file into a validated model whose errors name the key.
 
 pub mod aggregate;
+pub mod app;
 pub mod config;
 pub mod detect;
 pub mod errors;

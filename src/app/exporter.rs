@@ -1,0 +1,347 @@
+//! The builder proper: [`Exporter::build`] (configuration → rules →
+//! aggregates), [`Exporter::check`] (the sources' and the server's checks,
+//! nothing started), [`Exporter::start`] (registry → sources → server →
+//! signals and reload) and the [`Running`] handle; [`Exporter::replay`] for
+//! the `replay` subcommand.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::error::AppError;
+use super::ingest::{Ingest, Prepared, SourceTask};
+use super::listen::Listen;
+use super::reload::Reloader;
+use super::{Mode, Settings, WebArgs, BIN_TARGET};
+use crate::config::Config;
+use crate::expose::{self, Readiness, ServerConfig, ServerLimits, WebConfigHandle};
+use crate::source::cloudwatch::{checkpoint, CloudWatchSource};
+use crate::source::demo;
+
+/// An exporter built from [`Settings`], not started.
+pub struct Exporter {
+    settings: Settings,
+    prepared: Prepared,
+    signals: bool,
+    dedup_margin: Option<Duration>,
+}
+
+impl Exporter {
+    /// The rules and aggregates of the configuration (its GeoIP database
+    /// opened): every check that needs neither the network nor the server.
+    pub fn build(settings: Settings) -> Result<Exporter, AppError> {
+        let demo = matches!(settings.mode, Mode::Demo { .. });
+        let prepared = Prepared::new(&settings.config, settings.config_path.as_deref(), demo)?;
+        Ok(Exporter { settings, prepared, signals: false, dedup_margin: None })
+    }
+
+    /// Whether [`Exporter::start`] handles SIGTERM and SIGINT (shutdown) and
+    /// SIGHUP (reload); off by default, for exporters embedded in tests.
+    pub fn handle_signals(mut self, on: bool) -> Exporter {
+        self.signals = on;
+        self
+    }
+
+    /// Overrides `cloudwatch.dedup_margin` (tests use one below its 1s floor).
+    pub fn cloudwatch_dedup_margin(mut self, margin: Duration) -> Exporter {
+        self.dedup_margin = Some(margin);
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every check the start runs, without contacting AWS or listening: the
+    /// sources' (region, state file and folder) and the server flags'.
+    pub async fn check(&self) -> Result<(), AppError> {
+        if let Mode::Replay { .. } = self.settings.mode {
+            return Ok(());
+        }
+        self.check_sources().await?;
+        ServerSettings::check(&self.settings.web).await.map(drop)
+    }
+
+    /// `replay`: reads the files and writes the exposition to `out`.
+    pub fn replay(self, out: &mut dyn std::io::Write) -> Result<(), AppError> {
+        let paths = match &self.settings.mode {
+            Mode::Replay { paths } => paths.as_slice(),
+            _ => &[],
+        };
+        let text = self.prepared.replay(&self.settings.config, paths)?;
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(AppError::Stdout)
+    }
+
+    /// Starts the live exporter or the demo: every check first, then the
+    /// registry, the sources, the server (bound before this returns), the
+    /// signal handlers when asked, and the reload.
+    pub async fn start(self) -> Result<Running, AppError> {
+        self.check_sources().await?;
+        let server = ServerSettings::check(&self.settings.web).await?;
+        let ingest = Ingest::start(self.prepared);
+        let registry = ingest.registry(self.settings.web.new_series_hold);
+        expose::register_process_metrics(&registry);
+        let sources = Sources::new(&self.settings, &registry, self.dedup_margin).await?;
+        let listener = server.listen.bind(&self.settings.web.listen_address).await?;
+        let addr = listener.local_addr().map_err(|source| super::listen::ListenError::Bind {
+            shown: self.settings.web.listen_address.clone(),
+            source,
+        })?;
+        tracing::info!(target: BIN_TARGET, address = %addr, path = %self.settings.web.telemetry_path, "Listening");
+        sources.announce(&self.settings.config);
+        let shutdown = CancellationToken::new();
+        let Settings { config_path, config, web, mode } = self.settings;
+        let demo = matches!(mode, Mode::Demo { .. });
+        let reloader = Reloader::new(config_path, config, ingest.clone(), demo, server.web.clone(), &registry)?;
+        if self.signals {
+            on_signal(shutdown.clone());
+            reloader.on_sighup(shutdown.clone());
+        }
+        let readiness = sources.readiness.clone();
+        let config = ServerConfig {
+            registry: registry.clone(),
+            telemetry_path: web.telemetry_path,
+            readiness: readiness.clone(),
+            mode: sources.mode.clone(),
+            web: server.web,
+            limits: server.limits,
+        };
+        let tasks = sources.spawn(&ingest, &shutdown);
+        let task = tokio::spawn(serve_until_stopped(listener, config, tasks, shutdown.clone()));
+        Ok(Running { addr, registry, readiness, shutdown, reloader, task })
+    }
+
+    /// The sources' checks: the live exporter's cloudwatch section.
+    async fn check_sources(&self) -> Result<(), AppError> {
+        match (&self.settings.mode, &self.settings.config_path) {
+            (Mode::Live, Some(path)) => check_cloudwatch(path, &self.settings.config).await,
+            (Mode::Live, None) => Err(AppError::ConfigFileRequired),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A started exporter: what tests and embedders need to reach it.
+pub struct Running {
+    addr: SocketAddr,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+    reloader: Arc<Reloader>,
+    task: JoinHandle<Result<(), AppError>>,
+}
+
+impl Running {
+    /// The address the server listens on (the port chosen for `:0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything `/metrics` exposes.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// What `/-/ready` reports.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Cancelling it stops the exporter as SIGTERM does: the sources stop
+    /// (the poller saves its checkpoint), then the server.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// What SIGHUP does; whether the reload succeeded.
+    pub async fn reload(&self) -> bool {
+        self.reloader.clone().reload().await
+    }
+
+    /// Whether the exporter has stopped (shutdown, or a source failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits until the exporter stops; the first source error, if any.
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.task.await.map_err(|e| AppError::Task(e.to_string()))?
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// The server flags checked: what the start runs before listening.
+struct ServerSettings {
+    listen: Listen,
+    web: WebConfigHandle,
+    limits: ServerLimits,
+}
+
+impl ServerSettings {
+    /// Telemetry path, listen address (its form, and that its host name
+    /// resolves), web configuration, connection cap; in that order.
+    async fn check(web: &WebArgs) -> Result<ServerSettings, AppError> {
+        let p = &web.telemetry_path;
+        if !p.starts_with('/') || p == "/" || p.starts_with("/-/") {
+            return Err(AppError::TelemetryPath(p.clone()));
+        }
+        let listen = Listen::parse(&web.listen_address)?;
+        listen.check().await?;
+        let handle = match &web.web_config_file {
+            Some(path) => WebConfigHandle::open(path).map_err(AppError::WebConfig)?,
+            None => WebConfigHandle::plain(),
+        };
+        let limits = ServerLimits::with_max_connections(web.web_max_connections)?;
+        Ok(ServerSettings { listen, web: handle, limits })
+    }
+}
+
+const NO_CLOUDWATCH: &str = "cloudwatch: missing: the live exporter needs a cloudwatch section with log_groups";
+
+/// The live start's checks of the cloudwatch section: present, a region
+/// resolvable (the section's, else AWS_REGION, AWS_DEFAULT_REGION, the AWS
+/// profile or the instance metadata, as the AWS SDK reads them), the state
+/// file readable and its folder writable.
+async fn check_cloudwatch(path: &Path, config: &Config) -> Result<(), AppError> {
+    let in_file = |message: &str| AppError::InConfig { path: path.to_path_buf(), message: message.to_owned() };
+    let Some(cw) = &config.cloudwatch else {
+        return Err(in_file(NO_CLOUDWATCH));
+    };
+    if cw.region.is_none()
+        && aws_config::meta::region::ProvideRegion::region(&aws_config::default_provider::region::default_provider())
+            .await
+            .is_none()
+    {
+        return Err(in_file(
+            "cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile",
+        ));
+    }
+    if let Some(state) = &cw.state_file {
+        let names = cw.log_groups.iter().map(|g| g.name.as_str());
+        let shown = |e: checkpoint::CheckpointError| in_file(&crate::errors::chain(&e));
+        checkpoint::load(state, checkpoint::max_file_bytes(names)).map_err(shown)?;
+        checkpoint::check_writable_dir(state).map_err(shown)?;
+    }
+    Ok(())
+}
+
+/// The sources of the mode, built (clients made, checkpoints read), not running.
+struct Sources {
+    list: Vec<Source>,
+    readiness: Readiness,
+    /// One line for the landing page.
+    mode: String,
+}
+
+enum Source {
+    Demo { rate: u32, interfaces: usize },
+    CloudWatch(Box<CloudWatchSource>),
+}
+
+impl Sources {
+    async fn new(settings: &Settings, registry: &Registry, margin: Option<Duration>) -> Result<Sources, AppError> {
+        match &settings.mode {
+            Mode::Demo { rate, interfaces } => Ok(Sources {
+                list: vec![Source::Demo { rate: *rate, interfaces: *interfaces }],
+                readiness: Readiness::ready(),
+                mode: format!("demo (generated traffic: {rate} records/s over {interfaces} interfaces)"),
+            }),
+            Mode::Live => {
+                let Some(cw) = settings.config.cloudwatch.clone() else {
+                    let path = settings.config_path.clone().unwrap_or_default();
+                    return Err(AppError::InConfig { path, message: NO_CLOUDWATCH.to_owned() });
+                };
+                let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
+                let mode = format!("CloudWatch Logs log group(s) {}", names.join(", "));
+                let mut source = CloudWatchSource::new(cw, registry).await.map_err(|e| AppError::Source(e.into()))?;
+                if let Some(m) = margin {
+                    source.set_dedup_margin(m);
+                }
+                Ok(Sources { list: vec![Source::CloudWatch(Box::new(source))], readiness: Readiness::default(), mode })
+            }
+            Mode::Replay { .. } => {
+                Ok(Sources { list: Vec::new(), readiness: Readiness::ready(), mode: "replay".into() })
+            }
+        }
+    }
+
+    /// The start's log line of each source that has one.
+    fn announce(&self, config: &Config) {
+        for source in &self.list {
+            if let Source::Demo { rate, interfaces } = source {
+                tracing::info!(target: BIN_TARGET, rate, interfaces, detections = %demo::describe(&config.detections), "Demo mode: generated traffic, demo country table (not real geography)");
+            }
+        }
+    }
+
+    fn spawn(self, ingest: &Ingest, shutdown: &CancellationToken) -> Vec<SourceTask> {
+        let Sources { list, readiness, .. } = self;
+        list.into_iter()
+            .map(|source| match source {
+                Source::Demo { rate, interfaces } => ingest.demo(rate, interfaces, shutdown.clone()),
+                Source::CloudWatch(cw) => ingest.cloudwatch(*cw, readiness.clone(), shutdown.clone()),
+            })
+            .collect()
+    }
+}
+
+/// Serves until every source has stopped (on `shutdown`, or the first
+/// error, which stops the others), then stops the server: the poller saves
+/// its checkpoint while `/metrics` still answers.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    server: ServerConfig,
+    tasks: Vec<SourceTask>,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    let server_shutdown = CancellationToken::new();
+    let server_task = tokio::spawn(expose::serve(listener, server, server_shutdown.clone()));
+    let mut set = JoinSet::new();
+    for task in tasks {
+        set.spawn(task);
+    }
+    let mut first = None;
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined.map_err(|e| AppError::Task(e.to_string())).and_then(|r| r) {
+            shutdown.cancel();
+            first.get_or_insert(e);
+        }
+    }
+    server_shutdown.cancel();
+    let _ = server_task.await;
+    first.map_or(Ok(()), Err)
+}
+
+/// SIGINT or SIGTERM cancels the token.
+fn on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!(target: BIN_TARGET, "Received SIGINT, shutting down"),
+            _ = term => tracing::info!(target: BIN_TARGET, "Received SIGTERM, shutting down"),
+        }
+        token.cancel();
+    });
+}
