@@ -477,8 +477,32 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         Some(spec) => compile_format("log_format", &spec)?,
         None => d.log_format,
     };
+    let detections = validate_detections(raw.detections, d.detections)?;
+    let geoip = match raw.geoip {
+        None => None,
+        Some(RawGeoIp { database: None }) => {
+            return Err(err("geoip.database", "missing: the path of a .mmdb country or city database"))
+        }
+        Some(RawGeoIp { database: Some(p) }) => {
+            if p.trim().is_empty() {
+                return Err(err("geoip.database", "must not be empty"));
+            }
+            Some(GeoIpConfig { database: resolve(base, &p) })
+        }
+    };
 
-    let rd = raw.detections;
+    let limits = validate_limits(&raw.limits, &detections)?;
+
+    let cloudwatch = match raw.cloudwatch {
+        None => None,
+        Some(cw) => Some(validate_cloudwatch(cw, base, &log_format)?),
+    };
+
+    Ok(Config { log_format, detections, geoip, limits, cloudwatch })
+}
+
+/// The `detections` section, with the defaults `d` for what it leaves out.
+fn validate_detections(rd: RawDetections, d: Detections) -> Result<Detections, ConfigError> {
     let top_k_size = rd.top_k.size.unwrap_or(defaults::TOP_K_SIZE);
     if top_k_size == 0 || top_k_size > 1000 {
         return Err(err("detections.top_k.size", format!("must be between 1 and 1000, got {top_k_size}")));
@@ -500,11 +524,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             format!("must be between 1 and min_distinct_ports ({min_ports}), got {shard_min_ports}"),
         ));
     }
-    let detections = Detections {
+    Ok(Detections {
         allowed_source_cidrs: cidrs("detections.allowed_source_cidrs", &rd.allowed_source_cidrs)?,
         approved_destination_cidrs: cidrs("detections.approved_destination_cidrs", &rd.approved_destination_cidrs)?,
-        forbidden_ports: dedup_ports(rd.forbidden_ports.unwrap_or(d.detections.forbidden_ports)),
-        watch_ports: dedup_ports(rd.watch_ports.unwrap_or(d.detections.watch_ports)),
+        forbidden_ports: dedup_ports(rd.forbidden_ports.unwrap_or(d.forbidden_ports)),
+        watch_ports: dedup_ports(rd.watch_ports.unwrap_or(d.watch_ports)),
         top_k: TopKConfig {
             size: top_k_size,
             window: window("detections.top_k.window", rd.top_k.window.as_deref(), defaults::TOP_K_WINDOW)?,
@@ -514,39 +538,29 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             min_distinct_ports: min_ports,
             shard_min_ports,
         },
-    };
+    })
+}
 
-    let geoip = match raw.geoip {
-        None => None,
-        Some(RawGeoIp { database: None }) => {
-            return Err(err("geoip.database", "missing: the path of a .mmdb country or city database"))
-        }
-        Some(RawGeoIp { database: Some(p) }) => {
-            if p.trim().is_empty() {
-                return Err(err("geoip.database", "must not be empty"));
-            }
-            Some(GeoIpConfig { database: resolve(base, &p) })
-        }
-    };
-
+/// The `limits` section, checked against the detections it must hold.
+fn validate_limits(raw: &RawLimits, detections: &Detections) -> Result<Limits, ConfigError> {
     let limits = Limits {
         max_interfaces: within(
             "limits.max_interfaces",
-            raw.limits.max_interfaces,
+            raw.max_interfaces,
             defaults::MAX_INTERFACES,
             1,
             defaults::MAX_INTERFACES_MAX,
         )?,
         max_tracked_addresses: within(
             "limits.max_tracked_addresses",
-            raw.limits.max_tracked_addresses,
+            raw.max_tracked_addresses,
             defaults::MAX_TRACKED_ADDRESSES,
             64,
             defaults::MAX_TRACKED_ADDRESSES_MAX,
         )?,
         max_port_scan_sources: within(
             "limits.max_port_scan_sources",
-            raw.limits.max_port_scan_sources,
+            raw.max_port_scan_sources,
             defaults::MAX_PORT_SCAN_SOURCES,
             64,
             defaults::MAX_PORT_SCAN_SOURCES_MAX,
@@ -558,13 +572,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             format!("must be at least 4 x detections.top_k.size ({})", detections.top_k.size * 4),
         ));
     }
-
-    let cloudwatch = match raw.cloudwatch {
-        None => None,
-        Some(cw) => Some(validate_cloudwatch(cw, base, &log_format)?),
-    };
-
-    Ok(Config { log_format, detections, geoip, limits, cloudwatch })
+    Ok(limits)
 }
 
 fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> Result<CloudWatchConfig, ConfigError> {

@@ -53,17 +53,25 @@ impl Metrics {
     /// Creates the metrics, registers them and initializes the label values of
     /// `log_groups`.
     pub fn register(registry: &Registry, log_groups: &[&str]) -> prometheus::Result<Metrics> {
+        let m = Metrics::new()?;
+        for c in m.collectors() {
+            registry.register(c)?;
+        }
+        m.init_labels(log_groups);
+        Ok(m)
+    }
+
+    /// The metrics, not registered yet.
+    fn new() -> prometheus::Result<Metrics> {
         let g = &["log_group"];
-        let m = Metrics {
+        let (dedup_keys, dedup_keys_limit, dedup_cap_events) = dedup_metrics()?;
+        let (checkpoint_clamped, checkpoint_writes, checkpoint_last_write) = state_file_metrics()?;
+        let (requests, request_errors, request_duration, rate_limit) = request_metrics()?;
+        Ok(Metrics {
             events: IntCounterVec::new(opts("events_total", "CloudWatch Logs events read and counted, by log group."), g)?,
             duplicates: IntCounterVec::new(
                 opts("duplicate_events_total", "Events read again (lookback re-reads, retried pages) and skipped, by log group."),
                 g,
-            )?,
-            requests: IntCounterVec::new(opts("requests_total", "CloudWatch Logs API requests sent, retries included."), &["operation"])?,
-            request_errors: IntCounterVec::new(
-                opts("request_errors_total", "Failed CloudWatch Logs API requests, by error; error=\"throttled\" for throttling."),
-                &["operation", "error"],
             )?,
             poll_duration: HistogramVec::new(
                 hopts(
@@ -97,31 +105,6 @@ impl Metrics {
                 opts("malformed_events_total", "Events without an eventId, time or message, skipped."),
                 g,
             )?,
-            dedup_keys: IntGaugeVec::new(
-                opts("dedup_keys", "Event keys remembered for deduplication (those ingested near the horizon), by log group."),
-                g,
-            )?,
-            dedup_keys_limit: IntGaugeVec::new(
-                opts(
-                    "dedup_keys_limit",
-                    "The most event keys the log group's dedup window holds: its share of the exporter's 1,000,000.",
-                ),
-                g,
-            )?,
-            dedup_cap_events: IntCounterVec::new(
-                opts(
-                    "dedup_cap_events_total",
-                    "New events met while the dedup window was full, by outcome: counted_without_key (no later scan looks them up) or deferred (left to the next scan, which counts them).",
-                ),
-                &["log_group", "outcome"],
-            )?,
-            checkpoint_clamped: IntCounterVec::new(
-                opts(
-                    "checkpoint_clamped_times_total",
-                    "Times read from the state file that lay in the future (beyond 5 minutes) or before 1970, clamped at start-up.",
-                ),
-                g,
-            )?,
             horizon: GaugeVec::new(
                 opts(
                     "horizon_timestamp_seconds",
@@ -136,79 +119,146 @@ impl Metrics {
                 ),
                 g,
             )?,
-            request_duration: HistogramVec::new(
-                hopts(
-                    "request_duration_seconds",
-                    "Duration of one CloudWatch Logs API request.",
-                    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
-                ),
-                &["operation"],
-            )?,
-            rate_limit: Gauge::with_opts(opts(
-                "request_rate_limit",
-                "Requests per second currently allowed: max_requests_per_second, lowered after throttling.",
-            ))?,
-            checkpoint_writes: IntCounterVec::new(
-                opts("checkpoint_writes_total", "Writes of the state file, by result (success, error)."),
-                &["result"],
-            )?,
-            checkpoint_last_write: Gauge::with_opts(opts(
-                "checkpoint_last_write_timestamp_seconds",
-                "Unix time of the last successful write of the state file.",
-            ))?,
-        };
-        let all: Vec<Box<dyn Collector>> = vec![
-            Box::new(m.events.clone()),
-            Box::new(m.duplicates.clone()),
-            Box::new(m.requests.clone()),
-            Box::new(m.request_errors.clone()),
-            Box::new(m.poll_duration.clone()),
-            Box::new(m.last_success.clone()),
-            Box::new(m.ingestion_delay.clone()),
-            Box::new(m.lookback.clone()),
-            Box::new(m.poll_interval.clone()),
-            Box::new(m.polls.clone()),
-            Box::new(m.group_up.clone()),
-            Box::new(m.pages.clone()),
-            Box::new(m.malformed.clone()),
-            Box::new(m.dedup_keys.clone()),
-            Box::new(m.dedup_keys_limit.clone()),
-            Box::new(m.dedup_cap_events.clone()),
-            Box::new(m.checkpoint_clamped.clone()),
-            Box::new(m.horizon.clone()),
-            Box::new(m.newest_ingestion.clone()),
-            Box::new(m.request_duration.clone()),
-            Box::new(m.rate_limit.clone()),
-            Box::new(m.checkpoint_writes.clone()),
-            Box::new(m.checkpoint_last_write.clone()),
-        ];
-        for c in all {
-            registry.register(c)?;
-        }
-        m.requests.with_label_values(&[FILTER_LOG_EVENTS]);
+            dedup_keys,
+            dedup_keys_limit,
+            dedup_cap_events,
+            checkpoint_clamped,
+            checkpoint_writes,
+            checkpoint_last_write,
+            requests,
+            request_errors,
+            request_duration,
+            rate_limit,
+        })
+    }
+
+    /// Every metric, for the registry.
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.events.clone()),
+            Box::new(self.duplicates.clone()),
+            Box::new(self.requests.clone()),
+            Box::new(self.request_errors.clone()),
+            Box::new(self.poll_duration.clone()),
+            Box::new(self.last_success.clone()),
+            Box::new(self.ingestion_delay.clone()),
+            Box::new(self.lookback.clone()),
+            Box::new(self.poll_interval.clone()),
+            Box::new(self.polls.clone()),
+            Box::new(self.group_up.clone()),
+            Box::new(self.pages.clone()),
+            Box::new(self.malformed.clone()),
+            Box::new(self.dedup_keys.clone()),
+            Box::new(self.dedup_keys_limit.clone()),
+            Box::new(self.dedup_cap_events.clone()),
+            Box::new(self.checkpoint_clamped.clone()),
+            Box::new(self.horizon.clone()),
+            Box::new(self.newest_ingestion.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.rate_limit.clone()),
+            Box::new(self.checkpoint_writes.clone()),
+            Box::new(self.checkpoint_last_write.clone()),
+        ]
+    }
+
+    /// Creates every label value known at start-up, so that the series exist at zero.
+    fn init_labels(&self, log_groups: &[&str]) {
+        self.requests.with_label_values(&[FILTER_LOG_EVENTS]);
         for k in ErrorKind::ALL {
-            m.request_errors.with_label_values(&[FILTER_LOG_EVENTS, k.label()]);
+            self.request_errors.with_label_values(&[FILTER_LOG_EVENTS, k.label()]);
         }
         for name in log_groups {
-            m.events.with_label_values(&[name]);
-            m.duplicates.with_label_values(&[name]);
-            m.poll_duration.with_label_values(&[name]);
-            m.ingestion_delay.with_label_values(&[name]);
-            m.polls.with_label_values(&[name, "success"]);
-            m.polls.with_label_values(&[name, "error"]);
-            m.group_up.with_label_values(&[name]);
-            m.pages.with_label_values(&[name]);
-            m.malformed.with_label_values(&[name]);
-            m.dedup_keys.with_label_values(&[name]);
-            m.dedup_keys_limit.with_label_values(&[name]);
-            m.dedup_cap_events.with_label_values(&[name, "counted_without_key"]);
-            m.dedup_cap_events.with_label_values(&[name, "deferred"]);
-            m.checkpoint_clamped.with_label_values(&[name]);
+            self.events.with_label_values(&[name]);
+            self.duplicates.with_label_values(&[name]);
+            self.poll_duration.with_label_values(&[name]);
+            self.ingestion_delay.with_label_values(&[name]);
+            self.polls.with_label_values(&[name, "success"]);
+            self.polls.with_label_values(&[name, "error"]);
+            self.group_up.with_label_values(&[name]);
+            self.pages.with_label_values(&[name]);
+            self.malformed.with_label_values(&[name]);
+            self.dedup_keys.with_label_values(&[name]);
+            self.dedup_keys_limit.with_label_values(&[name]);
+            self.dedup_cap_events.with_label_values(&[name, "counted_without_key"]);
+            self.dedup_cap_events.with_label_values(&[name, "deferred"]);
+            self.checkpoint_clamped.with_label_values(&[name]);
         }
-        m.checkpoint_writes.with_label_values(&["success"]);
-        m.checkpoint_writes.with_label_values(&["error"]);
-        Ok(m)
+        self.checkpoint_writes.with_label_values(&["success"]);
+        self.checkpoint_writes.with_label_values(&["error"]);
     }
+}
+
+/// The API requests' metrics.
+fn request_metrics() -> prometheus::Result<(IntCounterVec, IntCounterVec, HistogramVec, Gauge)> {
+    let requests = IntCounterVec::new(
+        opts("requests_total", "CloudWatch Logs API requests sent, retries included."),
+        &["operation"],
+    )?;
+    let request_errors = IntCounterVec::new(
+        opts(
+            "request_errors_total",
+            "Failed CloudWatch Logs API requests, by error; error=\"throttled\" for throttling.",
+        ),
+        &["operation", "error"],
+    )?;
+    let request_duration = HistogramVec::new(
+        hopts(
+            "request_duration_seconds",
+            "Duration of one CloudWatch Logs API request.",
+            &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+        ),
+        &["operation"],
+    )?;
+    let rate_limit = Gauge::with_opts(opts(
+        "request_rate_limit",
+        "Requests per second currently allowed: max_requests_per_second, lowered after throttling.",
+    ))?;
+    Ok((requests, request_errors, request_duration, rate_limit))
+}
+
+/// The dedup window's metrics.
+fn dedup_metrics() -> prometheus::Result<(IntGaugeVec, IntGaugeVec, IntCounterVec)> {
+    let g = &["log_group"];
+    let dedup_keys = IntGaugeVec::new(
+        opts("dedup_keys", "Event keys remembered for deduplication (those ingested near the horizon), by log group."),
+        g,
+    )?;
+    let dedup_keys_limit = IntGaugeVec::new(
+        opts(
+            "dedup_keys_limit",
+            "The most event keys the log group's dedup window holds: its share of the exporter's 1,000,000.",
+        ),
+        g,
+    )?;
+    let dedup_cap_events = IntCounterVec::new(
+        opts(
+            "dedup_cap_events_total",
+            "New events met while the dedup window was full, by outcome: counted_without_key (no later scan looks them up) or deferred (left to the next scan, which counts them).",
+        ),
+        &["log_group", "outcome"],
+    )?;
+    Ok((dedup_keys, dedup_keys_limit, dedup_cap_events))
+}
+
+/// The state file's metrics.
+fn state_file_metrics() -> prometheus::Result<(IntCounterVec, IntCounterVec, Gauge)> {
+    let g = &["log_group"];
+    let checkpoint_clamped = IntCounterVec::new(
+        opts(
+            "checkpoint_clamped_times_total",
+            "Times read from the state file that lay in the future (beyond 5 minutes) or before 1970, clamped at start-up.",
+        ),
+        g,
+    )?;
+    let checkpoint_writes = IntCounterVec::new(
+        opts("checkpoint_writes_total", "Writes of the state file, by result (success, error)."),
+        &["result"],
+    )?;
+    let checkpoint_last_write = Gauge::with_opts(opts(
+        "checkpoint_last_write_timestamp_seconds",
+        "Unix time of the last successful write of the state file.",
+    ))?;
+    Ok((checkpoint_clamped, checkpoint_writes, checkpoint_last_write))
 }
 
 #[cfg(test)]
