@@ -16,5 +16,6 @@ pub mod errors;
 pub mod expose;
 pub mod logging;
 pub mod parse;
+pub mod pipeline;
 pub mod reload;
 pub mod source;

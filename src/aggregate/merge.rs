@@ -4,6 +4,7 @@
 //! state that its new settings leave valid.
 
 use std::mem::{swap, take};
+use std::sync::Arc;
 
 use super::{Aggregator, InterfaceCounters, FORBIDDEN_OTHER, IFACE_OTHER, IFACE_UNKNOWN};
 
@@ -52,10 +53,7 @@ impl Aggregator {
         for (into, from) in self.protocols.iter_mut().zip(other.protocols.iter()) {
             add3(into, from);
         }
-        debug_assert_eq!(self.dstports.len(), other.dstports.len(), "shards of different configurations");
-        for (into, from) in self.dstports.iter_mut().zip(&other.dstports) {
-            add3(into, from);
-        }
+        self.merge_dstports(other);
         for (country, row) in &other.countries {
             add3(self.countries.entry(*country).or_insert([0; 3]), row);
         }
@@ -70,9 +68,34 @@ impl Aggregator {
         }
         self.newest = self.newest.max(other.newest);
         self.future_records += other.future_records;
-        self.top_sources.merge_from(&other.top_sources);
-        self.top_destinations.merge_from(&other.top_destinations);
-        self.port_scans.merge_from(&other.port_scans);
+        // A shard built before a reload that changed a window cannot merge
+        // into the new one: its window state is left out (as a reload would).
+        if self.top_k_window == other.top_k_window {
+            self.top_sources.merge_from(&other.top_sources);
+            self.top_destinations.merge_from(&other.top_destinations);
+        }
+        if self.port_scan_window == other.port_scan_window {
+            self.port_scans.merge_from(&other.port_scans);
+        }
+    }
+
+    /// Watched-port rows, by port when the shard's rules differ (a reload
+    /// between the shard's start and its merge).
+    fn merge_dstports(&mut self, other: &Aggregator) {
+        if Arc::ptr_eq(&self.rules, &other.rules)
+            || self.rules.watch_ports().ports() == other.rules.watch_ports().ports()
+        {
+            for (into, from) in self.dstports.iter_mut().zip(&other.dstports) {
+                add3(into, from);
+            }
+            return;
+        }
+        let (mine, theirs) = (self.rules.watch_ports(), other.rules.watch_ports());
+        for (i, &port) in theirs.ports().iter().enumerate() {
+            let row = mine.index(port).unwrap_or(mine.len());
+            add3(&mut self.dstports[row], &other.dstports[i]);
+        }
+        add3(&mut self.dstports[mine.len()], &other.dstports[theirs.len()]);
     }
 
     fn merge_interfaces(&mut self, other: &Aggregator) {

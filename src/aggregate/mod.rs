@@ -268,8 +268,13 @@ impl Aggregator {
     }
 
     /// Sets where source countries come from (off by default).
-    pub fn with_countries(mut self, geo: Box<dyn CountryLookup>) -> Aggregator {
-        let rules = Rules::clone(&self.rules).with_countries(Arc::from(geo));
+    pub fn with_countries(self, geo: Box<dyn CountryLookup>) -> Aggregator {
+        self.with_country_lookup(Arc::from(geo))
+    }
+
+    /// Sets where source countries come from, shared with other rules.
+    pub fn with_country_lookup(mut self, geo: Arc<dyn CountryLookup>) -> Aggregator {
+        let rules = Rules::clone(&self.rules).with_countries(geo);
         self.rules = Arc::new(rules);
         self
     }
