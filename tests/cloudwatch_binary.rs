@@ -2,6 +2,7 @@
 //! a SIGTERM in the middle of a scan and a restart from the state file, a
 //! fault-injecting proxy (throttling, 5xx), and a corrupt state file.
 
+mod common;
 #[path = "cloudwatch/mod.rs"]
 mod support;
 
@@ -26,7 +27,7 @@ fn write(dir: &std::path::Path, endpoint: &str, extra: &str, group: &str) -> std
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_scan_then_restart_from_the_state_file() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/binary-restart";
     seed.create_group(g).await;
@@ -77,7 +78,7 @@ async fn sigterm_mid_scan_then_restart_from_the_state_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_5xx_through_a_proxy_with_the_binary() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/binary-throttled";
     seed.create_group(g).await;
@@ -116,7 +117,7 @@ async fn a_corrupt_state_file_stops_the_start_with_its_name() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, b"{\"version\": 1, \"log_groups\": {\"/vpc/x\": {\"horizon_ms\": ").expect("write");
     let cfg = write(dir.path(), "http://127.0.0.1:9", &format!("  state_file: {}\n", state.display()), "/vpc/x");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+    let out = std::process::Command::new(common::BIN)
         .arg("--config.file")
         .arg(&cfg)
         .args(["--web.listen-address", "127.0.0.1:0"])
@@ -134,7 +135,7 @@ async fn a_corrupt_state_file_stops_the_start_with_its_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn region_and_endpoint_from_the_environment() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/env";
     seed.create_group(g).await;
@@ -152,7 +153,7 @@ async fn region_and_endpoint_from_the_environment() {
     assert!(ex.terminate().success());
 
     // Without any region: a start-up error that says what to set.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+    let out = std::process::Command::new(common::BIN)
         .arg("--config.file")
         .arg(&cfg)
         .args(["--web.listen-address", "127.0.0.1:0"])
@@ -174,7 +175,7 @@ async fn region_and_endpoint_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_group_is_logged_once_per_change() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let (ok, missing) = ("/vpc/ok", "/vpc/missing");
     seed.create_group(ok).await;
@@ -216,7 +217,7 @@ async fn a_failing_group_is_logged_once_per_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_credentials_are_reported_as_such() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = write(dir.path(), &moto.endpoint, "", "/vpc/any");
     // No keys anywhere in the chain (the test defaults are overridden).

@@ -4,6 +4,7 @@
 //! crash it (oversized, not a regular file). Each test starts its own
 //! moto_server; counts are exact.
 
+mod common;
 #[path = "cloudwatch/mod.rs"]
 mod support;
 
@@ -40,7 +41,7 @@ const HEADERS: [&str; 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_events_in_a_log_group_never_change_how_later_events_are_read() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/poisoned";
     seed.create_group(g).await;
@@ -99,7 +100,7 @@ fn future_state(group: &str, now: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_with_a_horizon_in_the_future_is_clamped_and_new_events_are_counted() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/future";
     seed.create_group(g).await;
@@ -128,7 +129,7 @@ async fn a_state_file_with_a_horizon_in_the_future_is_clamped_and_new_events_are
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_garbage_or_linked_state_file_fails_start_up_naming_it() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let g = "/vpc/bad-state";
     moto.seeder().create_group(g).await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -159,7 +160,7 @@ async fn an_oversized_garbage_or_linked_state_file_fails_start_up_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_in_the_endpoint_url_reaches_neither_logs_nor_metrics() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/secret";
     seed.create_group(g).await;

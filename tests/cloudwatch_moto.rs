@@ -7,6 +7,7 @@
 //! The dedup margin is shortened to 2 s so that re-reads are skipped by the
 //! ingestion-time horizon, not only by remembered keys (see docs/cloudwatch.md).
 
+mod common;
 #[path = "cloudwatch/mod.rs"]
 mod support;
 
@@ -33,7 +34,7 @@ fn records(t: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_and_pages_are_counted_once() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/flow-logs";
     seed.create_group(g).await;
@@ -80,7 +81,7 @@ async fn many_streams_and_pages_are_counted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_events_are_counted_once_and_rereads_skipped() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/late";
     seed.create_group(g).await;
@@ -120,7 +121,7 @@ async fn late_events_are_counted_once_and_rereads_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_state_file_mid_scan_counts_nothing_twice_and_loses_nothing() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/restart";
     seed.create_group(g).await;
@@ -179,7 +180,7 @@ async fn restart_with_state_file_mid_scan_counts_nothing_twice_and_loses_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_groups_with_their_own_formats_and_a_stream_prefix() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let (a, b) = ("/vpc/default-format", "/vpc/custom-format");
     seed.create_group(a).await;
@@ -225,7 +226,7 @@ async fn two_groups_with_their_own_formats_and_a_stream_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_group_does_not_stop_a_healthy_one_and_recovers() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let (ok, missing) = ("/vpc/healthy", "/vpc/not-yet");
     seed.create_group(ok).await;
@@ -263,7 +264,7 @@ async fn a_missing_group_does_not_stop_a_healthy_one_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_back_off_and_still_count_every_event_once() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/throttled";
     seed.create_group(g).await;
@@ -302,7 +303,7 @@ async fn throttling_and_server_errors_back_off_and_still_count_every_event_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_arn_is_assumed_through_sts_and_its_credentials_sign_the_requests() {
-    let moto = MotoServer::start();
+    let Some(moto) = MotoServer::require() else { return };
     let seed = moto.seeder();
     let g = "/vpc/cross-account";
     seed.create_group(g).await;

@@ -1,16 +1,15 @@
-//! A `moto_server` on a free loopback port, killed on drop, and the AWS SDK
-//! client that seeds it (CreateLogGroup, CreateLogStream, PutLogEvents).
-//! moto_server comes from `scripts/setup-test-deps.sh` (`.venv/bin`, put on
-//! PATH by `scripts/test.sh`); a test without it fails, it never skips.
+//! The AWS SDK client that seeds a moto_server (CreateLogGroup,
+//! CreateLogStream, PutLogEvents), the process-wide test credentials, and
+//! flow-log lines to put. The server itself, its lookup and the skip when it
+//! is missing are the shared `tests/common` ([`MotoServer::require`]).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+
+pub use crate::common::moto::MotoServer;
+pub use crate::common::{free_port, now_ms};
 
 /// Process-wide AWS settings for the exporter under test: static test
 /// credentials, no instance metadata, no host profiles.
@@ -29,84 +28,10 @@ pub fn init_aws_env() {
     });
 }
 
-/// The moto_server executable: on PATH, else in the repository's `.venv`.
-pub fn moto_server_path() -> PathBuf {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join("moto_server");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-    if venv.is_file() {
-        return venv;
-    }
-    panic!(
-        "moto_server not found on PATH nor in .venv/bin: the CloudWatch tests need it. \
-         Run scripts/setup-test-deps.sh (or scripts/test.sh, which runs it and puts .venv/bin on PATH)."
-    );
-}
-
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("addr").port()
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
-}
-
-/// A running moto_server.
-pub struct MotoServer {
-    child: Child,
-    pub port: u16,
-    pub endpoint: String,
-}
-
+/// The test's SDK client for this moto_server (the server is `tests/common/moto.rs`).
 impl MotoServer {
-    pub fn start() -> MotoServer {
-        let exe = moto_server_path();
-        let mut last_err = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut child = Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_err = format!("moto_server exited with {status} (port {port} taken?)");
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return MotoServer { child, port, endpoint: format!("http://127.0.0.1:{port}") };
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if last_err.is_empty() {
-                last_err = "moto_server did not listen within 60 s".into();
-            }
-        }
-        panic!("cannot start moto_server: {last_err}");
-    }
-
     pub fn seeder(&self) -> Seeder {
         Seeder::new(&self.endpoint)
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
