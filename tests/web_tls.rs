@@ -5,9 +5,9 @@
 //! client certificates are refused, by Prometheus and by a rustls client.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,21 +15,11 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, Extend
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
+
+use common::{Exporter, BIN};
+
 const PASSWORD: &str = "s3cret-scrape";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA, a server certificate for localhost/127.0.0.1 and a client
 /// certificate signed by it, and a client certificate signed by another CA.
@@ -124,20 +114,14 @@ fn https_get(
     Ok((status, text))
 }
 
-fn start_exporter(dir: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new(BIN)
-        .args(["demo", "--web.listen-address", &format!("127.0.0.1:{port}")])
-        .arg("--web.config.file")
-        .arg(dir.join("web.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the exporter");
-    let exporter = Proc(child);
+/// The exporter (demo) serving `dir/web.yml`, answering over TLS.
+fn start_exporter(dir: &Path) -> (Exporter, u16) {
+    let web_config = dir.join("web.yml");
+    let exporter = Exporter::spawn(Command::new(BIN), &[], &["--web.config.file", web_config.to_str().unwrap()]);
+    let port = exporter.port;
     let deadline = Instant::now() + Duration::from_secs(20);
     while https_get(dir, port, Some("client"), Some(("prometheus", PASSWORD))).is_err() {
-        assert!(Instant::now() < deadline, "the exporter did not answer over TLS");
+        assert!(Instant::now() < deadline, "the exporter did not answer over TLS\n{}", exporter.proc.log_tail());
         std::thread::sleep(Duration::from_millis(100));
     }
     (exporter, port)
@@ -231,13 +215,13 @@ fn job(name: &str, port: u16, scheme: &str, cert: &str, password: &str) -> Strin
 
 #[test]
 fn prometheus_scrapes_over_https_with_basic_auth() {
+    let Some(prometheus_bin) = common::require(&common::PROMETHEUS) else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_pki(dir);
     write_web_config(dir);
     let (_exporter, port) = start_exporter(dir);
 
-    let prom_port = free_port();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}{}",
         job("good", port, "https", "client", PASSWORD),
@@ -245,18 +229,7 @@ fn prometheus_scrapes_over_https_with_basic_auth() {
         job("untrusted_cert", port, "https", "rogue", PASSWORD),
         job("plain_http", port, "http", "client", PASSWORD),
     );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let _prometheus = Proc(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus (scripts/setup-test-deps.sh installs it)"),
-    );
+    let (_prometheus, prom_port) = common::prometheus::start_prometheus(&prometheus_bin, dir, &config, &[]);
 
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let query = |q: &str| -> Option<serde_json::Value> {
