@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
+
+use common::BIN;
 
 /// Runs the binary with no AWS settings from the environment: no region
 /// variable, an empty AWS profile, no instance metadata.

@@ -3,32 +3,18 @@
 //! listens on IPv4 and IPv6; a bad flag is refused before the demo's banner;
 //! the landing page shows the sources and readiness.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
 
-struct Exporter(Child);
+use common::{free_port, Proc, BIN};
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn demo(listen: &str) -> Exporter {
-    let child = Command::new(BIN)
-        .args(["demo", "--web.listen-address", listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Exporter(child)
+/// `demo` listening on `listen` (not waited for: see [`answers`]).
+fn demo(listen: &str) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--web.listen-address", listen]);
+    Proc::spawn_logged("exporter", cmd)
 }
 
 /// Waits until `url` answers 200.

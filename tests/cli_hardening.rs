@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
+
+use common::BIN;
 
 #[test]
 fn a_replay_error_prints_its_cause_once() {

@@ -9,7 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
+
+use common::BIN;
 
 /// The default format plus a field AWS does not define: a warning at start-up
 /// whose `fields` value holds quotes, brackets and a hyphen.

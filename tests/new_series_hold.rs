@@ -3,43 +3,22 @@
 //! plain `increase()` in an alert rule counts the series' first records. Run
 //! against the real binary (`demo`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Demo(Child, String);
+mod common;
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+use common::{Exporter, BIN};
+
+/// The demo with `--metrics.new-series-hold <hold>`.
+fn demo(hold: &str) -> Exporter {
+    Exporter::demo(&["--metrics.new-series-hold", hold, "--demo.rate", "2000"])
 }
 
-fn demo(hold: &str) -> Demo {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
-        .args(["demo", "--web.listen-address", &addr, "--metrics.new-series-hold", hold, "--demo.rate", "2000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Demo(child, format!("http://{addr}/metrics"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::blocking::get(&d.1).is_err() {
-        assert!(Instant::now() < deadline, "demo did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    d
-}
-
-/// `vpc_flow_records_total` series and their values.
+/// `vpc_flow_records_total` series (their labels) and their values.
 fn records(url: &str) -> Vec<(String, f64)> {
     let text = reqwest::blocking::get(url).unwrap().text().unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("vpc_flow_records_total{"))
-        .filter_map(|l| l.rsplit_once(' ').map(|(s, v)| (s.to_owned(), v.parse().unwrap())))
-        .collect()
+    common::expo::series(&text, "vpc_flow_records_total").into_iter().collect()
 }
 
 #[test]
@@ -48,7 +27,7 @@ fn new_series_are_zero_for_the_hold_then_show_their_value() {
     // Wait for traffic to be counted: series exist, all still held at 0.
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
-        let r = records(&d.1);
+        let r = records(&d.url("/metrics"));
         if !r.is_empty() {
             break r;
         }
@@ -57,13 +36,13 @@ fn new_series_are_zero_for_the_hold_then_show_their_value() {
     };
     assert!(first.iter().all(|(_, v)| *v == 0.0), "held series must read 0 first: {first:?}");
     std::thread::sleep(Duration::from_secs(5));
-    let later = records(&d.1);
+    let later = records(&d.url("/metrics"));
     for (series, _) in &first {
         let v = later.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
         assert!(v.is_some_and(|v| v > 0.0), "{series} should show its count after the hold, got {v:?}");
     }
     // Counters that are not labeled per record (the exporter's own) are never held.
-    let text = reqwest::blocking::get(&d.1).unwrap().text().unwrap();
+    let text = reqwest::blocking::get(d.url("/metrics")).unwrap().text().unwrap();
     assert!(text.lines().any(|l| l.starts_with("vpc_flow_exporter_lines_total ") && !l.ends_with(" 0")), "{text}");
 }
 
@@ -72,7 +51,7 @@ fn a_zero_hold_shows_values_at_once() {
     let d = demo("0s");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if records(&d.1).iter().any(|(_, v)| *v > 0.0) {
+        if records(&d.url("/metrics")).iter().any(|(_, v)| *v > 0.0) {
             break;
         }
         assert!(Instant::now() < deadline, "values never appeared with a zero hold");
@@ -82,10 +61,7 @@ fn a_zero_hold_shows_values_at_once() {
 
 #[test]
 fn an_overlong_hold_is_refused_naming_the_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
-        .args(["demo", "--metrics.new-series-hold", "11m"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["demo", "--metrics.new-series-hold", "11m"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--metrics.new-series-hold") && err.contains("at most 10m"), "{err}");

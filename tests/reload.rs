@@ -6,17 +6,14 @@
 #![cfg(unix)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Exporter(Child, String);
+mod common;
 
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::expo::series;
+use common::process::Signal;
+use common::{Exporter, BIN};
 
 fn start(args: &[&str]) -> Exporter {
     start_with(args, &[])
@@ -24,47 +21,19 @@ fn start(args: &[&str]) -> Exporter {
 
 /// `args` before `demo`, `demo_args` after it.
 fn start_with(args: &[&str], demo_args: &[&str]) -> Exporter {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
-        .args(args)
-        .args(["demo", "--web.listen-address", &addr])
-        .args(demo_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let e = Exporter(child, format!("http://{addr}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::blocking::get(format!("{}/-/healthy", e.1)).is_err() {
-        assert!(Instant::now() < deadline, "exporter did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    e
+    Exporter::start(Command::new(BIN), args, demo_args)
 }
 
 fn hup(e: &Exporter) {
-    assert!(Command::new("kill").args(["-HUP", &e.0.id().to_string()]).status().unwrap().success());
+    e.signal(Signal::HUP);
 }
 
 fn scrape(e: &Exporter) -> Option<String> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    client.get(format!("{}/metrics", e.1)).send().ok()?.text().ok()
+    e.scrape()
 }
 
 fn metric(e: &Exporter, name: &str) -> Option<f64> {
-    scrape(e)?.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Every series of a metric name: labels -> value.
-fn series(text: &str, name: &str) -> std::collections::BTreeMap<String, f64> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-            let (labels, value) = rest.rsplit_once("} ")?;
-            Some((labels.to_owned(), value.parse().ok()?))
-        })
-        .collect()
+    e.metric(name)
 }
 
 /// Waits until `name` reads `want`.
@@ -123,13 +92,13 @@ fn a_demo_without_configuration_survives_sighup() {
     std::thread::sleep(Duration::from_millis(500));
     hup(&e);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(reqwest::blocking::get(format!("{}/-/healthy", e.1)).is_ok_and(|r| r.status().is_success()));
+    assert!(reqwest::blocking::get(e.url("/-/healthy")).is_ok_and(|r| r.status().is_success()));
 }
 
 #[test]
 fn demo_flags_are_bounded() {
     for args in [["--demo.rate", "0"], ["--demo.rate", "4294967295"], ["--demo.interfaces", "50001"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")).arg("demo").args(args).output().unwrap();
+        let out = Command::new(BIN).arg("demo").args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(args[0]), "{args:?}: {err}");

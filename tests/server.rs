@@ -4,59 +4,18 @@
 //! under a 256-descriptor limit cannot starve.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+mod common;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Exporter {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(extra: &[&str]) -> Exporter {
-    start_with(Command::new(BIN), extra)
-}
-
-/// Starts `demo` through `cmd` (the binary, or a shell that execs it).
-fn start_with(mut cmd: Command, extra: &[&str]) -> Exporter {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = cmd
-        .args(["demo", "--web.listen-address", &addr])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://{addr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if reqwest::blocking::get(format!("{base}/-/healthy")).is_ok() {
-            return Exporter { child, base };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("exporter did not start on {addr}");
-}
+use common::process::Signal;
+use common::{Exporter, BIN};
 
 #[test]
 fn endpoints_answer_as_documented() {
-    let e = start(&["--web.telemetry-path", "/custom-metrics"]);
+    let e = Exporter::demo(&["--web.telemetry-path", "/custom-metrics"]);
     let client = reqwest::blocking::Client::builder().no_gzip().build().unwrap();
     let get = |p: &str| client.get(format!("{}{p}", e.base)).send().unwrap();
 
@@ -88,15 +47,13 @@ fn endpoints_answer_as_documented() {
 
 #[test]
 fn sigterm_shuts_down_cleanly() {
-    let mut e = start(&[]);
-    let pid = e.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut e = Exporter::demo(&[]);
+    e.signal(Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = e.child.try_wait().unwrap() {
+        if let Some(status) = e.proc.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status:?}");
-            let mut err = String::new();
-            e.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            let err = e.log();
             assert!(err.contains("SIGTERM"), "{err}");
             break;
         }
@@ -122,20 +79,12 @@ fn bad_flags_and_missing_config_fail_with_a_message() {
 }
 
 fn scrape(e: &Exporter) -> String {
-    reqwest::blocking::get(format!("{}/metrics", e.base)).unwrap().text().unwrap()
+    e.scrape().expect("GET /metrics")
 }
 
 /// Waits until the exposition satisfies `ok`, or fails with the last one.
 fn wait_for(e: &Exporter, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = scrape(e);
-        if ok(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    e.wait_for(what, Duration::from_secs(20), ok)
 }
 
 #[test]
@@ -144,10 +93,8 @@ fn sighup_reloads_the_configuration_and_keeps_it_when_invalid() {
     let cfg = dir.path().join("demo.yaml");
     // The demo's background noise includes rejected telnet (23) and RDP (3389).
     std::fs::write(&cfg, "detections:\n  forbidden_ports: [23]\n").unwrap();
-    let e = start(&["--config.file", cfg.to_str().unwrap()]);
-    let hup = |e: &Exporter| {
-        assert!(Command::new("kill").args(["-HUP", &e.child.id().to_string()]).status().unwrap().success())
-    };
+    let e = Exporter::demo(&["--config.file", cfg.to_str().unwrap()]);
+    let hup = |e: &Exporter| e.signal(Signal::HUP);
     let forbidden = |b: &str, port: &str| {
         b.lines().any(|l| {
             l.starts_with("vpc_flow_forbidden_port_records_total{") && l.contains(&format!("dstport=\"{port}\""))
@@ -203,12 +150,7 @@ impl Slowloris {
 }
 
 fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {name} in the exposition"))
-        .trim()
-        .parse()
-        .unwrap()
+    common::expo::sample(body, name).unwrap_or_else(|| panic!("no {name} in the exposition"))
 }
 
 #[test]
@@ -216,8 +158,8 @@ fn idle_and_slowloris_connections_cannot_starve_the_server() {
     // The exporter runs with 256 descriptors; the attackers hold 320 connections.
     let mut sh = Command::new("sh");
     sh.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN]);
-    let mut e = start_with(sh, &[]);
-    let addr = e.base.trim_start_matches("http://").to_owned();
+    let mut e = Exporter::start(sh, &[], &[]);
+    let addr = e.addr.clone();
 
     let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     let mut slow: Vec<Slowloris> = (0..20).map(|_| Slowloris::open(&addr)).collect();
@@ -274,9 +216,9 @@ fn idle_and_slowloris_connections_cannot_starve_the_server() {
     let _slow: Vec<Slowloris> = (0..10).map(|_| Slowloris::open(&addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &e.child.id().to_string()]).status().unwrap().success());
+    e.signal(Signal::TERM);
     loop {
-        if let Some(status) = e.child.try_wait().unwrap() {
+        if let Some(status) = e.proc.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status:?}");
             break;
         }
@@ -284,7 +226,6 @@ fn idle_and_slowloris_connections_cannot_starve_the_server() {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("exited {:?} after SIGTERM", t.elapsed());
-    let mut err = String::new();
-    e.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = e.log();
     assert!(err.contains("web.max-connections"), "the clamp is logged: {err}");
 }
