@@ -24,22 +24,30 @@
 //!   pending (their conditions hold on the live exporter's real metrics).
 //!
 //! Prometheus (Debian package `prometheus`), Alertmanager (Debian package
-//! `prometheus-alertmanager`) and moto_server (`.venv`, from
-//! scripts/setup-test-deps.sh) must be installed: a missing tool fails the test
-//! with a message that says so. `PROMETHEUS_BIN`, `ALERTMANAGER_BIN` and
-//! `MOTO_SERVER_BIN` override the binaries looked up on PATH.
+//! `prometheus-alertmanager`) and moto_server (`.venv`), all from
+//! scripts/setup-test-deps.sh: a test without them is skipped with a line that
+//! says so, or fails under `VPC_FLOW_EXPORTER_REQUIRE_TOOLS=1` (scripts/test.sh).
+//! `PROMETHEUS_BIN`, `ALERTMANAGER_BIN` and `MOTO_SERVER_BIN` override the
+//! binaries looked up on PATH (tests/common/tools.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+
+use common::moto::MotoServer;
+use common::process::wait_ready;
+use common::prometheus::{start_alertmanager, start_prometheus as start_prometheus_at};
+use common::{free_port, now_ms, repo, require, require_all, Proc, ALERTMANAGER, BIN, MOTO_SERVER, PROMETHEUS};
 
 /// Alerts that the demo's scenarios must fire (each reaches the webhook).
 /// VpcFlowTooManyRejects and VpcFlowShortConnectionSurge fire through the
@@ -103,104 +111,8 @@ const ALERT_DEADLINE: Duration = Duration::from_secs(360);
 const RULES_GLOB: &str = "alerts/*.yml";
 const JOB: &str = "vpc-flow-exporter";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------
-
-/// A child process, killed when dropped, whose output goes to a log file.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(name: &'static str, program: &Path, args: &[String], dir: &Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = fs::File::create(&log).expect("create log file");
-        let err = out.try_clone().expect("clone log file");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
-        Proc { name, child, log }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(40);
-        format!("--- last lines of {} log ({}) ---\n{}", self.name, self.log.display(), lines[from..].join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tool from an environment variable or PATH; a clear failure when missing.
-fn tool(env_var: &str, names: &[&str], package: &str) -> PathBuf {
-    if let Ok(p) = std::env::var(env_var) {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "{env_var}={} does not exist", p.display());
-        return p;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in names {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "{} not found on PATH: this end-to-end test needs the real tool. Install the Debian package \
-         `{package}` (apt-get install -y {package}; scripts/setup-test-deps.sh does it), or set {env_var}.",
-        names.join(" / ")
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
-}
-
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
-}
-
-/// Waits until `url` answers 200, failing early if the process exits.
-fn wait_ready(http: &reqwest::blocking::Client, proc_: &mut Proc, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(resp) = http.get(url).send() {
-            if resp.status().is_success() {
-                return;
-            }
-        }
-        if let Some(status) = proc_.exited() {
-            panic!("{} exited ({status}) before {url} was ready\n{}", proc_.name, proc_.log_tail());
-        }
-        if Instant::now() > deadline {
-            panic!("{} not ready at {url} after 90 s\n{}", proc_.name, proc_.log_tail());
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -543,7 +455,6 @@ fn start_prometheus_with(
     extra_rules: &[PathBuf],
     scrape_interval: &str,
 ) -> (Proc, u16) {
-    let port = free_port();
     let rules = std::iter::once(repo().join(RULES_GLOB))
         .chain(extra_rules.iter().cloned())
         .map(|p| format!("  - {}\n", p.display()))
@@ -551,28 +462,13 @@ fn start_prometheus_with(
     let alerting = am_port
         .map(|p| format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{p}']\n"))
         .unwrap_or_default();
-    fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: {scrape_interval}\n  scrape_timeout: {scrape_interval}\n  evaluation_interval: 1s\n\
-             rule_files:\n{rules}\
-             {alerting}\
-             scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
-        ),
-    )
-    .unwrap();
-    let proc_ = Proc::start(
-        "prometheus",
-        bin,
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--rules.alert.resend-delay=1s".to_string(),
-        ],
-        dir,
+    let config = format!(
+        "global:\n  scrape_interval: {scrape_interval}\n  scrape_timeout: {scrape_interval}\n  evaluation_interval: 1s\n\
+         rule_files:\n{rules}\
+         {alerting}\
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
     );
-    (proc_, port)
+    start_prometheus_at(bin, dir, &config, &["--rules.alert.resend-delay=1s"])
 }
 
 /// Receiver of the shipped example Alertmanager config for each severity.
@@ -620,10 +516,8 @@ fn test_alertmanager_config(webhook_port: u16) -> String {
 
 #[test]
 fn demo_stack_fires_alerts_and_feeds_dashboards() {
-    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
-    let alertmanager_bin =
-        tool("ALERTMANAGER_BIN", &["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager");
-    let exporter_bin = PathBuf::from(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+    let Some([prometheus_bin, alertmanager_bin]) = require_all([&PROMETHEUS, &ALERTMANAGER]) else { return };
+    let exporter_bin = PathBuf::from(BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
@@ -632,20 +526,8 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // Webhook, then Alertmanager with the shipped routing (deploy/alertmanager.yml)
     // whose receivers all post to it.
     let (webhook_port, received) = start_webhook();
-    let am_port = free_port();
-    fs::write(dir.join("alertmanager.yml"), test_alertmanager_config(webhook_port)).unwrap();
-    fs::create_dir_all(dir.join("am-data")).unwrap();
-    let mut alertmanager = Proc::start(
-        "alertmanager",
-        &alertmanager_bin,
-        &[
-            format!("--config.file={}", dir.join("alertmanager.yml").display()),
-            format!("--storage.path={}", dir.join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
-        dir,
-    );
+    let (mut alertmanager, am_port) =
+        start_alertmanager(&alertmanager_bin, dir, &test_alertmanager_config(webhook_port));
 
     // The exporter in demo mode, with a configuration file (the demo's own
     // detection settings) so that the reload metrics are served too.
@@ -938,24 +820,6 @@ fn substitute_replaces_grafana_variables() {
 // Second phase: the exporter polling CloudWatch Logs (moto_server)
 // ---------------------------------------------------------------------------
 
-/// moto_server: on PATH, else in the repository's .venv (scripts/setup-test-deps.sh).
-fn moto_server() -> PathBuf {
-    if let Ok(p) = std::env::var("MOTO_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("moto_server"))
-        .chain([repo().join(".venv/bin/moto_server")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "moto_server not found on PATH nor in .venv/bin: the CloudWatch phase of this test needs it. \
-                 Run scripts/setup-test-deps.sh (a venv with moto[server]), or set MOTO_SERVER_BIN."
-            )
-        })
-}
-
 /// One CloudWatch Logs API call to moto (JSON protocol; moto checks no signature).
 fn logs_call(http: &reqwest::blocking::Client, endpoint: &str, action: &str, body: Value) {
     let resp = http
@@ -971,10 +835,6 @@ fn logs_call(http: &reqwest::blocking::Client, endpoint: &str, action: &str, bod
         .unwrap_or_else(|e| panic!("moto {action}: {e}"));
     let status = resp.status();
     assert!(status.is_success(), "moto {action}: {status}: {}", resp.text().unwrap_or_default());
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// A batch of default-format (version 2) flow-log lines ending `ago_s` seconds ago.
@@ -997,24 +857,15 @@ fn flow_batch(n: usize, ago_s: i64, seq: usize) -> Vec<Value> {
 
 #[test]
 fn cloudwatch_stack_feeds_health_panels() {
-    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
-    let moto_bin = moto_server();
-    let exporter_bin = PathBuf::from(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+    let Some([prometheus_bin, moto_bin]) = require_all([&PROMETHEUS, &MOTO_SERVER]) else { return };
+    let exporter_bin = PathBuf::from(BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
 
     // moto_server with one log group and stream of flow-log events.
-    let (mut moto, moto_port) = start_moto(&moto_bin, dir);
-    let endpoint = format!("http://127.0.0.1:{moto_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-        if let Some(status) = moto.exited() {
-            panic!("moto_server exited ({status})\n{}", moto.log_tail());
-        }
-        assert!(Instant::now() < deadline, "moto_server did not listen within 60 s\n{}", moto.log_tail());
-        thread::sleep(Duration::from_millis(100));
-    }
+    let moto = MotoServer::start(&moto_bin);
+    let endpoint = moto.endpoint.clone();
     let group = "/vpc/flow-logs";
     let stream = "eni-0cafe000000000001";
     logs_call(&http, &endpoint, "CreateLogGroup", serde_json::json!({"logGroupName": group}));
@@ -1088,7 +939,7 @@ fn cloudwatch_stack_feeds_health_panels() {
             break;
         }
         if let Some(status) = exporter.exited() {
-            panic!("the exporter exited ({status})\n{}", logs(&[&exporter, &moto]));
+            panic!("the exporter exited ({status})\n{}", logs(&[&exporter, &moto.proc]));
         }
         if started.elapsed() > Duration::from_secs(90) {
             panic!(
@@ -1096,7 +947,7 @@ fn cloudwatch_stack_feeds_health_panels() {
                 started.elapsed(),
                 problems.len(),
                 problems.join("\n  "),
-                logs(&[&exporter, &prometheus, &moto])
+                logs(&[&exporter, &prometheus, &moto.proc])
             );
         }
     }
@@ -1116,7 +967,7 @@ fn cloudwatch_stack_feeds_health_panels() {
 /// (deploy/docker-compose.aws.yml) is one the exporter accepts.
 #[test]
 fn compose_example_config_is_valid() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+    let out = Command::new(BIN)
         .arg("--config.file")
         .arg(repo().join("deploy/exporter/config.example.yml"))
         .arg("--config.check")
@@ -1135,7 +986,7 @@ fn compose_example_config_is_valid() {
 /// interface_id="other", and VpcFlowExporterInterfaceCapReached (no `for`) fires.
 #[test]
 fn interface_cap_alert_fires_against_real_prometheus() {
-    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
+    let Some(prometheus_bin) = require(&PROMETHEUS) else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
@@ -1143,7 +994,7 @@ fn interface_cap_alert_fires_against_real_prometheus() {
     let exporter_port = free_port();
     let mut exporter = Proc::start(
         "exporter",
-        Path::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")),
+        Path::new(BIN),
         &[
             "demo".to_string(),
             "--config.file".to_string(),
@@ -1197,20 +1048,12 @@ fn interface_cap_alert_fires_against_real_prometheus() {
 /// pending (their `for` of 10 and 15 minutes is proven by alerts/tests/).
 #[test]
 fn cloudwatch_failures_make_health_alerts_pending() {
-    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
-    let moto_bin = moto_server();
+    let Some([prometheus_bin, moto_bin]) = require_all([&PROMETHEUS, &MOTO_SERVER]) else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
-    let (mut moto, moto_port) = start_moto(&moto_bin, dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-        if let Some(status) = moto.exited() {
-            panic!("moto_server exited ({status})\n{}", moto.log_tail());
-        }
-        assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
-        thread::sleep(Duration::from_millis(100));
-    }
+    let moto = MotoServer::start(&moto_bin);
+    let moto_port = moto.port;
     fs::write(
         dir.join("config.yml"),
         format!(
@@ -1220,7 +1063,7 @@ fn cloudwatch_failures_make_health_alerts_pending() {
     )
     .unwrap();
     let exporter_port = free_port();
-    let mut exporter = start_live_exporter(Path::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")), dir, exporter_port);
+    let mut exporter = start_live_exporter(Path::new(BIN), dir, exporter_port);
     let (mut prometheus, prom_port) = start_prometheus(&prometheus_bin, dir, exporter_port, None);
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
     wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
@@ -1248,28 +1091,14 @@ fn cloudwatch_failures_make_health_alerts_pending() {
 /// The exporter in live mode on `dir/config.yml`, with test credentials and no
 /// instance metadata, logging to `dir/exporter.log`.
 fn start_live_exporter(bin: &Path, dir: &Path, port: u16) -> Proc {
-    let log = dir.join("exporter.log");
-    let out = fs::File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .args(["--config.file", &dir.join("config.yml").display().to_string()])
+    let mut cmd = Command::new(bin);
+    cmd.args(["--config.file", &dir.join("config.yml").display().to_string()])
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start the exporter");
-    Proc { name: "exporter", child, log }
-}
-
-/// moto_server on a free loopback port, logging under `dir`.
-fn start_moto(bin: &Path, dir: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let args = ["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), port.to_string()];
-    (Proc::start("moto_server", bin, &args, dir), port)
+        .env_remove("AWS_PROFILE");
+    Proc::spawn("exporter", cmd, dir.join("exporter.log"))
 }
 
 /// The dashboards at scale: the demo with 10,000 interfaces, every panel
@@ -1281,14 +1110,14 @@ fn start_moto(bin: &Path, dir: &Path) -> (Proc, u16) {
 fn ten_thousand_interfaces_dashboards_answer_within_a_second() {
     const INTERFACES: usize = 10_000;
     const BUDGET: Duration = Duration::from_secs(1);
-    let prometheus_bin = tool("PROMETHEUS_BIN", &["prometheus"], "prometheus");
+    let Some(prometheus_bin) = require(&PROMETHEUS) else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let http = client();
     let exporter_port = free_port();
     let mut exporter = Proc::start(
         "exporter",
-        Path::new(env!("CARGO_BIN_EXE_vpc-flow-exporter")),
+        Path::new(BIN),
         &[
             "demo".to_string(),
             "--demo.interfaces".to_string(),
