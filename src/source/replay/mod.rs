@@ -1,17 +1,26 @@
 //! The replay source: flow-log files (plain or `.gz`) and standard input, read
 //! in large blocks and cut into lines in place, each file with a fresh parser
 //! state (a header line in one file does not change the next file's format).
-//! The aggregator is borrowed directly: replay runs on one thread, no lock.
+//! [`run`] spreads the inputs over the available cores: several files go to
+//! several workers, one large plain file is read by byte ranges on line
+//! boundaries ([`range`]), each worker counts into its own shard, and the
+//! shards are merged in input order ([`plan`], [`workers`]), so the
+//! exposition is the one a single worker gives. docs/replay.md has the rules.
+
+mod plan;
+mod range;
+mod workers;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::aggregate::Aggregator;
-use crate::parse::LineParser;
+use crate::parse::{Format, LineParser};
+use workers::{Kind, Opened};
 
 /// Size of one read; lines longer than this are still handled (the buffer grows).
-const BLOCK: usize = 1 << 20;
+pub(crate) const BLOCK: usize = 1 << 20;
 
 /// Where lines come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +77,111 @@ pub struct ReplayError {
     pub source: io::Error,
 }
 
-/// Reads every input to its end into `agg`. Inputs are opened first, so that an
-/// unreadable file fails before anything is counted.
+/// Most workers a replay starts, whatever the number of cores (each holds a
+/// shard of the aggregates: its own trackers and counters).
+pub const MAX_WORKERS: usize = 16;
+
+/// Smallest byte range a plain file is split into: a file shorter than twice
+/// this is read by one worker.
+pub const MIN_RANGE: u64 = 8 << 20;
+
+/// Internal: the number of workers, instead of the available cores (tests and
+/// benchmarks; not part of the command line contract).
+pub const WORKERS_ENV: &str = "VPC_FLOW_EXPORTER_REPLAY_WORKERS";
+/// Internal: the smallest byte range, instead of [`MIN_RANGE`] (tests).
+pub const MIN_RANGE_ENV: &str = "VPC_FLOW_EXPORTER_REPLAY_MIN_RANGE";
+
+/// How many workers a replay uses and how finely it splits plain files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// 1 to [`MAX_WORKERS`] (clamped).
+    pub workers: usize,
+    /// At least 1 byte.
+    pub min_range: u64,
+}
+
+impl Parallelism {
+    /// The cores this process may run on (its CPU affinity and cgroup quota,
+    /// as `std::thread::available_parallelism` reads them), at most
+    /// [`MAX_WORKERS`], and [`MIN_RANGE`]; [`WORKERS_ENV`] (1 to
+    /// [`MAX_WORKERS`]) and [`MIN_RANGE_ENV`] (bytes, above 0) override them,
+    /// other values of theirs are ignored.
+    pub fn from_env() -> Parallelism {
+        let env = |name| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let workers = match env(WORKERS_ENV) {
+            Some(n) if (1..=MAX_WORKERS as u64).contains(&n) => n as usize,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS),
+        };
+        let min_range = env(MIN_RANGE_ENV).filter(|&n| n > 0).unwrap_or(MIN_RANGE);
+        Parallelism { workers, min_range }
+    }
+
+    /// One worker: the sequential read.
+    pub fn one() -> Parallelism {
+        Parallelism { workers: 1, min_range: MIN_RANGE }
+    }
+}
+
+/// Reads every input to its end into `agg` (normally empty), with lines in
+/// `format` unless a file's header says otherwise, on the available cores
+/// ([`Parallelism::from_env`]). The result is the one [`replay`] gives on one
+/// thread: the counts of every line, merged in input order. Inputs are opened
+/// first, so that an unreadable file fails before anything is counted; a
+/// read error fails the run, naming the input (the first in input order when
+/// several fail).
+pub fn run(inputs: &[Input], format: &Format, agg: Aggregator) -> Result<Aggregator, ReplayError> {
+    run_with(inputs, format, agg, Parallelism::from_env())
+}
+
+/// [`run`] with the given parallelism.
+pub fn run_with(inputs: &[Input], format: &Format, agg: Aggregator, p: Parallelism) -> Result<Aggregator, ReplayError> {
+    let opened = open_all(inputs)?;
+    // Ranges only when every input can be read again: a file whose format
+    // changes at a range boundary is then re-read on one worker.
+    let split = range::SUPPORTED && opened.iter().all(|o| o.kind.rewinds());
+    let weights: Vec<plan::Weight> = opened
+        .iter()
+        .map(|o| match o.kind {
+            Kind::Plain(_, size) => plan::Weight { bytes: size, splittable: split },
+            Kind::Gzip(ref f) => plan::Weight {
+                bytes: f.metadata().map_or(plan::UNKNOWN_WEIGHT, |m| m.len().saturating_mul(plan::GZIP_WEIGHT)),
+                splittable: false,
+            },
+            Kind::Stdin | Kind::Stream(_) => plan::Weight { bytes: plan::UNKNOWN_WEIGHT, splittable: false },
+        })
+        .collect();
+    let plan = plan::plan(&weights, p.workers.clamp(1, MAX_WORKERS), p.min_range.max(1));
+    workers::run(&opened, plan, format, agg)
+}
+
+/// Opens every input, in order; the first that cannot be opened is the error.
+fn open_all(inputs: &[Input]) -> Result<Vec<Opened>, ReplayError> {
+    inputs
+        .iter()
+        .map(|input| {
+            let name: std::sync::Arc<str> = std::sync::Arc::from(input.name().as_str());
+            let kind = match input {
+                Input::Stdin => Kind::Stdin,
+                Input::File(p) => {
+                    let fail = |source| ReplayError { name: input.name(), source };
+                    let f = File::open(p).map_err(fail)?;
+                    let meta = f.metadata().map_err(fail)?;
+                    if is_gzip(p) {
+                        Kind::Gzip(f)
+                    } else if meta.is_file() {
+                        Kind::Plain(f, meta.len())
+                    } else {
+                        Kind::Stream(f)
+                    }
+                }
+            };
+            Ok(Opened { name, kind })
+        })
+        .collect()
+}
+
+/// Reads every input to its end into `agg`, on this thread. Inputs are opened
+/// first, so that an unreadable file fails before anything is counted.
 pub fn replay(inputs: &[Input], parser: &mut LineParser, agg: &mut Aggregator) -> Result<(), ReplayError> {
     let mut readers = Vec::with_capacity(inputs.len());
     for input in inputs {

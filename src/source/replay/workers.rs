@@ -1,0 +1,198 @@
+//! The workers of a replay: each reads its planned units (see [`super::plan`])
+//! on its own thread with its own parser into its own aggregator shard; the
+//! shards are then merged in worker order, which is input order. A range other
+//! than the first of its file starts with the format set by the file's first
+//! line; when a header line further down changed the format at a range
+//! boundary (the end format of one range is not the start format of the
+//! next), the counts are thrown away and every input is read again on one
+//! worker, so the result is always that of a sequential read.
+
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::sync::Arc;
+
+use super::plan::{Part, Unit};
+use super::range::{line_start, take_first_line_format, RangeReader};
+use super::{read_lines, ReplayError, BLOCK};
+use crate::aggregate::Aggregator;
+use crate::parse::{Format, LineParser};
+
+/// An input opened before anything is read.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub name: Arc<str>,
+    pub kind: Kind,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Stdin,
+    /// A regular, uncompressed file of this size: it may be read by ranges.
+    Plain(File, u64),
+    Gzip(File),
+    /// Anything else opened by path (a FIFO, a character device): read once.
+    Stream(File),
+}
+
+impl Kind {
+    /// Whether the input can be read again from its start.
+    pub(crate) fn rewinds(&self) -> bool {
+        matches!(self, Kind::Plain(..) | Kind::Gzip(_))
+    }
+}
+
+/// The format a range started and ended with, to check the ranges' seams.
+#[derive(Debug)]
+struct Seam {
+    input: usize,
+    index: usize,
+    start: Format,
+    end: Format,
+}
+
+/// What one worker did.
+struct Done {
+    agg: Aggregator,
+    seams: Vec<Seam>,
+    /// The first unit that failed, and why.
+    error: Option<(Unit, ReplayError)>,
+}
+
+/// Reads `plan` (the units of each worker, in input order) into `agg`: with
+/// one busy worker, on this thread straight into `agg`; with more, each
+/// worker into a shard of `agg`, the shards then added to it in order.
+pub(crate) fn run(
+    opened: &[Opened],
+    plan: Vec<Vec<Unit>>,
+    format: &Format,
+    agg: Aggregator,
+) -> Result<Aggregator, ReplayError> {
+    let plan: Vec<Vec<Unit>> = plan.into_iter().filter(|units| !units.is_empty()).collect();
+    let units: usize = plan.iter().map(Vec::len).sum();
+    tracing::debug!(workers = plan.len().max(1), units, "Replaying");
+    if plan.len() <= 1 {
+        let units = plan.into_iter().next().unwrap_or_default();
+        return finish(work(opened, &units, format, agg));
+    }
+    let shards: Vec<Aggregator> = plan.iter().map(|_| agg.shard()).collect();
+    let done: Vec<Done> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            plan.iter().zip(shards).map(|(units, shard)| s.spawn(move || work(opened, units, format, shard))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut seams = Vec::new();
+    let mut first_error: Option<(Unit, ReplayError)> = None;
+    let mut shards = Vec::with_capacity(done.len());
+    for d in done {
+        seams.extend(d.seams);
+        if let Some((unit, e)) = d.error {
+            if first_error.as_ref().is_none_or(|(u, _)| order(&unit) < order(u)) {
+                first_error = Some((unit, e));
+            }
+        }
+        shards.push(d.agg);
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    if !seams_match(&mut seams) {
+        tracing::debug!("A header line changed the format at a range boundary; reading the inputs again on one worker");
+        let mut units: Vec<Unit> = plan.iter().flatten().map(|u| Unit { input: u.input, part: Part::Whole }).collect();
+        units.dedup_by_key(|u| u.input);
+        return finish(work(opened, &units, format, agg));
+    }
+    let mut agg = agg;
+    for shard in &shards {
+        agg.merge_from(shard);
+    }
+    Ok(agg)
+}
+
+fn order(u: &Unit) -> (usize, usize) {
+    match u.part {
+        Part::Whole => (u.input, 0),
+        Part::Range { index, .. } => (u.input, index),
+    }
+}
+
+fn finish(d: Done) -> Result<Aggregator, ReplayError> {
+    match d.error {
+        Some((_, e)) => Err(e),
+        None => Ok(d.agg),
+    }
+}
+
+/// Whether each range of a file started with the format the range before it
+/// ended with.
+fn seams_match(seams: &mut [Seam]) -> bool {
+    seams.sort_by_key(|s| (s.input, s.index));
+    seams.windows(2).all(|w| w[0].input != w[1].input || w[0].end == w[1].start)
+}
+
+/// One worker: its units in order, stopping at the first that fails.
+fn work(opened: &[Opened], units: &[Unit], format: &Format, mut agg: Aggregator) -> Done {
+    let mut parser = LineParser::for_file(format.clone());
+    let mut buf = vec![0u8; BLOCK];
+    let mut seams = Vec::new();
+    for unit in units {
+        let input = &opened[unit.input];
+        // Invalid-line diagnostics name the file.
+        agg.set_source(&input.name);
+        match read_unit(input, unit.part, &mut parser, &mut agg, &mut buf) {
+            Ok(Some((start, end))) => {
+                if let Part::Range { index, .. } = unit.part {
+                    seams.push(Seam { input: unit.input, index, start, end });
+                }
+            }
+            Ok(None) => {}
+            Err(source) => {
+                let error = ReplayError { name: input.name.to_string(), source };
+                return Done { agg, seams, error: Some((*unit, error)) };
+            }
+        }
+    }
+    Done { agg, seams, error: None }
+}
+
+/// Reads one unit; for a range, the formats it started and ended with.
+fn read_unit(
+    input: &Opened,
+    part: Part,
+    parser: &mut LineParser,
+    agg: &mut Aggregator,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(Format, Format)>> {
+    match (part, &input.kind) {
+        (Part::Whole, kind) => {
+            parser.reset();
+            let mut r: Box<dyn Read> = match kind {
+                Kind::Stdin => Box::new(io::stdin().lock()),
+                Kind::Plain(f, _) => Box::new(rewound(f)?),
+                Kind::Gzip(f) => Box::new(flate2::read::MultiGzDecoder::new(rewound(f)?)),
+                Kind::Stream(f) => Box::new(f),
+            };
+            read_lines(&mut r, buf, parser, agg)?;
+            Ok(None)
+        }
+        (Part::Range { index, start, end }, Kind::Plain(f, _)) => {
+            if index == 0 {
+                parser.reset();
+            } else {
+                take_first_line_format(f, parser, buf)?;
+            }
+            let first = parser.format().clone();
+            if let Some(from) = line_start(f, start, buf)? {
+                read_lines(&mut RangeReader::new(f, from, end), buf, parser, agg)?;
+            }
+            Ok(Some((first, parser.format().clone())))
+        }
+        (Part::Range { .. }, _) => Err(io::Error::other("only a plain file can be read by ranges")),
+    }
+}
+
+/// The file from its first byte (it may have been read once already).
+fn rewound(f: &File) -> io::Result<&File> {
+    let mut r = f;
+    r.rewind()?;
+    Ok(f)
+}
