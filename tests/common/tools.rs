@@ -113,6 +113,7 @@ pub fn require_all<const N: usize>(tools: [&Tool; N]) -> Option<[PathBuf; N]> {
     }
     // Straight to stderr, past the test harness's capture, so a plain
     // `cargo test` shows what it did not run.
-    let _ = writeln!(std::io::stderr(), "skipped: {line} [{test}]");
+    // One write, so that the line is not split by the harness's own output.
+    let _ = std::io::stderr().write_all(format!("skipped: {line} [{test}]\n").as_bytes());
     None
 }
