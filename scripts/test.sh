@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 scripts/setup-test-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export AWS_EC2_METADATA_DISABLED=true
+# A test whose tool (prometheus, promtool, alertmanager, moto_server) is missing
+# fails here instead of skipping as it does under a plain `cargo test`
+# (tests/common/tools.rs, docs/testing.md): CI never skips.
+export VPC_FLOW_EXPORTER_REQUIRE_TOOLS=1
 
 cargo fmt --check
 cargo build --locked --all-targets
