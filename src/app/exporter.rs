@@ -119,9 +119,8 @@ impl Exporter {
 
     /// The sources' checks: the live exporter's cloudwatch section.
     async fn check_sources(&self) -> Result<(), AppError> {
-        match (&self.settings.mode, &self.settings.config_path) {
-            (Mode::Live, Some(path)) => check_cloudwatch(path, &self.settings.config).await,
-            (Mode::Live, None) => Err(AppError::ConfigFileRequired),
+        match &self.settings.mode {
+            Mode::Live => check_cloudwatch(self.settings.config_path.as_deref(), &self.settings.config).await,
             _ => Ok(()),
         }
     }
@@ -213,8 +212,8 @@ const NO_CLOUDWATCH: &str = "cloudwatch: missing: the live exporter needs a clou
 /// resolvable (the section's, else AWS_REGION, AWS_DEFAULT_REGION, the AWS
 /// profile or the instance metadata, as the AWS SDK reads them), the state
 /// file readable and its folder writable.
-async fn check_cloudwatch(path: &Path, config: &Config) -> Result<(), AppError> {
-    let in_file = |message: &str| AppError::InConfig { path: path.to_path_buf(), message: message.to_owned() };
+async fn check_cloudwatch(path: Option<&Path>, config: &Config) -> Result<(), AppError> {
+    let in_file = |message: &str| AppError::in_config(path, message.to_owned());
     let Some(cw) = &config.cloudwatch else {
         return Err(in_file(NO_CLOUDWATCH));
     };
@@ -259,8 +258,7 @@ impl Sources {
             }),
             Mode::Live => {
                 let Some(cw) = settings.config.cloudwatch.clone() else {
-                    let path = settings.config_path.clone().unwrap_or_default();
-                    return Err(AppError::InConfig { path, message: NO_CLOUDWATCH.to_owned() });
+                    return Err(AppError::in_config(settings.config_path.as_deref(), NO_CLOUDWATCH.to_owned()));
                 };
                 let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
                 let mode = format!("CloudWatch Logs log group(s) {}", names.join(", "));

@@ -1,19 +1,14 @@
-//! The exporter under test: in-process through its Rust API (aggregator,
-//! registry and CloudWatchSource, as main.rs wires them), or the real binary
-//! scraped over HTTP.
+//! The exporter under test: in-process through the library's builder
+//! (`app::Exporter`, the wiring main.rs uses, with its server on a loopback
+//! port and no signal handlers), or the real binary scraped over HTTP.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
+use vpc_flow_exporter::app::{Exporter, Mode, Running, Settings, WebArgs};
 use vpc_flow_exporter::config::Config;
 use vpc_flow_exporter::expose::{self, Readiness};
-use vpc_flow_exporter::source::cloudwatch::CloudWatchSource;
 
 use super::moto::{free_port, init_aws_env};
 
@@ -28,32 +23,33 @@ pub fn write_config(dir: &Path, yaml: &str) -> (PathBuf, Config) {
 /// The exporter run in-process.
 pub struct InProcess {
     pub registry: prometheus::Registry,
-    pub agg: SharedAggregator,
     pub ready: Readiness,
-    shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    running: Running,
 }
 
 impl InProcess {
-    /// Starts the source of `cfg`; `margin` overrides the dedup margin.
+    /// Starts the live exporter of `cfg`; `margin` overrides the dedup margin.
     pub async fn start(cfg: &Config, margin: Option<Duration>) -> InProcess {
         InProcess::try_start(cfg, margin).await.unwrap_or_else(|e| panic!("start: {e:#}"))
     }
 
     pub async fn try_start(cfg: &Config, margin: Option<Duration>) -> anyhow::Result<InProcess> {
         init_aws_env();
-        let agg: SharedAggregator = Arc::new(Mutex::new(Aggregator::new(cfg)));
-        let registry = expose::registry(&agg);
-        let cw = cfg.cloudwatch.clone().expect("a cloudwatch section");
-        let mut source = CloudWatchSource::new(cw, &registry).await?;
+        // The counts are checked as soon as they are made: no 0 first.
+        let web =
+            WebArgs { listen_address: "127.0.0.1:0".to_owned(), new_series_hold: Duration::ZERO, ..WebArgs::default() };
+        let settings = Settings { mode: Mode::Live, config_path: None, config: cfg.clone(), web };
+        let mut exporter = Exporter::build(settings)?;
         if let Some(m) = margin {
-            source.set_dedup_margin(m);
+            exporter = exporter.cloudwatch_dedup_margin(m);
         }
-        let ready = Readiness::default();
-        let shutdown = CancellationToken::new();
-        let run = source.run(agg.clone(), ready.clone(), shutdown.clone());
-        let handle = tokio::spawn(async move { run.await.map_err(anyhow::Error::from) });
-        Ok(InProcess { registry, agg, ready, shutdown, handle })
+        let running = exporter.start().await?;
+        Ok(InProcess { registry: running.registry().clone(), ready: running.readiness().clone(), running })
+    }
+
+    /// `http://127.0.0.1:PORT` of its server.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.running.local_addr())
     }
 
     pub fn text(&self) -> String {
@@ -68,22 +64,21 @@ impl InProcess {
             if pred(&t) {
                 return t;
             }
-            if Instant::now() > deadline || self.handle.is_finished() {
+            if Instant::now() > deadline || self.running.is_finished() {
                 panic!("timed out waiting for {what}; exposition:\n{}", relevant(&t));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// SIGTERM's equivalent: stops polling, saves the checkpoint.
+    /// SIGTERM's equivalent: stops polling, saves the checkpoint, stops the server.
     pub async fn stop(self) -> (String, anyhow::Result<()>) {
-        self.shutdown.cancel();
-        let res = match tokio::time::timeout(Duration::from_secs(30), self.handle).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(anyhow::anyhow!("source task: {e}")),
-            Err(_) => Err(anyhow::anyhow!("the source did not stop within 30 s of shutdown")),
+        let InProcess { registry, running, .. } = self;
+        let res = match tokio::time::timeout(Duration::from_secs(30), running.stop()).await {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("the exporter did not stop within 30 s of shutdown")),
         };
-        (expose::encode(&self.registry), res)
+        (expose::encode(&registry), res)
     }
 }
 
