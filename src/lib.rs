@@ -8,6 +8,10 @@
 //! in-memory aggregates as the Prometheus exposition at scrape time and serves it.
 //! `config` turns the YAML file into a validated model whose errors name the key.
 
+// No `unwrap()` in library code (tests aside): bad input is an error or a
+// count, never a panic. Cargo.toml's [lints] holds the other lints.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod aggregate;
 pub mod app;
 pub mod config;

@@ -348,7 +348,8 @@ fn separator(rng: &mut SmallRng) -> &'static str {
     if rng.random_bool(0.9) {
         " "
     } else {
-        *pick(rng, &["\t", "  ", " \t ", "\t\t"])
+        const SEPARATORS: [&str; 4] = ["\t", "  ", " \t ", "\t\t"];
+        pick::<&str>(rng, &SEPARATORS)
     }
 }
 
@@ -393,7 +394,8 @@ fn flow_line(rng: &mut SmallRng, fields: &[String], now: u64, out: &mut Vec<u8>)
         16 => random_bytes(rng, out, 300),
         _ => {
             // Empty-ish.
-            let blank: &[u8] = *pick(rng, &[&b""[..], b" ", b"\t", b"\r", b" \r"]);
+            const BLANKS: [&[u8]; 5] = [b"", b" ", b"\t", b"\r", b" \r"];
+            let blank: &[u8] = pick::<&[u8]>(rng, &BLANKS);
             out.extend_from_slice(blank);
         }
     }
@@ -1389,17 +1391,9 @@ fn http_request(rng: &mut SmallRng, out: &mut Vec<u8>, auth: Option<&str>) {
     }
     out.extend_from_slice(b"\r\n");
     if body || rng.random_bool(0.1) {
-        let chunk: &[u8] = *pick(
-            rng,
-            &[
-                &b"hello"[..],
-                b"5\r\nhello\r\n0\r\n\r\n",
-                b"zz\r\n",
-                b"ffffffffffffffffff\r\n",
-                b"5\r\nhel",
-                b"0\r\n\r\n",
-            ],
-        );
+        const CHUNKS: [&[u8]; 6] =
+            [b"hello", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\n", b"ffffffffffffffffff\r\n", b"5\r\nhel", b"0\r\n\r\n"];
+        let chunk: &[u8] = pick::<&[u8]>(rng, &CHUNKS);
         out.extend_from_slice(chunk);
     }
 }
