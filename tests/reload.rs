@@ -28,19 +28,11 @@ fn hup(e: &Exporter) {
     e.signal(Signal::HUP);
 }
 
-fn scrape(e: &Exporter) -> Option<String> {
-    e.scrape()
-}
-
-fn metric(e: &Exporter, name: &str) -> Option<f64> {
-    e.metric(name)
-}
-
 /// Waits until `name` reads `want`.
 fn wait_for(e: &Exporter, name: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(e, name) != Some(want) {
-        assert!(Instant::now() < deadline, "{name} never became {want} (is {:?})", metric(e, name));
+    while e.metric(name) != Some(want) {
+        assert!(Instant::now() < deadline, "{name} never became {want} (is {:?})", e.metric(name));
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -77,7 +69,7 @@ fn failed_reloads_keep_the_exporter_and_later_reloads_work() {
     let started = Instant::now();
     wait_for(&e, FAILURES, 2.0);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!(metric(&e, OK), Some(0.0));
+    assert_eq!(e.metric(OK), Some(0.0));
 
     std::fs::remove_file(&cfg).unwrap();
     write(&cfg, "detections:\n  forbidden_ports: [23]\n");
@@ -117,12 +109,12 @@ fn a_changed_file_keeps_the_counters_of_the_series_that_still_exist() {
     );
     // Enough traffic that a reset could not catch up between two scrapes.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&e, "vpc_flow_exporter_lines_total").unwrap_or(0.0) < 8000.0 {
+    while e.metric("vpc_flow_exporter_lines_total").unwrap_or(0.0) < 8000.0 {
         assert!(Instant::now() < deadline, "the demo counts too slowly");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let loaded_at = metric(&e, TS).unwrap();
-    let before = scrape(&e).unwrap();
+    let loaded_at = e.metric(TS).unwrap();
+    let before = e.scrape().unwrap();
     let forbidden_before = series(&before, "vpc_flow_forbidden_port_records_total");
     assert!(forbidden_before.keys().any(|k| k.contains("dstport=\"3389\"")), "{forbidden_before:?}");
     assert!(forbidden_before.keys().any(|k| k.contains("dstport=\"23\"")), "{forbidden_before:?}");
@@ -130,12 +122,12 @@ fn a_changed_file_keeps_the_counters_of_the_series_that_still_exist() {
     write(&cfg, "detections:\n  forbidden_ports: [23]\n");
     hup(&e);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&e, TS) == Some(loaded_at) {
+    while e.metric(TS) == Some(loaded_at) {
         assert!(Instant::now() < deadline, "the reload never happened");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(metric(&e, OK), Some(1.0));
-    let after = scrape(&e).unwrap();
+    assert_eq!(e.metric(OK), Some(1.0));
+    let after = e.scrape().unwrap();
 
     // Every counter of a series that still exists went on from its value.
     for name in ["vpc_flow_records_total", "vpc_flow_bytes_total", "vpc_flow_dstport_records_total"] {
