@@ -6,4 +6,5 @@
 
 pub mod cloudwatch;
 pub mod demo;
+pub mod firehose;
 pub mod replay;
