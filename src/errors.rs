@@ -1,5 +1,9 @@
 //! Error text shared by every module: an error and its chain of causes on one
 //! line, each message once.
+//!
+//! The library's errors are `thiserror` enums whose message says only their
+//! own part (`cloudwatch.state_file: cannot read /x`) and whose cause is their
+//! `source` (the `io::Error`): print them with [`chain`], not `to_string()`.
 
 /// The messages of an error and its sources, joined by ": ", skipping a
 /// source whose message the line already holds (the AWS SDK and `io` errors

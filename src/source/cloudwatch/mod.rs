@@ -277,3 +277,30 @@ impl SaveGroup for CheckpointWriter {
         let _ = self.write().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::chain;
+
+    /// Each message says its own part; the chain says the whole, once.
+    #[test]
+    fn errors_print_their_causes_once_on_one_line() {
+        let e = CloudWatchError::Client(client::SetupError::NoRegion);
+        assert_eq!(
+            chain(&e),
+            "cannot set up the CloudWatch Logs client: cloudwatch.region: no AWS region found: set cloudwatch.region, \
+             the AWS_REGION variable or a region in the AWS profile"
+        );
+        let keys = checkpoint::KeysError::NotHex { bucket_ms: 60_000 };
+        let e = CloudWatchError::Restore { group: "/vpc/a".into(), source: keys };
+        assert_eq!(
+            chain(&e),
+            "cloudwatch.state_file: log group \"/vpc/a\": bucket 60000: keys are not 32-digit hex numbers"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied (os error 13)");
+        let e = CloudWatchError::from(checkpoint::CheckpointError::Read { path: "/s/state.json".into(), source: io });
+        assert_eq!(chain(&e), "cloudwatch.state_file: cannot read /s/state.json: Permission denied (os error 13)");
+        assert!(!chain(&e).contains('\n'));
+    }
+}
