@@ -343,3 +343,66 @@ fn on_signal(token: CancellationToken) {
         token.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::app::Cli;
+
+    fn gauge(running: &Running) -> String {
+        let text = expose::encode(running.registry());
+        text.lines().find(|l| l.starts_with("vpc_flow_exporter_config_last_reload_successful ")).unwrap().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_demo_serves_reloads_and_stops_through_its_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "detections:\n  forbidden_ports: [23]\n").unwrap();
+        let args = ["x", "--config.file", path.to_str().unwrap(), "demo", "--web.listen-address", "127.0.0.1:0"];
+        let cli = Cli::try_parse_from(args.iter().chain(&["--metrics.new-series-hold", "0s"])).unwrap();
+        let running = Exporter::build(Settings::from_cli(&cli).unwrap()).unwrap().start().await.unwrap();
+        let url = format!("http://{}/metrics", running.local_addr());
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(body.contains("vpc_flow_exporter_config_last_reload_successful 1"), "{body}");
+        assert!(running.readiness().is_ready());
+        // A file that does not validate keeps the running configuration.
+        std::fs::write(&path, "detections:\n  forbidden_ports: [ssh]\n").unwrap();
+        assert!(!running.reload().await);
+        assert_eq!(gauge(&running), "vpc_flow_exporter_config_last_reload_successful 0");
+        std::fs::write(&path, "detections:\n  forbidden_ports: [22]\n").unwrap();
+        assert!(running.reload().await);
+        assert_eq!(gauge(&running), "vpc_flow_exporter_config_last_reload_successful 1");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !expose::encode(running.registry()).contains("vpc_flow_records_total{") {
+            assert!(std::time::Instant::now() < deadline, "the demo counted nothing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!running.is_finished());
+        running.stop().await.unwrap();
+        assert!(reqwest::get(&url).await.is_err(), "the server stopped with the exporter");
+    }
+
+    #[tokio::test]
+    async fn check_runs_the_starts_checks_and_binds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "detections:\n  forbidden_ports: [23]\n").unwrap();
+        let live = Exporter::build(Settings::live(&path, WebArgs::default()).unwrap()).unwrap();
+        let e = live.check().await.unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: {NO_CLOUDWATCH}", path.display()));
+        // A taken port passes the check (nothing is bound) and fails the start.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let shown = taken.local_addr().unwrap().to_string();
+        let cli = Cli::try_parse_from(["x", "demo", "--web.listen-address", &shown]).unwrap();
+        let demo = Exporter::build(Settings::from_cli(&cli).unwrap()).unwrap();
+        demo.check().await.unwrap();
+        let e = demo.start().await.err().unwrap();
+        assert!(e.to_string().starts_with(&format!("--web.listen-address: cannot listen on {shown} (")), "{e}");
+        let cli = Cli::try_parse_from(["x", "demo", "--web.telemetry-path", "/-/x"]).unwrap();
+        let e = Exporter::build(Settings::from_cli(&cli).unwrap()).unwrap().check().await.unwrap_err();
+        assert_eq!(e.to_string(), "--web.telemetry-path: must start with / and not be / or under /-/, got \"/-/x\"");
+    }
+}

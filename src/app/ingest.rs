@@ -1,7 +1,7 @@
-//! The builder's only door to the ingest side (aggregator, parser, exposition
-//! registry): every call of today's `aggregate` API that the wiring makes is
-//! here, so that moving the builder onto `pipeline::Pipeline` is an edit of
-//! this file alone.
+//! The builder's only door to the ingest side: the [`Pipeline`] built from
+//! the configuration, and the sources' runs over it. A source that still
+//! takes the shared aggregates (demo, CloudWatch) gets them here, so that
+//! moving it onto the pipeline's inputs is an edit of this file alone.
 
 use std::future::Future;
 use std::path::Path;
@@ -13,85 +13,68 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::error::AppError;
-use crate::aggregate::{Aggregator, SharedAggregator};
 use crate::config::Config;
 use crate::detect::geo;
-use crate::expose::{self, Readiness};
-use crate::parse::LineParser;
+use crate::expose::Readiness;
+use crate::pipeline::{self, Pipeline};
 use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::{demo, replay};
 
 /// A source's run until shutdown, as the builder spawns it.
 pub(crate) type SourceTask = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
 
-/// Aggregates built from a configuration and not yet counting: at the start,
-/// and on the blocking pool during a reload.
-pub(crate) struct Prepared(Aggregator);
+/// The pipeline of a configuration, not yet counting: at the start, and on
+/// the blocking pool during a reload.
+pub(crate) struct Prepared(pipeline::Prepared);
 
 impl Prepared {
-    /// The aggregates of `config`, with its GeoIP database (errors prefixed
-    /// with the configuration's `path`); `demo` uses the demo's country table
-    /// and names the source for invalid-line diagnostics.
+    /// The rules and aggregates of `config`, with its GeoIP database (errors
+    /// prefixed with the configuration's `path`); `demo` uses the demo's
+    /// country table.
     pub(crate) fn new(config: &Config, path: Option<&Path>, demo: bool) -> Result<Prepared, AppError> {
-        let mut agg = Aggregator::new(config);
-        if let Some(g) = &config.geoip {
-            let db = geo::MaxMindCountries::open(&g.database).map_err(|e| match e {
-                geo::GeoIpError::Open { path: db, reason } => {
-                    AppError::in_config(path, format!("geoip.database: cannot open {}: {reason}", db.display()))
-                }
-            })?;
-            agg = agg.with_countries(Box::new(db));
-        }
-        if demo {
-            agg = agg.with_countries(Box::new(geo::demo_countries()));
-            agg.set_source(&Arc::from("demo"));
-        }
-        Ok(Prepared(agg))
+        let prepared = pipeline::Prepared::new(config).map_err(|e| AppError::in_config(path, e.to_string()))?;
+        Ok(Prepared(if demo { prepared.with_countries(Arc::new(geo::demo_countries())) } else { prepared }))
     }
 
-    /// Reads `inputs` to their end (`None`: standard input) and returns the
-    /// exposition (no hold, no process metrics: reproducible output).
+    /// Reads `paths` to their end (none: standard input) on every core and
+    /// returns the exposition (no hold, no process metrics: reproducible).
     pub(crate) fn replay(self, config: &Config, paths: &[String]) -> Result<String, AppError> {
-        let Prepared(mut agg) = self;
         let inputs: Vec<replay::Input> = if paths.is_empty() {
             vec![replay::Input::Stdin]
         } else {
             paths.iter().map(|p| replay::Input::from_arg(p)).collect()
         };
-        let mut parser = LineParser::for_file(config.log_format.clone());
-        replay::replay(&inputs, &mut parser, &mut agg)?;
-        Ok(expose::encode(&expose::registry(&agg.into_shared())))
+        let empty = Pipeline::start(self.0).aggregate().lock().unwrap_or_else(PoisonError::into_inner).shard();
+        let counted = replay::run(&inputs, &config.log_format, empty)?;
+        Ok(Pipeline::from_shared(counted.into_shared()).exposition())
     }
 }
 
-/// The running aggregates that sources count into and scrapes read.
+/// The running pipeline that sources count into and scrapes read.
 #[derive(Clone)]
 pub(crate) struct Ingest {
-    agg: SharedAggregator,
+    pipeline: Pipeline,
 }
 
 impl Ingest {
     pub(crate) fn start(prepared: Prepared) -> Ingest {
-        Ingest { agg: prepared.0.into_shared() }
+        Ingest { pipeline: Pipeline::start(prepared.0) }
     }
 
     /// A registry exposing the aggregates, new series held at 0 for `hold`.
     pub(crate) fn registry(&self, hold: Duration) -> Registry {
-        expose::registry_with_new_series_hold(&self.agg, hold)
+        self.pipeline.registry(hold)
     }
 
-    /// A reload: `fresh` takes every counter whose series still exists and
-    /// every window whose settings are unchanged, then replaces the running
-    /// aggregates.
+    /// A reload: see [`Pipeline::replace`].
     pub(crate) fn replace(&self, fresh: Prepared) {
-        let Prepared(mut fresh) = fresh;
-        let mut agg = self.agg.lock().unwrap_or_else(PoisonError::into_inner);
-        fresh.keep_from(&mut agg);
-        *agg = fresh;
+        self.pipeline.replace(fresh.0);
     }
 
     pub(crate) fn demo(&self, rate: u32, interfaces: usize, shutdown: CancellationToken) -> SourceTask {
-        let agg = self.agg.clone();
+        let agg = self.pipeline.aggregate().clone();
+        // Invalid-line diagnostics name the source (reloads keep the name).
+        agg.lock().unwrap_or_else(PoisonError::into_inner).set_source(&Arc::from("demo"));
         Box::pin(async move {
             demo::run(agg, rate, interfaces, shutdown).await;
             Ok(())
@@ -104,7 +87,7 @@ impl Ingest {
         ready: Readiness,
         shutdown: CancellationToken,
     ) -> SourceTask {
-        let agg = self.agg.clone();
+        let agg = self.pipeline.aggregate().clone();
         Box::pin(async move { source.run(agg, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
     }
 }
