@@ -49,17 +49,10 @@ fn endpoints_answer_as_documented() {
 fn sigterm_shuts_down_cleanly() {
     let mut e = Exporter::demo(&[]);
     e.signal(Signal::TERM);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = e.proc.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status:?}");
-            let err = e.log();
-            assert!(err.contains("SIGTERM"), "{err}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still running 10 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = e.proc.wait_exit(Duration::from_secs(10)).expect("still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let err = e.log();
+    assert!(err.contains("SIGTERM"), "{err}");
 }
 
 #[test]
@@ -217,14 +210,8 @@ fn idle_and_slowloris_connections_cannot_starve_the_server() {
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     e.signal(Signal::TERM);
-    loop {
-        if let Some(status) = e.proc.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status:?}");
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = e.proc.wait_exit(Duration::from_secs(5)).expect("still running 5 s after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
     eprintln!("exited {:?} after SIGTERM", t.elapsed());
     let err = e.log();
     assert!(err.contains("web.max-connections"), "the clamp is logged: {err}");
