@@ -32,8 +32,8 @@ pub use records::{
     MAX_REQUEST_INFLATED_BYTES,
 };
 pub use request::{
-    decode_body, read_envelope, ContentEncoding, Envelope, RequestError, RequestHead, MAX_BODY_BYTES,
-    MAX_COMMON_ATTRIBUTES, MAX_COMMON_ATTRIBUTES_BYTES, MAX_DECOMPRESSED_BODY_BYTES, MAX_RECORDS,
+    decode_body, header_request_id, read_envelope, ContentEncoding, Envelope, RequestError, RequestHead,
+    MAX_BODY_BYTES, MAX_COMMON_ATTRIBUTES, MAX_COMMON_ATTRIBUTES_BYTES, MAX_DECOMPRESSED_BODY_BYTES, MAX_RECORDS,
     MAX_RECORD_DATA_CHARS, MAX_REQUEST_ID_BYTES,
 };
 pub use response::{Response, MAX_ERROR_MESSAGE_BYTES};

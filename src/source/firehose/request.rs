@@ -271,6 +271,12 @@ fn parse_common_attributes(value: &[u8]) -> Result<Vec<(String, String)>, Reques
     Ok(out)
 }
 
+/// The request id to echo in an error response when the head itself was
+/// refused: the first `X-Amz-Firehose-Request-Id` that is a valid id.
+pub fn header_request_id(headers: &[(&str, &[u8])]) -> Option<String> {
+    headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(REQUEST_ID)).find_map(|(_, v)| valid_request_id(v))
+}
+
 impl RequestHead {
     /// Checks the method and reads the headers (`(name, value)`, names in any
     /// case). The access key is read here and checked by
