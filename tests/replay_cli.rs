@@ -17,20 +17,9 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vpc-flow-exporter");
-    {
-        let mut sin = child.stdin.take().expect("stdin");
-        if let Some(bytes) = stdin {
-            sin.write_all(bytes).expect("write stdin");
-        }
-    }
-    child.wait_with_output().expect("wait")
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    common::exporter::run_with_stdin(cmd, stdin)
 }
 
 fn stdout_ok(out: &Output) -> String {

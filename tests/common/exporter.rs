@@ -1,7 +1,8 @@
 //! The real `vpc-flow-exporter` binary in `demo` mode on a free loopback
 //! port: started, waited for, scraped, signalled, killed on drop.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::expo;
@@ -9,6 +10,25 @@ use super::process::{free_port, Proc, Signal};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_vpc-flow-exporter");
+
+/// Runs `cmd` (e.g. `Command::new(BIN)` with its arguments) to its end:
+/// `stdin` written to it then closed (closed at once when None), its stdout
+/// and stderr collected.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    {
+        let mut sin = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            sin.write_all(bytes).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("wait")
+}
 
 /// A running exporter (`demo`), its output in a log file of its own.
 pub struct Exporter {
