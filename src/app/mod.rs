@@ -6,6 +6,16 @@
 //! SIGHUP reload, returning a [`Running`] handle (bound address, shutdown,
 //! readiness, reload). `main.rs` and the integration tests both start the
 //! exporter through it; see docs/embedding.md.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), vpc_flow_exporter::app::AppError> {
+//! use vpc_flow_exporter::app::{Exporter, Settings, WebArgs};
+//! let web = WebArgs { listen_address: "127.0.0.1:0".into(), ..WebArgs::default() };
+//! let running = Exporter::build(Settings::live("config.yaml".as_ref(), web)?)?.start().await?;
+//! println!("serving on http://{}/metrics", running.local_addr());
+//! running.stop().await
+//! # }
+//! ```
 
 pub mod cli;
 mod error;
