@@ -34,7 +34,7 @@ pub struct Metrics {
     pub auth_failures: IntCounter,
     pub dedup_ids: IntGauge,
     pub dedup_ids_limit: IntGauge,
-    pub dedup_dropped: IntGauge,
+    pub dedup_dropped: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -89,7 +89,7 @@ impl Metrics {
             ))?,
             dedup_ids: IntGauge::with_opts(opts("dedup_ids", "Request ids remembered (applied or in work)."))?,
             dedup_ids_limit: IntGauge::with_opts(opts("dedup_ids_limit", "The most applied request ids remembered."))?,
-            dedup_dropped: IntGauge::with_opts(opts(
+            dedup_dropped: IntCounter::with_opts(opts(
                 "dedup_ids_dropped_total",
                 "Applied request ids forgotten at the limit before their time (a retry of one would count again).",
             ))?,
@@ -159,7 +159,11 @@ impl Metrics {
     pub fn observe_dedup(&self, stats: &DedupStats) {
         self.dedup_ids.set(i64::try_from(stats.applied + stats.in_work).unwrap_or(i64::MAX));
         self.dedup_ids_limit.set(i64::try_from(stats.limit).unwrap_or(i64::MAX));
-        self.dedup_dropped.set(i64::try_from(stats.dropped).unwrap_or(i64::MAX));
+        // The set's own count only grows: the counter follows it.
+        let seen = self.dedup_dropped.get();
+        if stats.dropped > seen {
+            self.dedup_dropped.inc_by(stats.dropped - seen);
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! 1. [`RequestHead::parse`] checks the method and the `X-Amz-Firehose-*`
 //!    headers, then [`AccessKeys::check`] the access key (constant time);
-//! 2. the caller collects the body under a [`Reservation`] of a shared
-//!    [`Budget`] (bytes in flight over all requests) and calls
+//! 2. the caller collects the body in a [`BodyBuffer`] under a
+//!    [`Reservation`] of a shared [`Budget`] (bytes in flight over all
+//!    requests) and calls
 //!    [`Endpoint::handle`], which decompresses it (bounded), reads the JSON
 //!    envelope and decodes each record into lines for a [`LineSink`];
 //! 3. the request id goes through [`RecentRequests`]: a retry of a request
@@ -32,7 +33,7 @@ pub use records::{
     MAX_REQUEST_INFLATED_BYTES,
 };
 pub use request::{
-    decode_body, header_request_id, read_envelope, ContentEncoding, Envelope, RequestError, RequestHead,
+    decode_body, header_request_id, read_envelope, BodyBuffer, ContentEncoding, Envelope, RequestError, RequestHead,
     MAX_BODY_BYTES, MAX_COMMON_ATTRIBUTES, MAX_COMMON_ATTRIBUTES_BYTES, MAX_DECOMPRESSED_BODY_BYTES, MAX_RECORDS,
     MAX_RECORD_DATA_CHARS, MAX_REQUEST_ID_BYTES,
 };

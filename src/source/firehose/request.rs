@@ -398,6 +398,61 @@ pub fn decode_body<'b>(
     }
 }
 
+/// A request body collected chunk by chunk: never more than
+/// [`MAX_BODY_BYTES`], and every byte of its capacity held in the request's
+/// [`Reservation`] before it is allocated.
+#[derive(Debug)]
+pub struct BodyBuffer {
+    bytes: Vec<u8>,
+    reservation: Reservation,
+}
+
+impl BodyBuffer {
+    /// Starts a body; a `Content-Length` over the cap is refused before any
+    /// byte is read, and a valid one is reserved at once.
+    pub fn new(mut reservation: Reservation, content_length: Option<u64>) -> Result<BodyBuffer, RequestError> {
+        let mut bytes = Vec::new();
+        if let Some(len) = content_length {
+            let len = usize::try_from(len).map_err(|_| RequestError::BodyTooLarge)?;
+            if len > MAX_BODY_BYTES {
+                return Err(RequestError::BodyTooLarge);
+            }
+            reservation.ensure(len)?;
+            bytes.reserve_exact(len);
+        }
+        Ok(BodyBuffer { bytes, reservation })
+    }
+
+    /// Appends a chunk as it arrives.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), RequestError> {
+        let len = self.bytes.len() + chunk.len();
+        if len > MAX_BODY_BYTES {
+            return Err(RequestError::BodyTooLarge);
+        }
+        if self.bytes.capacity() < len {
+            let want = len.max(self.bytes.capacity() * 2).min(MAX_BODY_BYTES);
+            self.reservation.ensure(want)?;
+            self.bytes.reserve_exact(want - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The body and the reservation that holds it (and will hold its
+    /// decompressed copy).
+    pub fn into_parts(self) -> (Vec<u8>, Reservation) {
+        (self.bytes, self.reservation)
+    }
+}
+
 /// What the envelope held besides the records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
@@ -694,6 +749,32 @@ mod tests {
         let got = inflate_capped(&z, 1_000_000, &mut out, &mut chunk, &mut |_| Ok(())).unwrap();
         assert_eq!(got, Ok(()));
         assert_eq!(out.len(), 1_000_000);
+    }
+
+    #[test]
+    fn body_buffer_caps_and_reserves_its_capacity() {
+        let budget = Budget::new(MAX_BODY_BYTES + 10);
+        let mut body = BodyBuffer::new(budget.reserve(), None).unwrap();
+        for _ in 0..100 {
+            body.push(&[b'x'; 1000]).unwrap();
+        }
+        assert_eq!(body.len(), 100_000);
+        let (bytes, reservation) = body.into_parts();
+        assert!(reservation.bytes() >= bytes.capacity(), "{} < {}", reservation.bytes(), bytes.capacity());
+        drop(reservation);
+        assert_eq!(
+            BodyBuffer::new(budget.reserve(), Some(MAX_BODY_BYTES as u64 + 1)).unwrap_err(),
+            RequestError::BodyTooLarge
+        );
+        let mut body = BodyBuffer::new(budget.reserve(), Some(10)).unwrap();
+        assert_eq!(budget.available(), MAX_BODY_BYTES);
+        body.push(&[0; 10]).unwrap();
+        let big = vec![0u8; MAX_BODY_BYTES - 10];
+        body.push(&big).unwrap();
+        assert_eq!(body.push(b"!"), Err(RequestError::BodyTooLarge));
+        let small = Budget::new(100);
+        let mut body = BodyBuffer::new(small.reserve(), None).unwrap();
+        assert_eq!(body.push(&[0; 101]), Err(RequestError::Busy));
     }
 
     #[test]
