@@ -5,7 +5,8 @@
 //! kind — an invalid file, a timeout, a panic in the loader — keeps the running
 //! configuration, sets `vpc_flow_exporter_config_last_reload_successful` to 0
 //! and leaves later reloads working. One reload runs at a time: a SIGHUP that
-//! arrives while a load is still running is logged and dropped.
+//! arrives while a load is still running is logged and dropped. What a reload
+//! reads and applies is the builder's (`app::reload`); this is the mechanism.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
