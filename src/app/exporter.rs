@@ -256,22 +256,30 @@ impl Sources {
                 readiness: Readiness::ready(),
                 mode: format!("demo (generated traffic: {rate} records/s over {interfaces} interfaces)"),
             }),
-            Mode::Live => {
-                let Some(cw) = settings.config.cloudwatch.clone() else {
-                    return Err(AppError::in_config(settings.config_path.as_deref(), NO_CLOUDWATCH.to_owned()));
-                };
-                let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
-                let mode = format!("CloudWatch Logs log group(s) {}", names.join(", "));
-                let mut source = CloudWatchSource::new(cw, registry).await.map_err(|e| AppError::Source(e.into()))?;
-                if let Some(m) = margin {
-                    source.set_dedup_margin(m);
-                }
-                Ok(Sources { list: vec![Source::CloudWatch(Box::new(source))], readiness: Readiness::default(), mode })
-            }
+            Mode::Live => Sources::live(settings, registry, margin).await,
             Mode::Replay { .. } => {
                 Ok(Sources { list: Vec::new(), readiness: Readiness::ready(), mode: "replay".into() })
             }
         }
+    }
+
+    /// Every source the configuration sets up (a new source adds its
+    /// section here, its checks to `check_sources`, its run to `Ingest`).
+    async fn live(settings: &Settings, registry: &Registry, margin: Option<Duration>) -> Result<Sources, AppError> {
+        let (mut list, mut modes) = (Vec::new(), Vec::new());
+        if let Some(cw) = settings.config.cloudwatch.clone() {
+            let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
+            modes.push(format!("CloudWatch Logs log group(s) {}", names.join(", ")));
+            let mut source = CloudWatchSource::new(cw, registry).await.map_err(|e| AppError::Source(e.into()))?;
+            if let Some(m) = margin {
+                source.set_dedup_margin(m);
+            }
+            list.push(Source::CloudWatch(Box::new(source)));
+        }
+        if list.is_empty() {
+            return Err(AppError::in_config(settings.config_path.as_deref(), NO_CLOUDWATCH.to_owned()));
+        }
+        Ok(Sources { list, readiness: Readiness::default(), mode: modes.join("; ") })
     }
 
     /// The start's log line of each source that has one.
