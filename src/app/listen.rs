@@ -81,7 +81,7 @@ impl Listen {
                     Err(bind_err(e))
                 }
                 Err(e) => {
-                    tracing::info!(error = %e, "IPv6 is not available; listening on IPv4 only");
+                    tracing::info!(target: super::BIN_TARGET, error = %e, "IPv6 is not available; listening on IPv4 only");
                     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port))).await.map_err(bind_err)
                 }
             },
