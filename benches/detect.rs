@@ -9,7 +9,9 @@
 //!
 //! Flow time advances 1 s every 10,000 records, with records up to 60 s late;
 //! the trackers persist across iterations so the figures are the steady state.
-//! Also: scrape-time cost (`top`, `scanners` over full trackers) and GeoIP
+//! Also: scrape-time cost (`top`, `scanners` over full trackers; `snapshot`,
+//! what the collector calls under the writers' lock, over 50,000 tracked
+//! addresses; `merge_from` of two 25,000-address shards) and GeoIP
 //! lookups against a test fixture (cached and uncached addresses), and the
 //! allow-list rule (`CidrSet::contains`) with 3 CIDRs and with 100,000, where a
 //! linear scan was 120 times slower.
@@ -25,6 +27,7 @@ use vpc_flow_exporter::detect::geo::{CountryLookup, MaxMindCountries};
 use vpc_flow_exporter::detect::portscan::PortScanTracker;
 use vpc_flow_exporter::detect::rules::CidrSet;
 use vpc_flow_exporter::detect::topk::WindowedTopK;
+use vpc_flow_exporter::detect::tracker::select_top;
 
 const BATCH: u64 = 10_000;
 const TOP_K_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -140,6 +143,87 @@ fn scrape(c: &mut Criterion) {
     g.finish();
 }
 
+/// 50,000 addresses, each with records in every 45 s of the window (all
+/// with rings), split over `shards` trackers by address.
+fn filled(shards: u32) -> (Vec<WindowedTopK>, Vec<PortScanTracker>, u64) {
+    let mut tops: Vec<WindowedTopK> = (0..shards).map(|_| WindowedTopK::new(TOP_K_WINDOW, 50_000)).collect();
+    let mut scans: Vec<PortScanTracker> = (0..shards).map(|_| PortScanTracker::new(SCAN_WINDOW, 50_000)).collect();
+    let base = 1_700_000_000u64;
+    let mut newest = base;
+    for round in 0..20u64 {
+        let time = base + round * 45;
+        newest = newest.max(time);
+        for i in 0..50_000u32 {
+            let src = IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i));
+            let shard = (i % shards) as usize;
+            tops[shard].add(src, time - u64::from(i % 40), newest);
+            // One address in 8 with 20 ports (spilled), the others with 3.
+            let port = if i % 8 == 0 { 1000 + round as u16 } else { 22 + (round % 3) as u16 };
+            scans[shard].add(src, port, time - u64::from(i % 40), newest);
+        }
+    }
+    (tops, scans, newest)
+}
+
+fn snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("detect_snapshot");
+    let (tops, scans, newest) = filled(1);
+    assert_eq!((tops[0].len(), scans[0].len()), (50_000, 50_000));
+    let mut out = Vec::with_capacity(50_000);
+    // At the newest time seen; one slot later (what a scrape reads when the
+    // aggregator's newest record was not a REJECT: one slot subtracted per
+    // ring); 450 s later (half of every ring subtracted).
+    let later = [("topk_50k", newest), ("topk_50k_next_slot", newest + 15), ("topk_50k_aged", newest + 450)];
+    for (name, at) in later {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                tops[0].snapshot(at, &mut out);
+                black_box(&out);
+            })
+        });
+    }
+    g.bench_function("portscan_50k", |b| {
+        b.iter(|| {
+            out.clear();
+            scans[0].snapshot(newest, 1, &mut out);
+            black_box(&out);
+        })
+    });
+    // The selection the collector then does outside the lock.
+    out.clear();
+    tops[0].snapshot(newest, &mut out);
+    let mut work = Vec::with_capacity(50_000);
+    g.bench_function("select_top25_of_50k", |b| {
+        b.iter(|| {
+            work.clear();
+            work.extend_from_slice(&out);
+            select_top(&mut work, 25);
+            black_box(&work);
+        })
+    });
+    let (shards, scan_shards, _) = filled(2);
+    let mut merged = WindowedTopK::new(TOP_K_WINDOW, 50_000);
+    g.bench_function("topk_merge_2x25k", |b| {
+        b.iter(|| {
+            merged.clear();
+            merged.merge_from(&shards[0]);
+            merged.merge_from(&shards[1]);
+            black_box(merged.len());
+        })
+    });
+    let mut merged = PortScanTracker::new(SCAN_WINDOW, 50_000);
+    g.bench_function("portscan_merge_2x25k", |b| {
+        b.iter(|| {
+            merged.clear();
+            merged.merge_from(&scan_shards[0]);
+            merged.merge_from(&scan_shards[1]);
+            black_box(merged.len());
+        })
+    });
+    g.finish();
+}
+
 fn geoip(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geoip/country-iso.mmdb");
     let Ok(db) = MaxMindCountries::open(path) else {
@@ -198,5 +282,5 @@ fn cidrs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, trackers, scrape, geoip, cidrs);
+criterion_group!(benches, trackers, scrape, snapshot, geoip, cidrs);
 criterion_main!(benches);

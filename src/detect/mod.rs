@@ -9,6 +9,7 @@ mod admit;
 pub mod geo;
 mod losslog;
 pub mod portscan;
+mod rings;
 pub mod rules;
 pub mod topk;
 pub mod tracker;

@@ -28,6 +28,13 @@
 //! their second record (see `admit.rs`; the first is
 //! [`PortScanTracker::deferred`]).
 //!
+//! **Snapshots and merges.** [`PortScanTracker::snapshot`] lists the sources
+//! with enough live ports in one pass, for the collector to sort outside the
+//! writers' lock; [`PortScanTracker::merge_from`] folds in a tracker of the
+//! same window (a per-worker shard), uniting each source's ports: exact while
+//! the union fits, bounds added. Selection, eviction and statistics are the
+//! shared ones of `tracker.rs`.
+//!
 //! **Error bound.** Distinct-port counts are exact while the sources fit and
 //! no source reaches the per-source cap. Beyond, a count is never above the
 //! truth; each eviction of a source dropped at most
@@ -216,6 +223,13 @@ impl PortScanTracker {
         }
     }
 
+    /// Moves the newest time seen forward to `newest` (never back), as a
+    /// record at that time would, without counting anything (the top-K
+    /// tracker's counterpart sweeps its slots; here it only sets the time).
+    pub fn advance(&mut self, newest: u64) {
+        self.newest = self.newest.max(newest);
+    }
+
     /// Appends every source with at least `min_ports` (at least 1) distinct
     /// ports in the window ending at `newest` (or the newest time seen, if
     /// later) to `out` as (source, distinct ports), in no particular order.
@@ -391,11 +405,12 @@ impl PortScanTracker {
             &mut self.map,
             scratch,
             self.capacity / 2,
-            |s| {
+            &mut freed,
+            |_, s| {
                 let (count, last) = s.window_ports(window, newest);
                 priority(count, last)
             },
-            |s| freed += s.spilled(),
+            |freed, s| *freed += s.spilled(),
         );
         self.spilled = spilled - freed;
         let by_ports = self.evict_to_spill_budget(newest);
@@ -676,6 +691,66 @@ mod tests {
         assert_eq!(t.len(), 64);
     }
 
+    #[test]
+    fn snapshot_lists_sources_with_enough_ports() {
+        let mut t = PortScanTracker::new(Duration::from_secs(60), 10);
+        for p in 0..5u16 {
+            t.add(ip("203.0.113.5"), p, 1000, 1000);
+        }
+        t.add(ip("192.0.2.1"), 22, 1000, 1000);
+        t.add(ip("2001:db8::7"), 22, 1010, 1010);
+        t.add(ip("2001:db8::7"), 23, 1010, 1010);
+        let mut out = Vec::new();
+        t.snapshot(1010, 2, &mut out);
+        out.sort();
+        assert_eq!(out, vec![(ip("203.0.113.5"), 5), (ip("2001:db8::7"), 2)]);
+        out.clear();
+        t.snapshot(1010, 0, &mut out);
+        assert_eq!(out.len(), 3, "min_ports 0 counts as 1");
+        out.clear();
+        t.snapshot(1060, 1, &mut out);
+        assert_eq!(out, vec![(ip("2001:db8::7"), 2)]);
+    }
+
+    #[test]
+    fn merge_unites_ports_keeping_the_latest_seen() {
+        let w = Duration::from_secs(60);
+        let (mut a, mut b) = (PortScanTracker::new(w, 10), PortScanTracker::new(w, 10));
+        let s = ip("203.0.113.5");
+        for p in 0..6u16 {
+            a.add(s, p, 1000, 1000);
+        }
+        b.add(s, 5, 1050, 1050);
+        b.add(s, 6, 1050, 1050);
+        b.add(s, 7, 900, 1050); // stale in b
+        a.merge_from(&b);
+        assert_eq!(a.distinct_ports(s, 1050), 7);
+        assert_eq!(a.distinct_ports(s, 1060), 2, "ports 5 and 6, last seen at 1050");
+        assert_eq!((a.stale(), a.evictions(), a.capped(), a.error_bound(1050)), (1, 0, 0, 0));
+        assert_eq!(a.spilled_ports(), 3);
+    }
+
+    #[test]
+    fn merging_an_empty_tracker_changes_nothing_but_newest() {
+        let w = Duration::from_secs(60);
+        let mut t = PortScanTracker::new(w, 10);
+        t.add(ip("192.0.2.1"), 22, 1000, 1000);
+        let mut scratch = PortScanTracker::new(w, 10);
+        t.merge_from(&scratch);
+        assert_eq!((t.len(), t.distinct_ports(ip("192.0.2.1"), 1000)), (1, 1));
+        for p in 0..10u16 {
+            scratch.add(ip("192.0.2.9"), p, 1010, 1010);
+        }
+        scratch.clear();
+        assert_eq!((scratch.len(), scratch.spilled_ports(), scratch.newest), (0, 0, 0));
+        t.merge_from(&scratch);
+        assert_eq!((t.len(), t.spilled_ports()), (1, 0));
+        let mut later = PortScanTracker::new(w, 10);
+        later.add(ip("192.0.2.2"), 22, 1070, 1070);
+        t.merge_from(&later);
+        assert_eq!(scanners(&t, 1, 5, 0), (1, vec![(ip("192.0.2.2"), 1)]));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
         #[test]
@@ -730,6 +805,75 @@ mod tests {
             }
             let mut out = Vec::new();
             t.scanners(1, 100, newest, &mut out);
+            for (a, c) in out {
+                let src = match a { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => unreachable!() };
+                let truth = model.iter().filter(|(&(s, _), &seen)| s == src && seen + 120 > newest).count() as u64;
+                prop_assert!(c <= truth && c <= 16, "{} > {}", c, truth);
+            }
+        }
+
+        #[test]
+        fn merged_shards_equal_one_tracker_while_sources_fit(
+            window in 1u64..300,
+            shards in 2usize..=4,
+            local_newest in any::<bool>(),
+            steps in proptest::collection::vec((0u32..12, 0u16..40, 0u64..60, 0u64..4, 0usize..4), 1..400),
+        ) {
+            let w = Duration::from_secs(window);
+            let mut one = PortScanTracker::new(w, 16);
+            let mut parts: Vec<PortScanTracker> = (0..shards).map(|_| PortScanTracker::new(w, 16)).collect();
+            let mut newest = 10_000u64;
+            for &(src, port, back, forward, shard) in &steps {
+                newest += forward;
+                let time = newest - back;
+                one.add(v4(src), port, time, newest);
+                let shard_newest = if local_newest { time } else { newest };
+                parts[shard % shards].add(v4(src), port, time, shard_newest);
+            }
+            let mut merged = PortScanTracker::new(w, 16);
+            for p in &parts { merged.merge_from(p); }
+            let (first, rest) = parts.split_at_mut(1);
+            for p in rest.iter() { first[0].merge_from(p); }
+            let snap = |t: &PortScanTracker, q: u64| { let mut v = Vec::new(); t.snapshot(q, 1, &mut v); v.sort(); v };
+            for m in [&merged, &first[0]] {
+                for q in [newest, newest + window / 2, newest + window] {
+                    prop_assert_eq!(snap(m, q), snap(&one, q));
+                    prop_assert_eq!(scanners(m, 3, 4, q), scanners(&one, 3, 4, q));
+                }
+                prop_assert_eq!((m.evictions(), m.capped(), m.error_bound(newest)), (0, 0, 0));
+                if !local_newest {
+                    prop_assert_eq!(m.stale(), one.stale());
+                }
+            }
+        }
+
+        #[test]
+        fn merged_shards_never_overcount_beyond_capacity(
+            steps in proptest::collection::vec((0u32..100, 0u16..200, 0u64..30, 0usize..3), 1..2000),
+        ) {
+            let w = Duration::from_secs(120);
+            let mut parts: Vec<PortScanTracker> = (0..3).map(|_| PortScanTracker::with_port_cap(w, 8, 16)).collect();
+            let mut model: HashMap<(u32, u16), u64> = HashMap::new();
+            let mut newest = 10_000u64;
+            for (i, &(src, port, back, shard)) in steps.iter().enumerate() {
+                newest += (i % 2) as u64;
+                let time = newest - back;
+                parts[shard].add(v4(src), port, time, newest);
+                if time + 120 > newest {
+                    let e = model.entry((src, port)).or_insert(time);
+                    *e = (*e).max(time);
+                }
+            }
+            let mut merged = PortScanTracker::with_port_cap(w, 8, 16);
+            for p in &parts { merged.merge_from(p); }
+            prop_assert!(merged.len() <= 8);
+            prop_assert!(merged.spilled_ports() <= 8 * SPILLED_PORTS_PER_SOURCE);
+            let bounds: u64 = parts.iter().map(|p| p.error_bound(newest)).sum();
+            prop_assert!(merged.error_bound(newest) >= bounds);
+            let (evictions, capped): (u64, u64) = parts.iter().map(|p| (p.evictions(), p.capped())).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            prop_assert!(merged.evictions() >= evictions && merged.capped() >= capped);
+            let mut out = Vec::new();
+            merged.snapshot(newest, 1, &mut out);
             for (a, c) in out {
                 let src = match a { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => unreachable!() };
                 let truth = model.iter().filter(|(&(s, _), &seen)| s == src && seen + 120 > newest).count() as u64;

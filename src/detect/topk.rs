@@ -13,10 +13,21 @@
 //! **Memory.** One hash-map entry per address: a `u128` key (IPv4 as
 //! IPv4-mapped IPv6) and 16 bytes of state. An address seen in a single slot
 //! keeps its count inline; one seen in two or more live slots gets a ring of 60
-//! `u32` counters from a slab (reused through a free list, so there is no
+//! `u32` counters and a `u64` window total from a slab (`rings.rs`: laid out
+//! by slot, so a slot leaving the window — at most once per slot width of
+//! flow time — is one sequential pass over the rings that keeps every total
+//! current; reused through a free list, so there is no
 //! allocation per record once the slab has grown). At most `capacity`
 //! addresses are held: the table (32 bytes a bucket, about 4 MiB for 50,000
-//! under churn) plus at most 240 bytes of ring per address.
+//! under churn) plus at most 248 bytes of ring per address.
+//!
+//! **Snapshots and merges.** [`WindowedTopK::snapshot`] lists every live
+//! (address, count) in one pass over the table, reading one total per
+//! address, for the collector to sort outside the writers' lock
+//! ([`select_top`](super::tracker::select_top), the order of
+//! [`WindowedTopK::top`]). [`WindowedTopK::merge_from`] folds in a tracker of
+//! the same window (a per-worker shard) slot by slot: exact while the union
+//! of the addresses fits, bounds added (see `losslog.rs`).
 //!
 //! **Eviction.** When a new address arrives and `capacity` are held, a
 //! compaction first drops the addresses with nothing left in the window (not
@@ -33,7 +44,8 @@
 //! fit the capacity. Beyond, a count is never above the truth, and it is exact
 //! for an address that was neither evicted nor deferred during the window;
 //! each eviction of an address dropped at most [`WindowedTopK::error_bound`]
-//! records that are still in the window, each deferral one. With `capacity >= 4 × K` (the configuration enforces it) the
+//! records that are still in the window, each deferral one. With
+//! `capacity >= 4 × K` (the configuration enforces it) the
 //! addresses reported in the top K are above the eviction threshold and are not
 //! the ones evicted by the next compaction.
 
@@ -43,20 +55,19 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, key_of};
+use super::rings::{LiveFrom, Rings, NO_RING};
 use super::tracker::{evict_lowest, priority, select_top, Stats};
 pub use super::tracker::{SlotClock, SLOTS};
 
-const NO_RING: u32 = u32::MAX;
-
-/// Per address: its count in the slots `(head - slots, head]`.
+/// Per address: its count in the live slots.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Sum of the slot counts (inline: the count of slot `head`).
+    /// Inline: the count of slot `head` (with a ring: unused, 0).
     total: u64,
     /// The newest slot written (an epoch number, `time / width`).
     head: u32,
-    /// Index of this address's ring in the slab, or `NO_RING` when all its
-    /// records are in slot `head`.
+    /// Index of this address's ring in the slab (which keeps its window
+    /// total), or `NO_RING` when all its records are in slot `head`.
     ring: u32,
 }
 
@@ -67,8 +78,7 @@ pub struct WindowedTopK {
     clock: SlotClock,
     capacity: usize,
     map: FxHashMap<u128, Entry>,
-    rings: Vec<[u32; SLOTS]>,
-    free_rings: Vec<u32>,
+    rings: Rings,
     newest: u64,
     /// `clock.first_live(newest)`, kept to spare a division per record
     /// (`u64::MAX` until the first record).
@@ -86,8 +96,7 @@ impl WindowedTopK {
             clock: SlotClock::new(window),
             capacity,
             map: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
-            rings: Vec::new(),
-            free_rings: Vec::new(),
+            rings: Rings::new(SlotClock::new(window).slots()),
             newest: 0,
             first_live: u64::MAX,
             stats: Stats::default(),
@@ -109,7 +118,7 @@ impl WindowedTopK {
         let k = key_of(key);
         // One probe for a held address, the common case.
         if let Some(e) = self.map.get_mut(&k) {
-            bump(e, epoch, 1, self.first_live, self.clock.slots() as u32, &mut self.rings, &mut self.free_rings);
+            bump(e, epoch, 1, self.first_live, &mut self.rings);
             return;
         }
         if self.map.len() >= self.capacity {
@@ -120,27 +129,35 @@ impl WindowedTopK {
         }
     }
 
-    /// Moves the newest time seen forward to `newest` (never back).
+    /// Moves the newest time seen forward to `newest` (never back), as a
+    /// record at that time would, without counting anything: the slots that
+    /// left the window are swept out of the address totals, so that a later
+    /// [`snapshot`](Self::snapshot) at `newest` reads one number per address.
     #[inline]
-    fn advance(&mut self, newest: u64) {
+    pub fn advance(&mut self, newest: u64) {
         let newest = self.newest.max(newest);
         if newest != self.newest || self.first_live == u64::MAX {
             self.newest = newest;
             self.first_live = self.clock.first_live(newest);
+            // Slots that left the window leave the ring totals.
+            self.rings.expire(self.first_live);
         }
     }
 
     /// Appends every address with records in the window ending at `newest`
     /// (or the newest time seen, if later) to `out` as (address, window
-    /// count), in no particular order. O(addresses held), allocating nothing
-    /// but `out`'s growth: meant to run under the writers' lock, with the
-    /// sorting ([`select_top`](super::tracker::select_top)) done outside it.
+    /// count), in no particular order. O(addresses held), one load per
+    /// address (rings keep their window totals), allocating nothing but
+    /// `out`'s growth: meant to run under the writers' lock, with the sorting
+    /// ([`select_top`](super::tracker::select_top)) done outside it. A
+    /// `newest` in a later slot than the newest time seen also reads, per
+    /// address with a ring, the slots that left the window since
+    /// ([`advance`](Self::advance) first spares that).
     pub fn snapshot(&self, newest: u64, out: &mut Vec<(IpAddr, u64)>) {
-        let first_live = self.clock.first_live(newest.max(self.newest));
-        let slots = self.clock.slots() as u32;
+        let view = self.view(newest);
         out.reserve(self.map.len());
         out.extend(self.map.iter().filter_map(|(&key, e)| {
-            let c = count_at(e, first_live, slots, &self.rings);
+            let c = count_at(e, &view, &self.rings);
             (c > 0).then(|| (addr_of(key), c))
         }));
     }
@@ -160,8 +177,13 @@ impl WindowedTopK {
 
     /// The window count of one address at `newest` (0 when not held).
     pub fn count(&self, key: IpAddr, newest: u64) -> u64 {
-        let first_live = self.clock.first_live(newest.max(self.newest));
-        self.map.get(&key_of(key)).map_or(0, |e| count_at(e, first_live, self.clock.slots() as u32, &self.rings))
+        let view = self.view(newest);
+        self.map.get(&key_of(key)).map_or(0, |e| count_at(e, &view, &self.rings))
+    }
+
+    /// The window ending at `newest` (or the newest time seen, if later).
+    fn view(&self, newest: u64) -> LiveFrom {
+        self.rings.live_from(self.clock.first_live(newest.max(self.newest)))
     }
 
     /// Folds `other` (a tracker of the same window, e.g. a per-worker shard)
@@ -180,15 +202,15 @@ impl WindowedTopK {
             return;
         }
         self.stats.merge(&other.stats, &self.clock, self.newest);
-        let (first_live, slots) = (self.first_live, self.clock.slots() as u32);
+        let first_live = self.first_live;
         for (&k, e) in &other.map {
-            self.fold(k, live_slots(e, first_live, slots, &other.rings));
+            self.fold(k, live_slots(e, first_live, self.clock.slots(), &other.rings));
         }
     }
 
     /// Counts the live `(epoch, count)` slots of one address, oldest first,
     /// without the admission filter.
-    fn fold(&mut self, k: u128, live: impl Iterator<Item = (u32, u32)>) {
+    fn fold(&mut self, k: u128, live: impl Iterator<Item = (u64, u32)>) {
         let mut live = live.filter(|&(_, c)| c > 0).peekable();
         let Some(&(epoch, c)) = live.peek() else {
             return;
@@ -197,13 +219,13 @@ impl WindowedTopK {
             if self.map.len() >= self.capacity {
                 self.compact(self.newest);
             }
-            self.map.insert(k, Entry { total: u64::from(c), head: epoch, ring: NO_RING });
+            self.map.insert(k, Entry { total: u64::from(c), head: epoch as u32, ring: NO_RING });
             live.next();
         }
-        let (first_live, slots) = (self.first_live, self.clock.slots() as u32);
+        let first_live = self.first_live;
         if let Some(e) = self.map.get_mut(&k) {
             for (epoch, c) in live {
-                bump(e, epoch, c, first_live, slots, &mut self.rings, &mut self.free_rings);
+                bump(e, epoch as u32, c, first_live, &mut self.rings);
             }
         }
     }
@@ -212,8 +234,7 @@ impl WindowedTopK {
     /// keeping the allocations: for a scratch tracker reused after a merge.
     pub fn clear(&mut self) {
         self.map.clear();
-        self.free_rings.clear();
-        self.free_rings.extend(0..self.rings.len() as u32);
+        self.rings.clear();
         self.newest = 0;
         self.first_live = u64::MAX;
         self.stats.clear();
@@ -273,8 +294,7 @@ impl WindowedTopK {
         // hashbrown: one control byte per bucket, buckets a power of two.
         let buckets = (self.map.capacity() * 8 / 7).next_power_of_two();
         buckets * (std::mem::size_of::<(u128, Entry)>() + 1)
-            + self.rings.capacity() * std::mem::size_of::<[u32; SLOTS]>()
-            + self.free_rings.capacity() * 4
+            + self.rings.heap_bytes()
             + self.scratch.capacity() * std::mem::size_of::<u64>()
             + self.stats.admission.heap_bytes()
     }
@@ -282,14 +302,13 @@ impl WindowedTopK {
     /// Drops the addresses with nothing left in the window, then evicts the
     /// smallest counts down to half the capacity.
     fn compact(&mut self, newest: u64) {
-        let first_live = self.clock.first_live(newest);
-        let slots = self.clock.slots() as u32;
-        let (rings, free_rings, scratch) = (&mut self.rings, &mut self.free_rings, &mut self.scratch);
+        let view = self.rings.live_from(self.clock.first_live(newest));
+        let (rings, scratch) = (&mut self.rings, &mut self.scratch);
         scratch.clear();
         self.map.retain(|_, e| {
-            let c = count_at(e, first_live, slots, rings);
+            let c = count_at(e, &view, rings);
             if c == 0 {
-                release(e, free_rings);
+                release(rings, e);
                 false
             } else {
                 scratch.push(priority(c, e.head));
@@ -300,8 +319,9 @@ impl WindowedTopK {
             &mut self.map,
             scratch,
             self.capacity / 2,
-            |e| priority(count_at(e, first_live, slots, rings), e.head),
-            |e| release(e, free_rings),
+            rings,
+            |rings, e| priority(count_at(e, &view, rings), e.head),
+            release,
         );
         self.stats.evicted(&self.clock, newest, evicted);
     }
@@ -309,15 +329,7 @@ impl WindowedTopK {
 
 /// Counts `n` records of slot `epoch` (live) into `e`.
 #[inline]
-fn bump(
-    e: &mut Entry,
-    epoch: u32,
-    n: u32,
-    first_live: u64,
-    slots: u32,
-    rings: &mut Vec<[u32; SLOTS]>,
-    free: &mut Vec<u32>,
-) {
+fn bump(e: &mut Entry, epoch: u32, n: u32, first_live: u64, rings: &mut Rings) {
     if e.ring == NO_RING {
         if epoch == e.head {
             e.total = (e.total + u64::from(n)).min(u64::from(u32::MAX));
@@ -329,104 +341,49 @@ fn bump(
             return;
         }
         // Two live slots: move to a ring.
-        let r = match free.pop() {
-            Some(r) => {
-                rings[r as usize] = [0; SLOTS];
-                r
-            }
-            None => {
-                rings.push([0; SLOTS]);
-                (rings.len() - 1) as u32
-            }
-        };
-        rings[r as usize][(e.head % slots) as usize] = e.total as u32;
-        e.ring = r;
+        let r = rings.alloc();
+        rings.add(r, u64::from(e.head), e.total as u32);
+        *e = Entry { total: 0, head: e.head, ring: r };
+    } else if rings.total(e.ring) == 0 {
+        // Everything it held has left the window: back inline.
+        rings.release(e.ring, u64::from(e.head));
+        *e = Entry { total: u64::from(n), head: epoch, ring: NO_RING };
+        return;
     }
-    let ring = &mut rings[e.ring as usize];
-    if epoch > e.head {
-        let steps = epoch - e.head;
-        if steps >= slots {
-            // The whole ring is older than the new slot's window.
-            free.push(e.ring);
-            *e = Entry { total: u64::from(n), head: epoch, ring: NO_RING };
-            return;
-        }
-        // Clear the slots of epochs head+1..=epoch (reused by the new ones).
-        let first = ((e.head + 1) % slots) as usize;
-        for part in ring_span(first, steps as usize, slots as usize) {
-            let span = &mut ring[part];
-            e.total -= span.iter().map(|&c| u64::from(c)).sum::<u64>();
-            span.fill(0);
-        }
-        e.head = epoch;
-    } else if epoch + slots <= e.head {
-        return; // older than the ring covers (never live)
-    }
-    let slot = &mut ring[(epoch % slots) as usize];
-    let n = n.min(u32::MAX - *slot);
-    *slot += n;
-    e.total += u64::from(n);
+    rings.add(e.ring, u64::from(epoch), n);
+    e.head = e.head.max(epoch);
 }
 
-/// The count of `e` in the live slots `[first_live, ..]`.
+/// The count of `e` in the window `view`.
 #[inline]
-fn count_at(e: &Entry, first_live: u64, slots: u32, rings: &[[u32; SLOTS]]) -> u64 {
+fn count_at(e: &Entry, view: &LiveFrom, rings: &Rings) -> u64 {
     let head = u64::from(e.head);
-    if head < first_live {
-        return 0;
+    if head < view.first_live {
+        0
+    } else if e.ring == NO_RING {
+        e.total
+    } else {
+        rings.total_in(e.ring, head, view)
     }
-    if e.ring == NO_RING {
-        return e.total;
-    }
-    // Subtract the ring's epochs that are older than the window.
-    let ring = &rings[e.ring as usize];
-    let oldest = (head + 1).saturating_sub(u64::from(slots));
-    if oldest >= first_live {
-        return e.total;
-    }
-    let first = (oldest % u64::from(slots)) as usize;
-    let stale: u64 = ring_span(first, (first_live - oldest) as usize, slots as usize)
-        .map(|part| ring[part].iter().map(|&c| u64::from(c)).sum::<u64>())
-        .sum();
-    e.total - stale
 }
 
 /// The `(epoch, count)` slots of `e` from `first_live` on, oldest first
 /// (some counts may be 0).
-fn live_slots<'a>(
-    e: &Entry,
-    first_live: u64,
-    slots: u32,
-    rings: &'a [[u32; SLOTS]],
-) -> impl Iterator<Item = (u32, u32)> + 'a {
-    let (head, total) = (e.head, e.total.min(u64::from(u32::MAX)) as u32);
-    let ring = (e.ring != NO_RING).then(|| &rings[e.ring as usize]);
+fn live_slots<'a>(e: &Entry, first_live: u64, slots: u64, rings: &'a Rings) -> impl Iterator<Item = (u64, u32)> + 'a {
+    let (head, total, ring) = (u64::from(e.head), e.total.min(u64::from(u32::MAX)) as u32, e.ring);
     let oldest = match ring {
-        Some(_) => (u64::from(head) + 1).saturating_sub(u64::from(slots)).max(first_live),
-        None => first_live.max(u64::from(head)),
+        NO_RING => first_live.max(head),
+        _ => first_live.max(rings.swept()).max((head + 1).saturating_sub(slots)),
     };
-    (oldest..=u64::from(head)).map(move |epoch| match ring {
-        Some(r) => (epoch as u32, r[(epoch % u64::from(slots)) as usize]),
-        None => (head, total),
+    (oldest..=head).map(move |epoch| match ring {
+        NO_RING => (head, total),
+        r => (epoch, rings.get(r, epoch)),
     })
 }
 
-/// The index ranges of `len` consecutive ring slots from `first`, wrapping
-/// at `slots`: one or two ranges (the second may be empty).
-#[inline]
-fn ring_span(first: usize, len: usize, slots: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let len = len.min(slots);
-    let end = first + len;
-    if end <= slots {
-        [first..end, 0..0].into_iter()
-    } else {
-        [first..slots, 0..end - slots].into_iter()
-    }
-}
-
-fn release(e: &mut Entry, free: &mut Vec<u32>) {
+fn release(rings: &mut Rings, e: &mut Entry) {
     if e.ring != NO_RING {
-        free.push(e.ring);
+        rings.release(e.ring, u64::from(e.head));
         e.ring = NO_RING;
     }
 }
@@ -745,6 +702,14 @@ mod tests {
             expect.truncate(5);
             prop_assert_eq!(top(&t, 5, q), expect);
             prop_assert_eq!(t.evictions(), 0);
+            // A query past the newest time reads the same as after advancing to it.
+            let later = q + window / 2;
+            let before: Vec<u64> = (0..20u32).map(|k| t.count(v4(k), later)).collect();
+            t.advance(later);
+            for k in 0..20u32 {
+                prop_assert_eq!(t.count(v4(k), later), model_count(&kept, k, later, clock));
+                prop_assert_eq!(before[k as usize], model_count(&kept, k, later, clock));
+            }
         }
 
         #[test]

@@ -105,14 +105,16 @@ pub(crate) struct Evicted {
 /// Evicts from `map` the entries of lowest [`priority`] until `target` remain.
 /// `priorities` holds the priority of every entry of `map` (any order; it is
 /// reordered); `priority_of` gives an entry's, and `release` is called on
-/// each entry evicted. The `need` lowest go: all below the pivot, then as
-/// many equal to it as needed in table order, in one sequential pass.
-pub(crate) fn evict_lowest<V>(
+/// each entry evicted, both with `ctx` (what they read or free). The `need`
+/// lowest go: all below the pivot, then as many equal to it as needed in
+/// table order, in one sequential pass.
+pub(crate) fn evict_lowest<V, C>(
     map: &mut FxHashMap<u128, V>,
     priorities: &mut [u64],
     target: usize,
-    mut priority_of: impl FnMut(&V) -> u64,
-    mut release: impl FnMut(&mut V),
+    ctx: &mut C,
+    priority_of: impl Fn(&C, &V) -> u64,
+    mut release: impl FnMut(&mut C, &mut V),
 ) -> Evicted {
     debug_assert_eq!(priorities.len(), map.len());
     if map.len() <= target || priorities.len() != map.len() {
@@ -123,14 +125,14 @@ pub(crate) fn evict_lowest<V>(
     let mut ties = need - below.iter().filter(|&&p| p < pivot).count();
     let mut entries = 0u64;
     map.retain(|_, v| {
-        let p = priority_of(v);
+        let p = priority_of(ctx, v);
         let evict = p < pivot
             || (p == pivot && ties > 0 && {
                 ties -= 1;
                 true
             });
         if evict {
-            release(v);
+            release(ctx, v);
             entries += 1;
         }
         !evict
@@ -263,7 +265,7 @@ mod tests {
         }
         let mut p: Vec<u64> = map.values().map(|&(c, s)| priority(c, s)).collect();
         let mut released = 0;
-        let e = evict_lowest(&mut map, &mut p, 3, |&(c, s)| priority(c, s), |_| released += 1);
+        let e = evict_lowest(&mut map, &mut p, 3, &mut released, |_, &(c, s)| priority(c, s), |n, _| *n += 1);
         assert_eq!(e, Evicted { entries: 2, largest: 1 });
         assert_eq!(released, 2);
         // Both (1, 10) go before (1, 20).
@@ -271,7 +273,10 @@ mod tests {
         kept.sort_unstable();
         assert_eq!(kept, vec![1, 2, 4]);
         let mut p: Vec<u64> = map.values().map(|&(c, s)| priority(c, s)).collect();
-        assert_eq!(evict_lowest(&mut map, &mut p, 3, |&(c, s)| priority(c, s), |_| ()), Evicted::default());
+        assert_eq!(
+            evict_lowest(&mut map, &mut p, 3, &mut (), |_, &(c, s)| priority(c, s), |_, _| ()),
+            Evicted::default()
+        );
     }
 
     proptest! {
