@@ -48,7 +48,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, key_of};
-use super::tracker::{evict_lowest, priority, select_top, Evicted, SlotClock, Stats};
+use super::tracker::{evict_lowest, priority, select_top, tracker_stats, Evicted, SlotClock, Stats};
 
 /// Ports a source holds without allocating.
 pub const INLINE_PORTS: usize = 4;
@@ -309,55 +309,12 @@ impl PortScanTracker {
         self.map.get(&key_of(src)).map_or(0, |s| s.window_ports(self.window, newest).0)
     }
 
-    /// Sources dropped to stay within capacity, since start.
-    pub fn evictions(&self) -> u64 {
-        self.stats.evictions
-    }
+    tracker_stats!();
 
     /// Observations not recorded because a source already holds the per-source
     /// port cap.
     pub fn capped(&self) -> u64 {
         self.capped
-    }
-
-    /// Records of new sources not counted by the admission filter (while
-    /// evictions are recent, a new source is admitted on its second record).
-    pub fn deferred(&self) -> u64 {
-        self.stats.admission.deferred()
-    }
-
-    /// Records ignored because they were older than the window when added.
-    pub fn stale(&self) -> u64 {
-        self.stats.stale
-    }
-
-    /// The most distinct ports an evicted source held, since start.
-    pub fn max_evicted(&self) -> u64 {
-        self.stats.losses.max()
-    }
-
-    /// The most distinct ports evicted with one source (1 for a deferred
-    /// record) at times whose ports may still be in the window ending at
-    /// `newest` (0: exact).
-    pub fn error_bound(&self, newest: u64) -> u64 {
-        // Evicted ports were seen at or before the eviction's newest time; they
-        // can be in the window only if that time is.
-        self.stats.error_bound(&self.clock, newest.max(self.newest))
-    }
-
-    /// Sources held now.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether no source is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// The most sources held.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Ports held beyond the inline ones, over all sources.
@@ -510,16 +467,11 @@ fn observe(s: &mut Source, port: u16, t: u32, newest: u64, lim: Limits, spilled:
 
 #[cfg(test)]
 mod tests {
+    use super::super::tracker::test_addrs::{ip, v4};
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-    fn v4(i: u32) -> IpAddr {
-        IpAddr::V4(std::net::Ipv4Addr::from(i))
-    }
     fn scanners(t: &PortScanTracker, min: u32, k: usize, newest: u64) -> (u64, Vec<(IpAddr, u64)>) {
         let mut out = Vec::new();
         let n = t.scanners(min, k, newest, &mut out);

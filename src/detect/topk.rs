@@ -56,7 +56,7 @@ use rustc_hash::FxHashMap;
 
 use super::addr::{addr_of, key_of};
 use super::rings::{LiveFrom, Rings, NO_RING};
-use super::tracker::{evict_lowest, priority, select_top, Stats};
+use super::tracker::{evict_lowest, priority, select_top, tracker_stats, Stats};
 pub use super::tracker::{SlotClock, SLOTS};
 
 /// Per address: its count in the live slots.
@@ -240,49 +240,7 @@ impl WindowedTopK {
         self.stats.clear();
     }
 
-    /// Addresses dropped to stay within capacity, since start.
-    pub fn evictions(&self) -> u64 {
-        self.stats.evictions
-    }
-
-    /// The largest window count an evicted address held, since start.
-    pub fn max_evicted(&self) -> u64 {
-        self.stats.losses.max()
-    }
-
-    /// The largest window count evicted (1 for a deferred record) at times
-    /// whose records may still be in the window ending at `newest`: each
-    /// eviction or deferral of an address lost at most this many of its
-    /// records in that window (0: every count is exact).
-    pub fn error_bound(&self, newest: u64) -> u64 {
-        self.stats.error_bound(&self.clock, newest.max(self.newest))
-    }
-
-    /// Records of new addresses not counted by the admission filter (while
-    /// evictions are recent, a new address is admitted on its second record).
-    pub fn deferred(&self) -> u64 {
-        self.stats.admission.deferred()
-    }
-
-    /// Records ignored because they were older than the window when added.
-    pub fn stale(&self) -> u64 {
-        self.stats.stale
-    }
-
-    /// Addresses held now.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether no address is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// The most addresses held.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
+    tracker_stats!();
 
     /// The slot width in seconds (the window boundary precision).
     pub fn slot_width(&self) -> u64 {
@@ -390,15 +348,10 @@ fn release(rings: &mut Rings, e: &mut Entry) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tracker::test_addrs::{ip, v4};
     use super::*;
     use proptest::prelude::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-    fn v4(i: u32) -> IpAddr {
-        IpAddr::V4(std::net::Ipv4Addr::from(i))
-    }
     fn top(t: &WindowedTopK, k: usize, newest: u64) -> Vec<(IpAddr, u64)> {
         let mut out = Vec::new();
         t.top(k, newest, &mut out);

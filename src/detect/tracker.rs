@@ -140,6 +140,62 @@ pub(crate) fn evict_lowest<V, C>(
     Evicted { entries, largest: pivot >> 32 }
 }
 
+/// The statistics and size getters both trackers share, written once: used
+/// inside `impl WindowedTopK` and `impl PortScanTracker`, whose `stats`,
+/// `clock`, `newest`, `map` and `capacity` fields they read. The value of an
+/// address is its window count (top-K) or its distinct ports (port scans).
+macro_rules! tracker_stats {
+    () => {
+        /// Addresses dropped to stay within capacity, since start.
+        pub fn evictions(&self) -> u64 {
+            self.stats.evictions
+        }
+
+        /// The largest value (window count, distinct ports) an evicted
+        /// address held, since start.
+        pub fn max_evicted(&self) -> u64 {
+            self.stats.losses.max()
+        }
+
+        /// The largest value evicted with one address (1 for a deferred
+        /// record) at times whose records may still be in the window ending at
+        /// `newest`: each eviction or deferral of an address lost at most this
+        /// much of its value in that window (0: every value is exact). After a
+        /// merge, at least the sum of the merged trackers' bounds.
+        pub fn error_bound(&self, newest: u64) -> u64 {
+            self.stats.error_bound(&self.clock, newest.max(self.newest))
+        }
+
+        /// Records of new addresses not counted by the admission filter (while
+        /// evictions are recent, a new address is admitted on its second
+        /// record).
+        pub fn deferred(&self) -> u64 {
+            self.stats.admission.deferred()
+        }
+
+        /// Records ignored because they were older than the window when added.
+        pub fn stale(&self) -> u64 {
+            self.stats.stale
+        }
+
+        /// Addresses held now.
+        pub fn len(&self) -> usize {
+            self.map.len()
+        }
+
+        /// Whether no address is held.
+        pub fn is_empty(&self) -> bool {
+            self.map.is_empty()
+        }
+
+        /// The most addresses held.
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+    };
+}
+pub(crate) use tracker_stats;
+
 /// A tracker's statistics of what it did not count, and the admission filter
 /// that evictions arm.
 #[derive(Debug, Default)]
@@ -204,14 +260,24 @@ impl Stats {
     }
 }
 
+/// Addresses for the trackers' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod test_addrs {
+    use std::net::IpAddr;
 
-    fn v4(i: u32) -> IpAddr {
+    pub(crate) fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    pub(crate) fn v4(i: u32) -> IpAddr {
         IpAddr::V4(std::net::Ipv4Addr::from(i))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_addrs::v4;
+    use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn slot_clock_widths() {
