@@ -51,15 +51,19 @@ fn same_on_every_worker_count(config: &Config, paths: &[&Path], min_ranges: &[u6
     for workers in 2..=4 {
         for &min_range in min_ranges {
             let many = expo(config, paths, workers, min_range).expect("several workers");
-            let what = format!("{workers} workers, ranges of at least {min_range} bytes");
-            assert_same(&without_held(&one), &without_held(&many), &what);
-            for (a, b) in one.lines().zip(many.lines()).filter(|(a, _)| a.starts_with(HELD)) {
-                let n = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-                assert!(n(b) <= n(a), "{what}: {b} above one worker's {a}");
-            }
+            assert_merged(&one, &many, &format!("{workers} workers, ranges of at least {min_range} bytes"));
         }
     }
     one
+}
+
+/// `many` is `one` (held tracker entries aside: never more).
+fn assert_merged(one: &str, many: &str, what: &str) {
+    assert_same(&without_held(one), &without_held(many), what);
+    for (a, b) in one.lines().zip(many.lines()).filter(|(a, _)| a.starts_with(HELD)) {
+        let n = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        assert!(n(b) <= n(a), "{what}: {b} above one worker's {a}");
+    }
 }
 
 fn assert_same(want: &str, got: &str, what: &str) {
@@ -302,19 +306,25 @@ fn the_binary_prints_the_same_metrics_on_every_worker_count() {
     let v5 = data("v5.log");
     let config = data("config.yaml");
     let default_log = std::fs::read(&default).expect("read");
+    let debug = ["--log.level", "debug", "replay"];
     let cases: Vec<(Vec<&str>, Option<&[u8]>)> = vec![
-        (vec!["replay", default.to_str().unwrap()], None),
-        (vec!["replay", "--config.file", config.to_str().unwrap(), v5.to_str().unwrap()], None),
-        (vec!["replay", default.to_str().unwrap(), "-", default.to_str().unwrap()], Some(&default_log)),
-        (vec!["replay"], Some(&default_log)),
+        ([&debug[..], &[default.to_str().unwrap()]].concat(), None),
+        ([&debug[..], &["--config.file", config.to_str().unwrap(), v5.to_str().unwrap()]].concat(), None),
+        ([&debug[..], &[default.to_str().unwrap(), "-", default.to_str().unwrap()]].concat(), Some(&default_log)),
+        (debug.to_vec(), Some(&default_log)),
     ];
-    for (args, stdin) in &cases {
+    for (i, (args, stdin)) in cases.iter().enumerate() {
         let one = run_bin(args, 1, *stdin);
         assert!(one.status.success(), "{args:?}: {}", String::from_utf8_lossy(&one.stderr));
         for workers in 2..=4 {
             let many = run_bin(args, workers, *stdin);
-            assert!(many.status.success(), "{args:?}: {}", String::from_utf8_lossy(&many.stderr));
-            assert_same(
+            let stderr = String::from_utf8_lossy(&many.stderr);
+            assert!(many.status.success(), "{args:?}: {stderr}");
+            if i == 0 {
+                // One small file in ranges of 16 bytes: every worker has one.
+                assert!(stderr.contains(&format!("msg=\"Replaying\" workers={workers} ")), "{stderr}");
+            }
+            assert_merged(
                 &String::from_utf8_lossy(&one.stdout),
                 &String::from_utf8_lossy(&many.stdout),
                 &format!("{args:?} on {workers} workers"),

@@ -75,6 +75,7 @@ pub(crate) fn run(
         return finish(work(opened, &units, format, agg));
     }
     let shards: Vec<Aggregator> = plan.iter().map(|_| agg.shard()).collect();
+    let started = std::time::Instant::now();
     let done: Vec<Done> = std::thread::scope(|s| {
         let handles: Vec<_> =
             plan.iter().zip(shards).map(|(units, shard)| s.spawn(move || work(opened, units, format, shard))).collect();
@@ -101,10 +102,12 @@ pub(crate) fn run(
         units.dedup_by_key(|u| u.input);
         return finish(work(opened, &units, format, agg));
     }
+    let (read, merging) = (started.elapsed(), std::time::Instant::now());
     let mut agg = agg;
     for shard in &shards {
         agg.merge_from(shard);
     }
+    tracing::debug!(read_ms = read.as_millis() as u64, merge_ms = merging.elapsed().as_millis() as u64, "Replayed");
     Ok(agg)
 }
 
