@@ -385,7 +385,8 @@ pub fn decode_body<'b>(
     match encoding {
         ContentEncoding::Identity => Ok(Cow::Borrowed(raw)),
         ContentEncoding::Gzip => {
-            let base = raw.len();
+            // On top of whatever holds the raw body (its buffer's capacity).
+            let base = reservation.bytes();
             let mut out = Vec::new();
             let mut grow = |cap: usize| reservation.ensure(base + cap);
             let mut chunk = vec![0u8; INFLATE_CHUNK];
@@ -664,6 +665,20 @@ mod tests {
         assert_eq!(
             p("POST", &[("X-Amz-Firehose-Common-Attributes", many.as_bytes())]),
             RequestError::InvalidCommonAttributes
+        );
+    }
+
+    #[test]
+    fn head_from_a_hyper_header_map() {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("x-amz-firehose-request-id", hyper::header::HeaderValue::from_static("abc"));
+        headers.insert("content-encoding", hyper::header::HeaderValue::from_static("gzip"));
+        let head = RequestHead::from_http(&hyper::Method::POST, &headers).unwrap();
+        assert_eq!((head.request_id.as_deref(), head.encoding), (Some("abc"), ContentEncoding::Gzip));
+        assert_eq!(RequestHead::from_http(&hyper::Method::PUT, &headers), Err(RequestError::MethodNotAllowed));
+        assert_eq!(
+            header_request_id(&[("X-AMZ-FIREHOSE-REQUEST-ID", b"bad id"), ("x-amz-firehose-request-id", b"ok")]),
+            Some("ok".into())
         );
     }
 
