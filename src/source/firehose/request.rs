@@ -32,6 +32,9 @@ pub const MAX_COMMON_ATTRIBUTES_BYTES: usize = 128 * 1024;
 /// The most common attributes (the header schema's `maxProperties`).
 pub const MAX_COMMON_ATTRIBUTES: usize = 50;
 
+/// The longest parse error kept for logs (the response never carries it).
+const MAX_BODY_ERROR_CHARS: usize = 200;
+
 /// The size of one read from the gzip decoder.
 pub(crate) const INFLATE_CHUNK: usize = 64 * 1024;
 
@@ -498,7 +501,12 @@ pub fn read_envelope(body: &[u8], mut on_record: impl FnMut(&str)) -> Result<Env
     match result {
         Ok(env) => Ok(env),
         Err(_) if state.too_many => Err(RequestError::TooManyRecords),
-        Err(e) => Err(RequestError::InvalidBody(e.to_string())),
+        Err(e) => {
+            // serde's message can quote a whole string value of the body.
+            let mut text = e.to_string();
+            text.truncate(text.floor_char_boundary(MAX_BODY_ERROR_CHARS));
+            Err(RequestError::InvalidBody(text))
+        }
     }
 }
 
@@ -722,6 +730,9 @@ mod tests {
         assert!(matches!(e(b"{\"records\":[{\"data\":1}]}"), RequestError::InvalidBody(_)));
         assert!(matches!(e(b"{\"records\":[]} trailing"), RequestError::InvalidBody(_)));
         assert!(matches!(e(b"{\"records\":[],\"records\":[]}"), RequestError::InvalidBody(_)));
+        let quoted = format!("{{\"records\":[\"{}\"]}}", "x".repeat(100_000));
+        let RequestError::InvalidBody(text) = e(quoted.as_bytes()) else { panic!() };
+        assert!(text.len() <= MAX_BODY_ERROR_CHARS, "{}", text.len());
         let many = format!("{{\"records\":[{}]}}", vec!["{\"data\":\"\"}"; MAX_RECORDS + 1].join(","));
         assert_eq!(e(many.as_bytes()), RequestError::TooManyRecords);
         let exact = format!("{{\"records\":[{}]}}", vec!["{\"data\":\"\"}"; MAX_RECORDS].join(","));
