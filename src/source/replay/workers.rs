@@ -58,57 +58,61 @@ struct Done {
     error: Option<(Unit, ReplayError)>,
 }
 
-/// Reads `plan` (the units of each worker, in input order) into `agg`: with
-/// one busy worker, on this thread straight into `agg`; with more, each
-/// worker into a shard of `agg`, the shards then added to it in order.
+/// Reads `plan` (the units of each worker, in input order) into `agg`, which
+/// should be empty: the first worker counts into it on this thread, the
+/// others each into a shard of it on their own thread; the shards are then
+/// added to it in order.
 pub(crate) fn run(
     opened: &[Opened],
     plan: Vec<Vec<Unit>>,
     format: &Format,
     agg: Aggregator,
 ) -> Result<Aggregator, ReplayError> {
-    let plan: Vec<Vec<Unit>> = plan.into_iter().filter(|units| !units.is_empty()).collect();
-    let units: usize = plan.iter().map(Vec::len).sum();
-    tracing::debug!(workers = plan.len().max(1), units, "Replaying");
-    if plan.len() <= 1 {
-        let units = plan.into_iter().next().unwrap_or_default();
-        return finish(work(opened, &units, format, agg));
+    let mut plan = plan.into_iter().filter(|units| !units.is_empty());
+    let first = plan.next().unwrap_or_default();
+    let rest: Vec<Vec<Unit>> = plan.collect();
+    let units = first.len() + rest.iter().map(Vec::len).sum::<usize>();
+    tracing::debug!(workers = 1 + rest.len(), units, "Replaying");
+    if rest.is_empty() {
+        return finish(work(opened, &first, format, agg));
     }
-    let shards: Vec<Aggregator> = plan.iter().map(|_| agg.shard()).collect();
     let started = std::time::Instant::now();
-    let done: Vec<Done> = std::thread::scope(|s| {
+    let shards: Vec<Aggregator> = rest.iter().map(|_| agg.shard()).collect();
+    let (head, tail) = std::thread::scope(|s| {
         let handles: Vec<_> =
-            plan.iter().zip(shards).map(|(units, shard)| s.spawn(move || work(opened, units, format, shard))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            rest.iter().zip(shards).map(|(units, shard)| s.spawn(move || work(opened, units, format, shard))).collect();
+        let head = work(opened, &first, format, agg);
+        let tail: Vec<Done> =
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
+        (head, tail)
     });
-    let mut seams = Vec::new();
-    let mut first_error: Option<(Unit, ReplayError)> = None;
-    let mut shards = Vec::with_capacity(done.len());
-    for d in done {
-        seams.extend(d.seams);
-        if let Some((unit, e)) = d.error {
-            if first_error.as_ref().is_none_or(|(u, _)| order(&unit) < order(u)) {
-                first_error = Some((unit, e));
-            }
-        }
-        shards.push(d.agg);
-    }
-    if let Some((_, e)) = first_error {
+    let (mut head, mut tail) = (head, tail);
+    if let Some(e) = first_error(std::iter::once(&mut head).chain(&mut tail)) {
         return Err(e);
     }
+    let mut seams: Vec<&Seam> = std::iter::once(&head).chain(&tail).flat_map(|d| &d.seams).collect();
     if !seams_match(&mut seams) {
         tracing::debug!("A header line changed the format at a range boundary; reading the inputs again on one worker");
-        let mut units: Vec<Unit> = plan.iter().flatten().map(|u| Unit { input: u.input, part: Part::Whole }).collect();
+        let mut units: Vec<Unit> = std::iter::once(&first)
+            .chain(&rest)
+            .flatten()
+            .map(|u| Unit { input: u.input, part: Part::Whole })
+            .collect();
         units.dedup_by_key(|u| u.input);
-        return finish(work(opened, &units, format, agg));
+        return finish(work(opened, &units, format, head.agg.shard()));
     }
     let (read, merging) = (started.elapsed(), std::time::Instant::now());
-    let mut agg = agg;
-    for shard in &shards {
-        agg.merge_from(shard);
+    let mut agg = head.agg;
+    for d in &tail {
+        agg.merge_from(&d.agg);
     }
     tracing::debug!(read_ms = read.as_millis() as u64, merge_ms = merging.elapsed().as_millis() as u64, "Replayed");
     Ok(agg)
+}
+
+/// The error of the first unit in input order that failed, if any did.
+fn first_error<'a>(done: impl Iterator<Item = &'a mut Done>) -> Option<ReplayError> {
+    done.filter_map(|d| d.error.take()).min_by_key(|(unit, _)| order(unit)).map(|(_, e)| e)
 }
 
 fn order(u: &Unit) -> (usize, usize) {
@@ -127,7 +131,7 @@ fn finish(d: Done) -> Result<Aggregator, ReplayError> {
 
 /// Whether each range of a file started with the format the range before it
 /// ended with.
-fn seams_match(seams: &mut [Seam]) -> bool {
+fn seams_match(seams: &mut [&Seam]) -> bool {
     seams.sort_by_key(|s| (s.input, s.index));
     seams.windows(2).all(|w| w[0].input != w[1].input || w[0].end == w[1].start)
 }
