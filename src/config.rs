@@ -146,6 +146,7 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     cloudwatch: Option<RawCloudWatch>,
+    firehose: Option<RawFirehose>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +211,20 @@ struct RawCloudWatch {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawFirehose {
+    listen_address: Option<String>,
+    access_keys: Option<Vec<String>>,
+    access_keys_file: Option<String>,
+    allow_unauthenticated: Option<bool>,
+    log_format: Option<String>,
+    request_timeout: Option<String>,
+    max_bytes_in_flight: Option<u64>,
+    dedup_window: Option<String>,
+    dedup_max_ids: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLogGroup {
     name: Option<String>,
     log_format: Option<String>,
@@ -227,6 +242,8 @@ pub struct Config {
     pub geoip: Option<GeoIpConfig>,
     pub limits: Limits,
     pub cloudwatch: Option<CloudWatchConfig>,
+    /// The Firehose receiver; off when absent.
+    pub firehose: Option<FirehoseConfig>,
 }
 
 /// The detection rules and windows.
@@ -298,6 +315,38 @@ pub struct LogGroupConfig {
     pub log_stream_prefix: Option<String>,
 }
 
+/// The Firehose receiver (docs/firehose.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirehoseConfig {
+    /// Its own listener, apart from `--web.listen-address`; checked for form
+    /// and bound by the builder.
+    pub listen_address: String,
+    /// The accepted `X-Amz-Firehose-Access-Key` values (`access_keys`, then
+    /// the lines of `access_keys_file`); empty only with
+    /// `allow_unauthenticated: true`.
+    pub access_keys: Vec<AccessKey>,
+    /// The format of records that are flow-log lines (default: `log_format`).
+    pub log_format: Format,
+    /// From a request's head to its response (body read and counted).
+    pub request_timeout: Duration,
+    /// Request bodies held at once over all requests, decompressed copies included.
+    pub max_bytes_in_flight: u64,
+    /// How long an applied request id is remembered (a retry within it counts once).
+    pub dedup_window: Duration,
+    /// The most request ids remembered.
+    pub dedup_max_ids: usize,
+}
+
+/// An access key; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey(pub String);
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessKey(<redacted>)")
+    }
+}
+
 /// Defaults, named so that docs and code agree.
 pub mod defaults {
     use std::time::Duration;
@@ -324,6 +373,25 @@ pub mod defaults {
     pub const LOOKBACK: Duration = Duration::from_secs(20 * 60);
     pub const MAX_REQUESTS_PER_SECOND: f64 = 4.0;
     pub const DEDUP_MARGIN: Duration = Duration::from_secs(5 * 60);
+    /// `firehose.request_timeout`: well under Firehose's 3-minute wait.
+    pub const FIREHOSE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const FIREHOSE_REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(170);
+    /// `firehose.max_bytes_in_flight`: 512 MiB; at least one largest gzip
+    /// request (64 MiB body + 64 MiB decompressed), at most 64 GiB.
+    pub const FIREHOSE_BYTES_IN_FLIGHT: u64 = 512 << 20;
+    pub const FIREHOSE_BYTES_IN_FLIGHT_MIN: u64 = 128 << 20;
+    pub const FIREHOSE_BYTES_IN_FLIGHT_MAX: u64 = 64 << 30;
+    /// `firehose.dedup_window`: 10 minutes, between 1m and 3h (Firehose's
+    /// longest retry duration is 2h).
+    pub const FIREHOSE_DEDUP_WINDOW: Duration = Duration::from_secs(600);
+    pub const FIREHOSE_DEDUP_WINDOW_MAX: Duration = Duration::from_secs(3 * 3600);
+    /// `firehose.dedup_max_ids`: 100,000 (about 15 MB), between 100 and 10,000,000.
+    pub const FIREHOSE_DEDUP_MAX_IDS: usize = 100_000;
+    pub const FIREHOSE_DEDUP_MAX_IDS_MAX: usize = 10_000_000;
+    /// `firehose.access_keys_file`'s largest size.
+    pub const FIREHOSE_KEYS_FILE_BYTES: u64 = 1 << 20;
+    /// The longest access key (Firehose's limit).
+    pub const FIREHOSE_ACCESS_KEY_BYTES: usize = 4096;
 }
 
 impl Default for Config {
@@ -349,6 +417,7 @@ impl Default for Config {
                 max_port_scan_sources: defaults::MAX_PORT_SCAN_SOURCES,
             },
             cloudwatch: None,
+            firehose: None,
         }
     }
 }
@@ -390,13 +459,16 @@ impl Config {
                 push(format!("cloudwatch.log_groups[{i}].log_format"), &g.log_format);
             }
         }
+        if let Some(fh) = &self.firehose {
+            push("firehose.log_format".to_owned(), &fh.log_format);
+        }
         out
     }
 }
 
 /// The expected shapes of the raw model, in the file's words.
 const SHAPES: &[(&str, &str)] = &[
-    ("struct RawConfig", "a mapping with log_format, detections, geoip, limits, cloudwatch"),
+    ("struct RawConfig", "a mapping with log_format, detections, geoip, limits, cloudwatch, firehose"),
     (
         "struct RawDetections",
         "a mapping with allowed_source_cidrs, approved_destination_cidrs, forbidden_ports, watch_ports, top_k, port_scan",
@@ -410,6 +482,11 @@ const SHAPES: &[(&str, &str)] = &[
         "a mapping with region, endpoint_url, role_arn, poll_interval, lookback, start_from, state_file, max_requests_per_second, dedup_margin, log_groups",
     ),
     ("struct RawLogGroup", "a mapping with name, log_format, log_stream_prefix"),
+    (
+        "struct RawFirehose",
+        "a mapping with listen_address, access_keys, access_keys_file, allow_unauthenticated, log_format, request_timeout, max_bytes_in_flight, dedup_window, dedup_max_ids",
+    ),
+    ("bool", "true or false"),
     ("u16", "a port number 0-65535"),
     ("u32", "a whole number 0 or more"),
     ("u64", "a whole number 0 or more"),
@@ -498,7 +575,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         Some(cw) => Some(validate_cloudwatch(cw, base, &log_format)?),
     };
 
-    Ok(Config { log_format, detections, geoip, limits, cloudwatch })
+    let firehose = match raw.firehose {
+        None => None,
+        Some(fh) => Some(validate_firehose(fh, base, &log_format)?),
+    };
+    Ok(Config { log_format, detections, geoip, limits, cloudwatch, firehose })
 }
 
 /// The `detections` section, with the defaults `d` for what it leaves out.
@@ -647,6 +728,100 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
         dedup_margin,
         log_groups: groups,
     })
+}
+
+fn validate_firehose(fh: RawFirehose, base: &Path, log_format: &Format) -> Result<FirehoseConfig, ConfigError> {
+    let listen_address = match fh.listen_address {
+        Some(a) if !a.trim().is_empty() => a,
+        _ => return Err(err("firehose.listen_address", "missing: the listener for Firehose, e.g. \":10191\"")),
+    };
+    let access_keys = firehose_keys(fh.access_keys.unwrap_or_default(), fh.access_keys_file.as_deref(), base)?;
+    match (fh.allow_unauthenticated.unwrap_or(false), access_keys.is_empty()) {
+        (false, true) => {
+            return Err(err(
+                "firehose.access_keys",
+                "missing: list the accepted access keys (or access_keys_file); \
+                 to accept requests without a key, set allow_unauthenticated: true",
+            ))
+        }
+        (true, false) => {
+            return Err(err("firehose.allow_unauthenticated", "must not be true when access keys are configured"))
+        }
+        _ => {}
+    }
+    let log_format = match fh.log_format {
+        Some(spec) => compile_format("firehose.log_format", &spec)?,
+        None => log_format.clone(),
+    };
+    let key = "firehose.request_timeout";
+    let request_timeout = duration_or(key, fh.request_timeout.as_deref(), defaults::FIREHOSE_REQUEST_TIMEOUT)?;
+    if request_timeout < Duration::from_secs(1) || request_timeout > defaults::FIREHOSE_REQUEST_TIMEOUT_MAX {
+        return Err(err(key, "must be between 1s and 170s (Firehose waits 3 minutes for a response)"));
+    }
+    let max_bytes_in_flight = fh.max_bytes_in_flight.unwrap_or(defaults::FIREHOSE_BYTES_IN_FLIGHT);
+    let (lo, hi) = (defaults::FIREHOSE_BYTES_IN_FLIGHT_MIN, defaults::FIREHOSE_BYTES_IN_FLIGHT_MAX);
+    if !(lo..=hi).contains(&max_bytes_in_flight) {
+        return Err(err(
+            "firehose.max_bytes_in_flight",
+            format!("must be between {lo} and {hi}, got {max_bytes_in_flight}"),
+        ));
+    }
+    let key = "firehose.dedup_window";
+    let dedup_window = duration_or(key, fh.dedup_window.as_deref(), defaults::FIREHOSE_DEDUP_WINDOW)?;
+    if dedup_window < Duration::from_secs(60) || dedup_window > defaults::FIREHOSE_DEDUP_WINDOW_MAX {
+        return Err(err(key, "must be between 1m and 3h"));
+    }
+    let max = defaults::FIREHOSE_DEDUP_MAX_IDS_MAX;
+    let dedup_max_ids = within("firehose.dedup_max_ids", fh.dedup_max_ids, defaults::FIREHOSE_DEDUP_MAX_IDS, 100, max)?;
+    Ok(FirehoseConfig {
+        listen_address,
+        access_keys,
+        log_format,
+        request_timeout,
+        max_bytes_in_flight,
+        dedup_window,
+        dedup_max_ids,
+    })
+}
+
+/// `access_keys`, then the non-blank lines of `access_keys_file` (a trailing
+/// `\r` dropped); each 1 to 4,096 bytes, no key twice.
+fn firehose_keys(listed: Vec<String>, file: Option<&str>, base: &Path) -> Result<Vec<AccessKey>, ConfigError> {
+    let check = |key: String, k: &str| -> Result<AccessKey, ConfigError> {
+        let max = defaults::FIREHOSE_ACCESS_KEY_BYTES;
+        if k.is_empty() || k.len() > max {
+            return Err(err(key, format!("an access key must be 1 to {max} bytes, got {}", k.len())));
+        }
+        Ok(AccessKey(k.to_owned()))
+    };
+    let mut keys = Vec::new();
+    for (i, k) in listed.iter().enumerate() {
+        keys.push(check(format!("firehose.access_keys[{i}]"), k)?);
+    }
+    if let Some(f) = file {
+        let key = "firehose.access_keys_file";
+        let path = resolve(base, f);
+        let bytes = read_limited(&path, defaults::FIREHOSE_KEYS_FILE_BYTES)
+            .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|_| err(key, format!("{} is not UTF-8 text", path.display())))?;
+        let before = keys.len();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if !line.trim().is_empty() {
+                let at_line = |e: ConfigError| err(key, format!("{} line {}: {}", path.display(), n + 1, e.message));
+                keys.push(check(key.to_owned(), line).map_err(at_line)?);
+            }
+        }
+        if keys.len() == before {
+            return Err(err(key, format!("{} holds no access key", path.display())));
+        }
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if keys[..i].contains(k) {
+            return Err(err("firehose.access_keys", "an access key is listed twice"));
+        }
+    }
+    Ok(keys)
 }
 
 /// The AWS fields that some metric reads: a format needs one of them.
