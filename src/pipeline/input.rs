@@ -112,3 +112,42 @@ impl FileInput {
         live.merge_from(&self.scratch);
     }
 }
+
+/// Lines of several streams, each in its own format (a Firehose request: log
+/// groups and direct lines), applied all or nothing: every line is parsed as a
+/// stream line (a header-looking line is invalid) into a private shard without
+/// any lock; [`StreamBatch::commit`] adds the shard to the live aggregates in
+/// one step under the lock, and dropping the batch instead leaves no counts.
+#[derive(Debug)]
+pub struct StreamBatch {
+    live: SharedAggregator,
+    scratch: Aggregator,
+    parsers: Vec<LineParser>,
+}
+
+impl StreamBatch {
+    pub(crate) fn new(live: SharedAggregator, mut scratch: Aggregator, parsers: Vec<LineParser>, name: &str) -> Self {
+        scratch.set_source(&Arc::from(name));
+        StreamBatch { live, scratch, parsers }
+    }
+
+    /// Counts one line (no trailing `\n`) into the shard, in the `format`-th
+    /// format the batch was made with (the first when out of range).
+    pub fn line(&mut self, format: usize, line: &[u8]) {
+        let i = if format < self.parsers.len() { format } else { 0 };
+        if let Some(parser) = self.parsers.get_mut(i) {
+            self.scratch.ingest_line(parser, line);
+        }
+    }
+
+    /// Lines counted so far (records and invalid lines).
+    pub fn lines_read(&self) -> u64 {
+        self.scratch.lines()
+    }
+
+    /// Adds everything counted to the live aggregates, in one step under the lock.
+    pub fn commit(self) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.merge_from(&self.scratch);
+    }
+}

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::detect::geo::{CountryLookup, GeoIpError};
 use crate::detect::Rules;
 use crate::parse::{Format, LineParser};
-pub use input::{FileInput, StreamInput};
+pub use input::{FileInput, StreamBatch, StreamInput};
 
 /// Why a configuration cannot be made into a pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,18 @@ impl Pipeline {
     pub fn file(&self, name: &str, format: Format) -> FileInput {
         let scratch = self.lock().shard();
         FileInput::new(self.live.clone(), scratch, LineParser::for_file(format), name)
+    }
+
+    /// An all-or-nothing batch of stream lines in several formats (a
+    /// Firehose request's log groups); `formats` must not be empty (the
+    /// default format stands in for an empty list).
+    pub fn stream_batch(&self, name: &str, formats: &[Format]) -> StreamBatch {
+        let scratch = self.lock().shard();
+        let mut parsers: Vec<LineParser> = formats.iter().cloned().map(LineParser::for_stream).collect();
+        if parsers.is_empty() {
+            parsers.push(LineParser::for_stream(Format::default_v2()));
+        }
+        StreamBatch::new(self.live.clone(), scratch, parsers, name)
     }
 
     /// A registry exposing the aggregates, new series held at 0 for `hold`
@@ -211,6 +223,26 @@ mod tests {
         let expo = p.exposition();
         assert_eq!(value(&expo, "vpc_flow_records_total{action=\"REJECT\",interface_id=\"eni-b\"}"), Some(1.0));
         assert_eq!(value(&expo, "vpc_flow_exporter_lines_total"), Some(3.0));
+    }
+
+    #[test]
+    fn a_stream_batch_counts_all_or_nothing_in_its_formats() {
+        let p = Pipeline::new(&Config::default()).unwrap();
+        let short = Format::parse("${interface-id} ${action}").unwrap();
+        let mut b = p.stream_batch("firehose", &[Format::default_v2(), short.clone()]);
+        b.line(0, LINE.as_bytes());
+        drop(b);
+        assert_eq!(value(&p.exposition(), "vpc_flow_exporter_lines_total"), Some(0.0));
+        let mut b = p.stream_batch("firehose", &[Format::default_v2(), short]);
+        b.line(0, LINE.as_bytes());
+        b.line(1, b"eni-b REJECT");
+        b.line(1, b"interface-id action");
+        assert_eq!(b.lines_read(), 3);
+        b.commit();
+        let expo = p.exposition();
+        assert_eq!(value(&expo, "vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"eni-a\"}"), Some(1.0));
+        assert_eq!(value(&expo, "vpc_flow_records_total{action=\"REJECT\",interface_id=\"eni-b\"}"), Some(1.0));
+        assert_eq!(value(&expo, "vpc_flow_exporter_lines_total"), Some(3.0), "a header-looking line is invalid");
     }
 
     #[test]
