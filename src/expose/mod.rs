@@ -23,19 +23,27 @@ pub use web_config::{WebConfig, WebConfigError, WebConfigHandle};
 use crate::aggregate::SharedAggregator;
 
 /// Readiness as `/-/ready` reports it: set once every source is up (for the
-/// CloudWatch poller: every log group polled successfully once).
+/// CloudWatch poller: every log group polled successfully once), or the
+/// conjunction of several sources' ([`Readiness::all`]).
 #[derive(Debug, Default, Clone)]
-pub struct Readiness(pub Arc<AtomicBool>);
+pub struct Readiness(pub Arc<AtomicBool>, Option<Arc<[Readiness]>>);
 
 impl Readiness {
     pub fn ready() -> Readiness {
-        Readiness(Arc::new(AtomicBool::new(true)))
+        Readiness(Arc::new(AtomicBool::new(true)), None)
+    }
+    /// Ready when every one of `parts` is (each source sets its own).
+    pub fn all(parts: Vec<Readiness>) -> Readiness {
+        Readiness(Arc::new(AtomicBool::new(true)), Some(parts.into()))
     }
     pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::Release);
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        match &self.1 {
+            Some(parts) => parts.iter().all(Readiness::is_ready),
+            None => self.0.load(Ordering::Acquire),
+        }
     }
 }
 
