@@ -5,9 +5,14 @@
 //! not serving a request makes room for a new one), each phase of a connection
 //! has a deadline, accept errors back off, and shutdown is bounded. It takes a
 //! bound listener and a shutdown token, so tests bind `127.0.0.1:0`.
+//!
+//! The connection handling (cap, deadlines, TLS, back-off, shutdown) is
+//! [`serve_with`], shared by every listener: this server's endpoints are one
+//! [`Service`], the Firehose receiver another.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,7 +156,6 @@ struct HttpMetrics {
     rejected: IntCounter,
     closed: IntCounterVec,
     accept_errors: IntCounter,
-    unauthorized: IntCounter,
 }
 
 /// Why the server closed a connection (the `reason` label).
@@ -191,24 +195,29 @@ impl Close {
 }
 
 impl HttpMetrics {
-    fn register(registry: &Registry, cap: usize) -> HttpMetrics {
-        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric descriptor");
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric descriptor");
+    /// The connection metrics, named `{prefix}_connections_*` and
+    /// `{prefix}_accept_errors_total`.
+    fn register(registry: &Registry, cap: usize, prefix: &str) -> HttpMetrics {
+        let gauge =
+            |name: &str, help: &str| IntGauge::new(format!("{prefix}_{name}"), help).expect("valid metric descriptor");
+        let counter = |name: &str, help: &str| {
+            IntCounter::new(format!("{prefix}_{name}"), help).expect("valid metric descriptor")
+        };
         let max = gauge(
-            "vpc_flow_exporter_http_connections_max",
+            "connections_max",
             "Connections the HTTP server holds open at once (--web.max-connections, clamped to the open-files limit minus 64).",
         );
         max.set(i64::try_from(cap).unwrap_or(i64::MAX));
         let m = HttpMetrics {
-            open: gauge("vpc_flow_exporter_http_connections_open", "HTTP connections open now."),
-            accepted: counter("vpc_flow_exporter_http_connections_accepted_total", "HTTP connections accepted."),
+            open: gauge("connections_open", "HTTP connections open now."),
+            accepted: counter("connections_accepted_total", "HTTP connections accepted."),
             rejected: counter(
-                "vpc_flow_exporter_http_connections_rejected_total",
+                "connections_rejected_total",
                 "Connections closed at once because the cap was reached and every open connection was serving a request.",
             ),
             closed: IntCounterVec::new(
                 Opts::new(
-                    "vpc_flow_exporter_http_connections_closed_total",
+                    format!("{prefix}_connections_closed_total"),
                     "Connections the server closed, by reason: evicted (the oldest connection not serving a request, \
                      to make room at the cap), header_timeout, idle_timeout, request_timeout, tls_handshake_failed, \
                      shutdown.",
@@ -217,25 +226,20 @@ impl HttpMetrics {
             )
             .expect("valid metric descriptor"),
             accept_errors: counter(
-                "vpc_flow_exporter_http_accept_errors_total",
+                "accept_errors_total",
                 "Failed accept() calls (e.g. out of file descriptors); accepting backs off.",
-            ),
-            unauthorized: counter(
-                "vpc_flow_exporter_http_requests_unauthorized_total",
-                "Requests answered 401 for missing or wrong basic-auth credentials.",
             ),
         };
         for reason in Close::COUNTED {
             m.closed.with_label_values(&[reason.label()]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
             Box::new(max),
             Box::new(m.open.clone()),
             Box::new(m.accepted.clone()),
             Box::new(m.rejected.clone()),
             Box::new(m.closed.clone()),
             Box::new(m.accept_errors.clone()),
-            Box::new(m.unauthorized.clone()),
         ];
         for c in collectors {
             // Only a second server on the same registry gets here; its
@@ -410,18 +414,78 @@ impl AcceptBackoff {
     }
 }
 
+/// A response as every listener sends it.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// What a listener answers, request by request (the connection handling
+/// around it is [`serve_with`]'s).
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, req: Request<Incoming>) -> Pin<Box<dyn Future<Output = HttpResponse> + Send + '_>>;
+}
+
+/// A listener's connection handling: TLS from the web configuration, the
+/// limits and deadlines, and where its connection metrics go.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    pub registry: Registry,
+    /// Metric names start with it (`vpc_flow_exporter_http` for `/metrics`).
+    pub metric_prefix: &'static str,
+    pub web: WebConfigHandle,
+    pub limits: ServerLimits,
+}
+
 struct Shared {
-    config: ServerConfig,
+    web: WebConfigHandle,
+    limits: ServerLimits,
+    service: Arc<dyn Service>,
     metrics: HttpMetrics,
     tracker: Arc<Tracker>,
+}
+
+/// This server's endpoints as a [`Service`].
+struct Endpoints {
+    config: ServerConfig,
+    unauthorized: IntCounter,
+}
+
+impl Service for Endpoints {
+    fn call(&self, req: Request<Incoming>) -> Pin<Box<dyn Future<Output = HttpResponse> + Send + '_>> {
+        Box::pin(respond(self, req))
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets requests
 /// in flight finish for `limits.shutdown_grace`, and drops the rest.
 pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: CancellationToken) {
-    let limits = config.limits;
-    let metrics = HttpMetrics::register(&config.registry, limits.max_connections);
-    let shared = Arc::new(Shared { config, metrics, tracker: Arc::new(Tracker::default()) });
+    let unauthorized = IntCounter::new(
+        "vpc_flow_exporter_http_requests_unauthorized_total",
+        "Requests answered 401 for missing or wrong basic-auth credentials.",
+    )
+    .expect("valid metric descriptor");
+    if let Err(e) = config.registry.register(Box::new(unauthorized.clone())) {
+        tracing::warn!(error = %e, "Cannot register an HTTP server metric");
+    }
+    let connections = Connections {
+        registry: config.registry.clone(),
+        metric_prefix: "vpc_flow_exporter_http",
+        web: config.web.clone(),
+        limits: config.limits,
+    };
+    serve_with(listener, connections, Arc::new(Endpoints { config, unauthorized }), shutdown).await;
+}
+
+/// Serves `service` on `listener` with the connection handling of
+/// `connections` until `shutdown` (see [`serve`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    connections: Connections,
+    service: Arc<dyn Service>,
+    shutdown: CancellationToken,
+) {
+    let limits = connections.limits;
+    let metrics = HttpMetrics::register(&connections.registry, limits.max_connections, connections.metric_prefix);
+    let web = connections.web;
+    let shared = Arc::new(Shared { web, limits, service, metrics, tracker: Arc::new(Tracker::default()) });
     let permits = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let mut conns = tokio::task::JoinSet::new();
     let mut backoff = AcceptBackoff::default();
@@ -512,8 +576,8 @@ async fn connection(
     shared.metrics.open.inc();
     let _open = OpenGuard(shared.metrics.open.clone());
     let state = registered.state.clone();
-    let limits = shared.config.limits;
-    let close = match shared.config.web.current().tls() {
+    let limits = shared.limits;
+    let close = match shared.web.current().tls() {
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let deadline = state.deadline(&limits).0;
@@ -553,7 +617,7 @@ async fn drive<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = shared.config.limits;
+    let limits = shared.limits;
     let io = TokioIo::new(Watched { inner: io, conn: state.clone() });
     let svc = {
         let shared = shared.clone();
@@ -564,7 +628,7 @@ where
             async move {
                 state.on_request();
                 let busy = BusyGuard(state);
-                let resp = respond(&shared, req).await;
+                let resp = shared.service.call(req).await;
                 Ok::<_, Infallible>(resp.map(|inner| TrackedBody { inner, _busy: busy }))
             }
         })
@@ -687,12 +751,12 @@ impl Body for TrackedBody {
 
 /// Authentication (for every path, as in the exporter-toolkit), then the
 /// endpoint, then the configured response headers.
-async fn respond(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let web = &shared.config.web;
+async fn respond(endpoints: &Endpoints, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let web = &endpoints.config.web;
     let mut resp = if web.authorize(req.headers().get(AUTHORIZATION)).await {
-        handle(&shared.config, req)
+        handle(&endpoints.config, req)
     } else {
-        shared.metrics.unauthorized.inc();
+        endpoints.unauthorized.inc();
         let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
         r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
         r
