@@ -15,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::error::AppError;
+use super::firehose::{self, FirehoseListener};
 use super::ingest::{Ingest, Prepared, SourceTask};
 use super::listen::Listen;
 use super::reload::Reloader;
@@ -87,9 +88,10 @@ impl Exporter {
         let ingest = Ingest::start(self.prepared);
         let registry = ingest.registry(self.settings.web.new_series_hold);
         expose::register_process_metrics(&registry);
-        let sources = Sources::new(&self.settings, &registry, self.dedup_margin).await?;
+        let sources = Sources::new(&self.settings, &registry, self.dedup_margin, (&ingest, &server)).await?;
         let listener = server.listen.bind(&self.settings.web.listen_address).await?;
         let addr = listener.local_addr().map_err(|source| super::listen::ListenError::Bind {
+            key: super::listen::WEB_LISTEN_ADDRESS,
             shown: self.settings.web.listen_address.clone(),
             source,
         })?;
@@ -104,6 +106,7 @@ impl Exporter {
             reloader.on_sighup(shutdown.clone());
         }
         let readiness = sources.readiness.clone();
+        let firehose_addr = sources.firehose_addr;
         let config = ServerConfig {
             registry: registry.clone(),
             telemetry_path: web.telemetry_path,
@@ -114,21 +117,25 @@ impl Exporter {
         };
         let tasks = sources.spawn(&ingest, &shutdown);
         let task = tokio::spawn(serve_until_stopped(listener, config, tasks, shutdown.clone()));
-        Ok(Running { addr, registry, readiness, shutdown, reloader, task })
+        Ok(Running { addr, firehose_addr, registry, readiness, shutdown, reloader, task })
     }
 
-    /// The sources' checks: the live exporter's cloudwatch section.
+    /// The sources' checks: the live exporter's cloudwatch section (required
+    /// unless another source is configured) and firehose section.
     async fn check_sources(&self) -> Result<(), AppError> {
-        match &self.settings.mode {
-            Mode::Live => check_cloudwatch(self.settings.config_path.as_deref(), &self.settings.config).await,
-            _ => Ok(()),
+        let Mode::Live = &self.settings.mode else { return Ok(()) };
+        let (config, path) = (&self.settings.config, self.settings.config_path.as_deref());
+        if config.cloudwatch.is_some() || config.firehose.is_none() {
+            check_cloudwatch(path, config).await?;
         }
+        firehose::check(config, path, &self.settings.web).await
     }
 }
 
 /// A started exporter: what tests and embedders need to reach it.
 pub struct Running {
     addr: SocketAddr,
+    firehose_addr: Option<SocketAddr>,
     registry: Registry,
     readiness: Readiness,
     shutdown: CancellationToken,
@@ -140,6 +147,11 @@ impl Running {
     /// The address the server listens on (the port chosen for `:0`).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the Firehose receiver listens on, when configured.
+    pub fn firehose_addr(&self) -> Option<SocketAddr> {
+        self.firehose_addr
     }
 
     /// Everything `/metrics` exposes.
@@ -238,35 +250,55 @@ async fn check_cloudwatch(path: Option<&Path>, config: &Config) -> Result<(), Ap
 /// The sources of the mode, built (clients made, checkpoints read), not running.
 struct Sources {
     list: Vec<Source>,
+    /// Every source's readiness together.
     readiness: Readiness,
+    firehose_addr: Option<SocketAddr>,
     /// One line for the landing page.
     mode: String,
 }
 
 enum Source {
     Demo { rate: u32, interfaces: usize },
-    CloudWatch(Box<CloudWatchSource>),
+    CloudWatch(Box<CloudWatchSource>, Readiness),
+    Firehose(Box<FirehoseListener>, Readiness),
 }
 
+/// What the live sources are built with besides the settings.
+type Wiring<'a> = (&'a Ingest, &'a ServerSettings);
+
 impl Sources {
-    async fn new(settings: &Settings, registry: &Registry, margin: Option<Duration>) -> Result<Sources, AppError> {
+    async fn new(
+        settings: &Settings,
+        registry: &Registry,
+        margin: Option<Duration>,
+        wiring: Wiring<'_>,
+    ) -> Result<Sources, AppError> {
         match &settings.mode {
             Mode::Demo { rate, interfaces } => Ok(Sources {
                 list: vec![Source::Demo { rate: *rate, interfaces: *interfaces }],
                 readiness: Readiness::ready(),
+                firehose_addr: None,
                 mode: format!("demo (generated traffic: {rate} records/s over {interfaces} interfaces)"),
             }),
-            Mode::Live => Sources::live(settings, registry, margin).await,
-            Mode::Replay { .. } => {
-                Ok(Sources { list: Vec::new(), readiness: Readiness::ready(), mode: "replay".into() })
-            }
+            Mode::Live => Sources::live(settings, registry, margin, wiring).await,
+            Mode::Replay { .. } => Ok(Sources {
+                list: Vec::new(),
+                readiness: Readiness::ready(),
+                firehose_addr: None,
+                mode: "replay".into(),
+            }),
         }
     }
 
     /// Every source the configuration sets up (a new source adds its
     /// section here, its checks to `check_sources`, its run to `Ingest`).
-    async fn live(settings: &Settings, registry: &Registry, margin: Option<Duration>) -> Result<Sources, AppError> {
-        let (mut list, mut modes) = (Vec::new(), Vec::new());
+    async fn live(
+        settings: &Settings,
+        registry: &Registry,
+        margin: Option<Duration>,
+        (ingest, server): Wiring<'_>,
+    ) -> Result<Sources, AppError> {
+        let (mut list, mut modes, mut parts) = (Vec::new(), Vec::new(), Vec::new());
         if let Some(cw) = settings.config.cloudwatch.clone() {
             let names: Vec<&str> = cw.log_groups.iter().map(|g| g.name.as_str()).collect();
             modes.push(format!("CloudWatch Logs log group(s) {}", names.join(", ")));
@@ -274,12 +306,20 @@ impl Sources {
             if let Some(m) = margin {
                 source.set_dedup_margin(m);
             }
-            list.push(Source::CloudWatch(Box::new(source)));
+            parts.push(Readiness::default());
+            list.push(Source::CloudWatch(Box::new(source), parts[parts.len() - 1].clone()));
+        }
+        let firehose = firehose::start(&settings.config, ingest, registry, server.web.clone(), server.limits).await?;
+        let firehose_addr = firehose.as_ref().map(|f| f.addr);
+        if let Some(listener) = firehose {
+            modes.push(format!("Amazon Data Firehose receiver on {}", listener.addr));
+            parts.push(Readiness::default());
+            list.push(Source::Firehose(Box::new(listener), parts[parts.len() - 1].clone()));
         }
         if list.is_empty() {
             return Err(AppError::in_config(settings.config_path.as_deref(), NO_CLOUDWATCH.to_owned()));
         }
-        Ok(Sources { list, readiness: Readiness::default(), mode: modes.join("; ") })
+        Ok(Sources { list, readiness: Readiness::all(parts), firehose_addr, mode: modes.join("; ") })
     }
 
     /// The start's log line of each source that has one.
@@ -292,11 +332,12 @@ impl Sources {
     }
 
     fn spawn(self, ingest: &Ingest, shutdown: &CancellationToken) -> Vec<SourceTask> {
-        let Sources { list, readiness, .. } = self;
-        list.into_iter()
+        self.list
+            .into_iter()
             .map(|source| match source {
                 Source::Demo { rate, interfaces } => ingest.demo(rate, interfaces, shutdown.clone()),
-                Source::CloudWatch(cw) => ingest.cloudwatch(*cw, readiness.clone(), shutdown.clone()),
+                Source::CloudWatch(cw, ready) => ingest.cloudwatch(*cw, ready, shutdown.clone()),
+                Source::Firehose(fh, ready) => ingest.firehose(*fh, ready, shutdown.clone()),
             })
             .collect()
     }

@@ -13,11 +13,13 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::error::AppError;
-use crate::config::Config;
+use super::firehose::FirehoseListener;
+use crate::config::{Config, FirehoseConfig, LogGroupConfig};
 use crate::detect::geo;
 use crate::expose::Readiness;
 use crate::pipeline::{self, Pipeline};
 use crate::source::cloudwatch::CloudWatchSource;
+use crate::source::firehose::{Receiver, ReceiverError};
 use crate::source::{demo, replay};
 
 /// A source's run until shutdown, as the builder spawns it.
@@ -89,5 +91,24 @@ impl Ingest {
     ) -> SourceTask {
         let agg = self.pipeline.aggregate().clone();
         Box::pin(async move { source.run(agg, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
+    }
+
+    /// The Firehose receiver counting into the pipeline.
+    pub(crate) fn firehose_receiver(
+        &self,
+        config: &FirehoseConfig,
+        groups: &[LogGroupConfig],
+        registry: &Registry,
+    ) -> Result<Receiver, ReceiverError> {
+        Receiver::new(config, groups, self.pipeline.clone(), registry)
+    }
+
+    /// Serves the Firehose listener until shutdown; ready once serving.
+    pub(crate) fn firehose(&self, l: FirehoseListener, ready: Readiness, shutdown: CancellationToken) -> SourceTask {
+        Box::pin(async move {
+            ready.set(true);
+            crate::expose::server::serve_with(l.listener, l.connections, Arc::new(l.receiver), shutdown).await;
+            Ok(())
+        })
     }
 }

@@ -1,32 +1,39 @@
-//! `--web.listen-address`: its form checked before anything starts, its host
-//! name resolved by `--config.check` and the start, and the socket bound
-//! (`:port` as one dual-stack socket, IPv4 only where IPv6 is missing).
+//! `--web.listen-address` (and `firehose.listen_address`): its form checked
+//! before anything starts, its host name resolved by `--config.check` and the
+//! start, and the socket bound (`:port` as one dual-stack socket, IPv4 only
+//! where IPv6 is missing). Errors name the flag or key.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::net::TcpListener;
 
-/// Why the listen address cannot be used; each message names the flag.
+/// The flag of the metrics listener, named in its errors.
+pub const WEB_LISTEN_ADDRESS: &str = "--web.listen-address";
+
+/// Why a listen address cannot be used; each message names the flag or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("--web.listen-address: invalid address {0:?} (expected host:port, [IPv6]:port or :port)")]
-    Invalid(String),
-    #[error("--web.listen-address: cannot resolve {addr:?}")]
+    #[error("{key}: invalid address {addr:?} (expected host:port, [IPv6]:port or :port)")]
+    Invalid { key: &'static str, addr: String },
+    #[error("{key}: cannot resolve {addr:?}")]
     Resolve {
+        key: &'static str,
         addr: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("--web.listen-address: {0:?} resolves to no address")]
-    NoAddress(String),
-    #[error("--web.listen-address: cannot listen on {shown}")]
+    #[error("{key}: {addr:?} resolves to no address")]
+    NoAddress { key: &'static str, addr: String },
+    #[error("{key}: cannot listen on {shown}")]
     Bind {
+        key: &'static str,
         shown: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("--web.listen-address: cannot listen on {shown} ({addr})")]
+    #[error("{key}: cannot listen on {shown} ({addr})")]
     BindResolved {
+        key: &'static str,
         shown: String,
         addr: SocketAddr,
         #[source]
@@ -44,9 +51,14 @@ pub enum Listen {
 }
 
 impl Listen {
-    /// Checks the form of `s` (no lookup).
+    /// Checks the form of `s` (no lookup), for `--web.listen-address`.
     pub fn parse(s: &str) -> Result<Listen, ListenError> {
-        let bad = || ListenError::Invalid(s.to_owned());
+        Listen::parse_as(WEB_LISTEN_ADDRESS, s)
+    }
+
+    /// Checks the form of `s` (no lookup); errors name `key`.
+    pub fn parse_as(key: &'static str, s: &str) -> Result<Listen, ListenError> {
+        let bad = || ListenError::Invalid { key, addr: s.to_owned() };
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
         let port: u16 = port.parse().map_err(|_| bad())?;
         if host.is_empty() {
@@ -65,15 +77,25 @@ impl Listen {
     /// Checks that a host name resolves (what `--config.check` and the start
     /// check before listening).
     pub async fn check(&self) -> Result<(), ListenError> {
+        self.check_as(WEB_LISTEN_ADDRESS).await
+    }
+
+    /// [`Listen::check`] naming `key`.
+    pub async fn check_as(&self, key: &'static str) -> Result<(), ListenError> {
         match self {
             Listen::Any(_) => Ok(()),
-            Listen::Host(s) => resolve(s).await.map(drop),
+            Listen::Host(s) => resolve(key, s).await.map(drop),
         }
     }
 
     /// Binds the socket; `shown` is the address as the user wrote it.
     pub async fn bind(&self, shown: &str) -> Result<TcpListener, ListenError> {
-        let bind_err = |source| ListenError::Bind { shown: shown.to_owned(), source };
+        self.bind_as(WEB_LISTEN_ADDRESS, shown).await
+    }
+
+    /// [`Listen::bind`] naming `key`.
+    pub async fn bind_as(&self, key: &'static str, shown: &str) -> Result<TcpListener, ListenError> {
+        let bind_err = |source| ListenError::Bind { key, shown: shown.to_owned(), source };
         match self {
             Listen::Any(port) => match bind_dual_stack(*port) {
                 Ok(l) => Ok(l),
@@ -87,15 +109,15 @@ impl Listen {
             },
             Listen::Host(s) => {
                 let mut last = None;
-                for addr in resolve(s).await? {
+                for addr in resolve(key, s).await? {
                     match TcpListener::bind(addr).await {
                         Ok(l) => return Ok(l),
                         Err(e) => last = Some((addr, e)),
                     }
                 }
                 Err(match last {
-                    Some((addr, source)) => ListenError::BindResolved { shown: shown.to_owned(), addr, source },
-                    None => ListenError::NoAddress(shown.to_owned()),
+                    Some((addr, source)) => ListenError::BindResolved { key, shown: shown.to_owned(), addr, source },
+                    None => ListenError::NoAddress { key, addr: shown.to_owned() },
                 })
             }
         }
@@ -103,13 +125,13 @@ impl Listen {
 }
 
 /// The addresses a `host:port` stands for.
-async fn resolve(s: &str) -> Result<Vec<SocketAddr>, ListenError> {
+async fn resolve(key: &'static str, s: &str) -> Result<Vec<SocketAddr>, ListenError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(s)
         .await
-        .map_err(|source| ListenError::Resolve { addr: s.to_owned(), source })?
+        .map_err(|source| ListenError::Resolve { key, addr: s.to_owned(), source })?
         .collect();
     if addrs.is_empty() {
-        return Err(ListenError::NoAddress(s.to_owned()));
+        return Err(ListenError::NoAddress { key, addr: s.to_owned() });
     }
     Ok(addrs)
 }

@@ -20,6 +20,7 @@
 pub mod cli;
 mod error;
 mod exporter;
+mod firehose;
 mod ingest;
 pub mod listen;
 mod reload;
@@ -40,7 +41,8 @@ const BIN_TARGET: &str = "vpc_flow_exporter";
 /// What the exporter does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
-    /// The CloudWatch Logs poller (`--config.file` with a `cloudwatch` section).
+    /// The live sources (`--config.file` with a `cloudwatch` and/or a
+    /// `firehose` section).
     Live,
     /// The built-in traffic generator.
     Demo { rate: u32, interfaces: usize },

@@ -1,6 +1,7 @@
-//! The Amazon Data Firehose receiver's protocol layer: pure, synchronous and
-//! not yet wired into a listener. A request goes head → body → records →
-//! dedup → apply → response:
+//! The Amazon Data Firehose receiver. [`Receiver`] serves the `firehose:`
+//! section's listener (the builder wires it); below it, the protocol layer is
+//! pure and synchronous. A request goes head → body → records → dedup →
+//! apply → response:
 //!
 //! 1. [`RequestHead::parse`] checks the method and the `X-Amz-Firehose-*`
 //!    headers, then [`AccessKeys::check`] the access key (constant time);
@@ -20,6 +21,7 @@ mod auth;
 mod budget;
 mod dedup;
 mod metrics;
+mod receiver;
 mod records;
 mod request;
 mod response;
@@ -28,6 +30,7 @@ pub use auth::{AccessKeyError, AccessKeys, MAX_ACCESS_KEY_BYTES};
 pub use budget::{Budget, Reservation, DEFAULT_BUDGET_BYTES};
 pub use dedup::{Begin, DedupStats, RecentRequests, Ticket, DEFAULT_DEDUP_TTL, DEFAULT_MAX_DEDUP_IDS};
 pub use metrics::Metrics;
+pub use receiver::{Receiver, ReceiverError};
 pub use records::{
     InvalidReason, LineSink, RecordDecoder, RecordKind, RecordStats, MAX_RECORD_INFLATED_BYTES,
     MAX_REQUEST_INFLATED_BYTES,
