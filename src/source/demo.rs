@@ -4,8 +4,8 @@
 //! DNS and ICMP, while internet noise is rejected at the edge. Within its first
 //! minute, and then every minute, it plays every scenario the shipped alerts
 //! look for. Lines are rendered as text in a version-5 custom format and go
-//! through the same parser and aggregator as real flow logs. Flow times are
-//! the wall clock.
+//! through the pipeline's stream input, so the same parser and aggregator as
+//! real flow logs. Flow times are the wall clock.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::SharedAggregator;
 use crate::config::{Config, Detections};
-use crate::parse::{Format, LineParser};
+use crate::parse::Format;
+use crate::pipeline::Pipeline;
 
 /// The log format the demo writes (fields of versions 2 to 5).
 pub const DEMO_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr}";
@@ -182,251 +183,218 @@ impl Generator {
     /// One base-traffic flow.
     fn base_flow(&mut self, end: u64) {
         let roll: u32 = self.rng.random_range(0..100);
-        let n = self.interfaces;
-        let r = &mut self.rng;
-        let sport = r.random_range(32768..61000);
+        let sport = self.rng.random_range(32768..61000);
         let f = match roll {
-            // East-west application traffic.
-            0..=64 => {
-                let (a, b) = (r.random_range(3..n), r.random_range(3..n));
-                let dport = [443, 443, 5432, 6379, 3306, 80, 8080, 22][r.random_range(0..8)];
-                let packets = r.random_range(2..400);
-                Flow {
-                    iface: a,
-                    src: iface_ip(a),
-                    dst: iface_ip(b),
-                    sport,
-                    dport,
-                    proto: 6,
-                    packets,
-                    bytes: packets * r.random_range(60..1400),
-                    accept: true,
-                    flags: [18, 16, 24, 2][r.random_range(0..4)],
-                    pkt_dst: None,
-                    pkt_src: None,
-                }
-            }
-            // NAT gateway egress to approved services.
-            65..=79 => {
-                let src_if = r.random_range(3..n);
-                let dst = if r.random_bool(0.5) {
-                    Ipv4Addr::new(52, 94, r.random_range(0..=255), r.random_range(1..255))
-                } else {
-                    Ipv4Addr::new(140, 82, 112 + r.random_range(0..16), r.random_range(1..255))
-                };
-                let packets = r.random_range(5..2000);
-                Flow {
-                    iface: NAT,
-                    src: iface_ip(NAT),
-                    dst,
-                    sport,
-                    dport: 443,
-                    proto: 6,
-                    packets,
-                    bytes: packets * r.random_range(200..1500),
-                    accept: true,
-                    flags: 18,
-                    pkt_dst: Some(dst),
-                    pkt_src: Some(iface_ip(src_if)),
-                }
-            }
-            // DNS to the VPC resolver.
-            80..=91 => Flow {
-                iface: r.random_range(3..n),
-                src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
-                dst: Ipv4Addr::new(10, 0, 0, 2),
-                sport,
-                dport: 53,
-                proto: 17,
-                packets: 1,
-                bytes: r.random_range(60..200),
-                accept: true,
-                flags: 0,
-                pkt_dst: None,
-                pkt_src: None,
-            },
-            // ICMP health checks.
-            92..=96 => {
-                let a = r.random_range(3..n);
-                Flow {
-                    iface: a,
-                    src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8),
-                    dst: iface_ip(a),
-                    sport: 0,
-                    dport: 0,
-                    proto: 1,
-                    packets: 4,
-                    bytes: 336,
-                    accept: true,
-                    flags: 0,
-                    pkt_dst: None,
-                    pkt_src: None,
-                }
-            }
-            // Internet noise, rejected at the edge.
-            _ => {
-                let iface = if r.random_bool(0.5) { ALB } else { BASTION };
-                let dport = [22, 23, 445, 3389, 1433, 8080, 443, 5900][r.random_range(0..8)];
-                let src = self.public_addr();
-                Flow {
-                    iface,
-                    src,
-                    dst: iface_ip(iface),
-                    sport,
-                    dport,
-                    proto: 6,
-                    packets: 1,
-                    bytes: 44,
-                    accept: false,
-                    flags: 2,
-                    pkt_dst: None,
-                    pkt_src: None,
-                }
-            }
+            0..=64 => self.east_west(sport),
+            65..=79 => self.nat_egress(sport),
+            80..=91 => self.dns(sport),
+            92..=96 => self.icmp(),
+            _ => self.internet_noise(sport),
         };
         self.push(&f, end);
+    }
+
+    /// East-west application traffic.
+    fn east_west(&mut self, sport: u16) -> Flow {
+        let (n, r) = (self.interfaces, &mut self.rng);
+        let (a, b) = (r.random_range(3..n), r.random_range(3..n));
+        let dport = [443, 443, 5432, 6379, 3306, 80, 8080, 22][r.random_range(0..8)];
+        let packets = r.random_range(2..400);
+        Flow {
+            iface: a,
+            src: iface_ip(a),
+            dst: iface_ip(b),
+            sport,
+            dport,
+            proto: 6,
+            packets,
+            bytes: packets * r.random_range(60..1400),
+            accept: true,
+            flags: [18, 16, 24, 2][r.random_range(0..4)],
+            pkt_dst: None,
+            pkt_src: None,
+        }
+    }
+
+    /// NAT gateway egress to approved services.
+    fn nat_egress(&mut self, sport: u16) -> Flow {
+        let (n, r) = (self.interfaces, &mut self.rng);
+        let src_if = r.random_range(3..n);
+        let dst = if r.random_bool(0.5) {
+            Ipv4Addr::new(52, 94, r.random_range(0..=255), r.random_range(1..255))
+        } else {
+            Ipv4Addr::new(140, 82, 112 + r.random_range(0..16), r.random_range(1..255))
+        };
+        let packets = r.random_range(5..2000);
+        Flow {
+            iface: NAT,
+            src: iface_ip(NAT),
+            dst,
+            sport,
+            dport: 443,
+            proto: 6,
+            packets,
+            bytes: packets * r.random_range(200..1500),
+            accept: true,
+            flags: 18,
+            pkt_dst: Some(dst),
+            pkt_src: Some(iface_ip(src_if)),
+        }
+    }
+
+    /// DNS to the VPC resolver.
+    fn dns(&mut self, sport: u16) -> Flow {
+        let (n, r) = (self.interfaces, &mut self.rng);
+        Flow {
+            iface: r.random_range(3..n),
+            src: Ipv4Addr::new(10, 0, 1, r.random_range(13..46)),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            sport,
+            dport: 53,
+            proto: 17,
+            packets: 1,
+            bytes: r.random_range(60..200),
+            accept: true,
+            flags: 0,
+            pkt_dst: None,
+            pkt_src: None,
+        }
+    }
+
+    /// ICMP health checks from the bastion.
+    fn icmp(&mut self) -> Flow {
+        let a = self.rng.random_range(3..self.interfaces);
+        Flow {
+            iface: a,
+            src: Ipv4Addr::new(10, 0, 1, 10 + BASTION as u8),
+            dst: iface_ip(a),
+            sport: 0,
+            dport: 0,
+            proto: 1,
+            packets: 4,
+            bytes: 336,
+            accept: true,
+            flags: 0,
+            pkt_dst: None,
+            pkt_src: None,
+        }
+    }
+
+    /// Internet noise, rejected at the edge.
+    fn internet_noise(&mut self, sport: u16) -> Flow {
+        let r = &mut self.rng;
+        let iface = if r.random_bool(0.5) { ALB } else { BASTION };
+        let dport = [22, 23, 445, 3389, 1433, 8080, 443, 5900][r.random_range(0..8)];
+        let src = self.public_addr();
+        Flow {
+            iface,
+            src,
+            dst: iface_ip(iface),
+            sport,
+            dport,
+            proto: 6,
+            packets: 1,
+            bytes: 44,
+            accept: false,
+            flags: 2,
+            pkt_dst: None,
+            pkt_src: None,
+        }
+    }
+
+    /// A TCP flow to an interface's own address, for the scenarios.
+    fn tcp_to(iface: usize, src: Ipv4Addr, sport: u16, dport: u16, packets: u64, bytes: u64) -> Flow {
+        Flow {
+            iface,
+            src,
+            dst: iface_ip(iface),
+            sport,
+            dport,
+            proto: 6,
+            packets,
+            bytes,
+            accept: true,
+            flags: 18,
+            pkt_dst: None,
+            pkt_src: None,
+        }
     }
 
     /// Every alert scenario, once.
     fn scenarios(&mut self, end: u64) {
         self.cycle += 1;
-        let cycle = self.cycle as usize;
-        let web = iface_ip(ALB);
         // Illegal traffic: accepted from outside the allowed ranges.
         for i in 0..3u8 {
-            self.push(
-                &Flow {
-                    iface: ALB,
-                    src: Ipv4Addr::new(203, 0, 113, 7 + i),
-                    dst: web,
-                    sport: 51000 + i as u16,
-                    dport: 22,
-                    proto: 6,
-                    packets: 12,
-                    bytes: 2400,
-                    accept: true,
-                    flags: 18,
-                    pkt_dst: None,
-                    pkt_src: None,
-                },
-                end,
-            );
+            let f = Self::tcp_to(ALB, Ipv4Addr::new(203, 0, 113, 7 + i), 51000 + i as u16, 22, 12, 2400);
+            self.push(&f, end);
         }
-        // Reject storm on one internal interface (rotating).
-        let storm = 3 + cycle % (self.interfaces - 3);
-        for i in 0..30u16 {
-            let src = Ipv4Addr::new(198, 51, 100, 10 + (i % 5) as u8);
-            self.push(
-                &Flow {
-                    iface: storm,
-                    src,
-                    dst: iface_ip(storm),
-                    sport: 40000 + i,
-                    dport: [3389, 445][i as usize % 2],
-                    proto: 6,
-                    packets: 1,
-                    bytes: 44,
-                    accept: false,
-                    flags: 2,
-                    pkt_dst: None,
-                    pkt_src: None,
-                },
-                end,
-            );
-        }
-        // SYN+FIN burst: short connections.
-        for i in 0..150u16 {
-            let a = self.internal();
-            self.push(
-                &Flow {
-                    iface: SHORT_CONN_IFACE,
-                    src: iface_ip(a),
-                    dst: iface_ip(SHORT_CONN_IFACE),
-                    sport: 30000 + i,
-                    dport: 8080,
-                    proto: 6,
-                    packets: 3,
-                    bytes: 180,
-                    accept: true,
-                    flags: if i % 2 == 0 { 3 } else { 19 },
-                    pkt_dst: None,
-                    pkt_src: None,
-                },
-                end,
-            );
-        }
-        // NAT breach: egress to an unapproved destination.
-        for i in 0..3u8 {
-            let dst = Ipv4Addr::new(185, 220, 101, 20 + i);
-            let src = iface_ip(self.internal());
-            self.push(
-                &Flow {
-                    iface: NAT,
-                    src: iface_ip(NAT),
-                    dst,
-                    sport: 45000 + i as u16,
-                    dport: 9001,
-                    proto: 6,
-                    packets: 40,
-                    bytes: 52_000,
-                    accept: true,
-                    flags: 18,
-                    pkt_dst: Some(dst),
-                    pkt_src: Some(src),
-                },
-                end,
-            );
-        }
+        self.reject_storm(end);
+        self.short_connections(end);
+        self.nat_breach(end);
         // Telnet from inside.
         let t = self.internal();
         for (i, accept) in [false, false, true].into_iter().enumerate() {
             let src = iface_ip(self.internal());
-            self.push(
-                &Flow {
-                    iface: t,
-                    src,
-                    dst: iface_ip(t),
-                    sport: 41000 + i as u16,
-                    dport: 23,
-                    proto: 6,
-                    packets: 6,
-                    bytes: 360,
-                    accept,
-                    flags: 18,
-                    pkt_dst: None,
-                    pkt_src: None,
-                },
-                end,
-            );
+            let f = Flow { accept, ..Self::tcp_to(t, src, 41000 + i as u16, 23, 6, 360) };
+            self.push(&f, end);
         }
-        // Port scan: one source, 40 distinct ports.
+        self.port_scan(end);
+        self.status_lines(end);
+    }
+
+    /// Reject storm on one internal interface (rotating).
+    fn reject_storm(&mut self, end: u64) {
+        let storm = 3 + self.cycle as usize % (self.interfaces - 3);
+        for i in 0..30u16 {
+            let src = Ipv4Addr::new(198, 51, 100, 10 + (i % 5) as u8);
+            let dport = [3389, 445][i as usize % 2];
+            let f = Flow { accept: false, flags: 2, ..Self::tcp_to(storm, src, 40000 + i, dport, 1, 44) };
+            self.push(&f, end);
+        }
+    }
+
+    /// SYN+FIN burst: short connections.
+    fn short_connections(&mut self, end: u64) {
+        for i in 0..150u16 {
+            let src = iface_ip(self.internal());
+            let flags = if i % 2 == 0 { 3 } else { 19 };
+            let f = Flow { flags, ..Self::tcp_to(SHORT_CONN_IFACE, src, 30000 + i, 8080, 3, 180) };
+            self.push(&f, end);
+        }
+    }
+
+    /// NAT breach: egress to an unapproved destination.
+    fn nat_breach(&mut self, end: u64) {
+        for i in 0..3u8 {
+            let dst = Ipv4Addr::new(185, 220, 101, 20 + i);
+            let src = iface_ip(self.internal());
+            let f = Flow {
+                dst,
+                pkt_dst: Some(dst),
+                pkt_src: Some(src),
+                ..Self::tcp_to(NAT, iface_ip(NAT), 45000 + i as u16, 9001, 40, 52_000)
+            };
+            self.push(&f, end);
+        }
+    }
+
+    /// Port scan: one source, 40 distinct ports.
+    fn port_scan(&mut self, end: u64) {
         let scanner = Ipv4Addr::new(45, 155, 205, 233);
         let base: u16 = self.rng.random_range(1..60000);
         for i in 0..40u16 {
-            self.push(
-                &Flow {
-                    iface: ALB,
-                    src: scanner,
-                    dst: web,
-                    sport: 61000,
-                    dport: base + i * 7,
-                    proto: 6,
-                    packets: 1,
-                    bytes: 40,
-                    accept: false,
-                    flags: 2,
-                    pkt_dst: None,
-                    pkt_src: None,
-                },
-                end,
-            );
+            let f = Flow { accept: false, flags: 2, ..Self::tcp_to(ALB, scanner, 61000, base + i * 7, 1, 40) };
+            self.push(&f, end);
         }
-        // NODATA and SKIPDATA.
+    }
+
+    /// NODATA and SKIPDATA, and one malformed line so that the parse-error
+    /// metric has data.
+    fn status_lines(&mut self, end: u64) {
         let start = end.saturating_sub(60);
         let (a, b) = (iface_id(self.internal()), iface_id(self.internal()));
         let _ = writeln!(self.out, "5 {ACCOUNT} {a} - - - - - - - {start} {end} - NODATA {VPC} - - - - - -");
         let _ = writeln!(self.out, "5 {ACCOUNT} {b} - - - - - - - {start} {end} - SKIPDATA {VPC} - - - - - -");
-        // One malformed line, so the parse-error metric has data.
         let _ = writeln!(
             self.out,
             "5 {ACCOUNT} {a} 10.0.1.300 10.0.1.12 443 49152 6 10 840 {start} {end} ACCEPT OK {VPC} - - 18 IPv4 - -"
@@ -447,10 +415,16 @@ impl Generator {
     }
 }
 
-/// Runs the generator until `shutdown`: `rate` base records per second in ten
-/// batches a second, and the scenarios after [`FIRST_SCENARIOS_AFTER`] and every
-/// [`SCENARIO_PERIOD`].
+/// Runs the generator until `shutdown` into `agg` (the wiring before the
+/// pipeline: see [`run_pipeline`]).
 pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: CancellationToken) {
+    run_pipeline(&Pipeline::from_shared(agg), rate, interfaces, shutdown).await;
+}
+
+/// Runs the generator until `shutdown`, into a stream input of `pipeline`
+/// named `demo`: `rate` base records per second in ten batches a second, and
+/// the scenarios after [`FIRST_SCENARIOS_AFTER`] and every [`SCENARIO_PERIOD`].
+pub async fn run_pipeline(pipeline: &Pipeline, rate: u32, interfaces: usize, shutdown: CancellationToken) {
     let format = match Format::parse(DEMO_FORMAT) {
         Ok(f) => f,
         Err(e) => {
@@ -458,7 +432,7 @@ pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: 
             return;
         }
     };
-    let mut parser = LineParser::for_stream(format);
+    let mut input = pipeline.stream("demo", format);
     let mut generator = Generator::with_interfaces(Generator::now(), interfaces);
     let started = tokio::time::Instant::now();
     let mut next_round = started + FIRST_SCENARIOS_AFTER;
@@ -478,9 +452,7 @@ pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: 
             next_round += SCENARIO_PERIOD;
             tracing::info!("Demo: playing every alert scenario");
         }
-        let lines = generator.batch(base, play, Generator::now());
-        let mut agg = agg.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        agg.ingest_lines(&mut parser, lines.as_bytes());
+        input.lines(generator.batch(base, play, Generator::now()).as_bytes());
     }
 }
 
@@ -488,6 +460,7 @@ pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: 
 mod tests {
     use super::*;
     use crate::aggregate::Aggregator;
+    use crate::parse::LineParser;
 
     #[test]
     fn demo_config_and_format_are_valid() {
@@ -533,5 +506,26 @@ mod tests {
             assert!(!expo.contains(absent), "base traffic produced {absent}");
         }
         assert!(expo.contains("vpc_flow_exporter_parse_errors_total{reason=\"bad_address\"} 0"));
+    }
+
+    /// The demo loop feeds the pipeline: within its first scenario round
+    /// every detection has data, named `demo`.
+    #[tokio::test(start_paused = true)]
+    async fn run_feeds_the_pipeline_and_plays_the_scenarios() {
+        let p = Pipeline::new(&demo_config()).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let (p, shutdown) = (p.clone(), shutdown.clone());
+            async move { run_pipeline(&p, 1000, 12, shutdown).await }
+        });
+        tokio::time::sleep(FIRST_SCENARIOS_AFTER + Duration::from_millis(500)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let expo = p.exposition();
+        assert!(expo.contains("vpc_flow_top_port_scanners{srcaddr=\"45.155.205.233\"} 40"), "{expo}");
+        assert!(expo.contains("vpc_flow_exporter_parse_errors_total{reason=\"bad_address\"} 1"));
+        let lines: f64 =
+            expo.lines().find_map(|l| l.strip_prefix("vpc_flow_exporter_lines_total ")?.parse().ok()).unwrap();
+        assert!(lines > 10_000.0, "{lines}");
     }
 }

@@ -29,7 +29,8 @@ use super::ratelimit::RateLimiter;
 use super::retry::{Backoff, MAX_ATTEMPTS};
 use crate::aggregate::SharedAggregator;
 use crate::expose::Readiness;
-use crate::parse::LineParser;
+use crate::parse::{Format, LineParser};
+use crate::pipeline::{Pipeline, StreamInput};
 
 /// Least time between two saves of a scan in progress.
 pub const MID_SCAN_SAVE: Duration = Duration::from_secs(30);
@@ -58,35 +59,30 @@ pub trait EventSink: Send + 'static {
     fn ingest(&mut self, messages: &[&str]);
 }
 
-/// The exporter's sink: the group's own line parser (its log format) into the
-/// shared aggregator, one lock per page.
+/// The exporter's sink: a stream input of the pipeline in the group's log
+/// format, one lock per page.
 #[derive(Debug)]
 pub struct AggregatorSink {
-    agg: SharedAggregator,
-    parser: LineParser,
-    /// The log group, named by invalid-line diagnostics.
-    source: std::sync::Arc<str>,
+    input: StreamInput,
 }
 
 impl AggregatorSink {
+    /// A sink into `pipeline`, named by the log group in diagnostics.
+    pub fn for_group(pipeline: &Pipeline, log_group: &str, format: Format) -> AggregatorSink {
+        AggregatorSink { input: pipeline.stream(log_group, format) }
+    }
+
+    /// A sink into shared aggregates with a parser already built (the wiring
+    /// before the pipeline: see [`AggregatorSink::for_group`]).
     pub fn new(agg: SharedAggregator, parser: LineParser, log_group: &str) -> AggregatorSink {
-        AggregatorSink { agg, parser, source: std::sync::Arc::from(log_group) }
+        AggregatorSink { input: StreamInput::new(agg, parser, log_group) }
     }
 }
 
 impl EventSink for AggregatorSink {
     fn ingest(&mut self, messages: &[&str]) {
-        if messages.is_empty() {
-            return;
-        }
-        let mut agg = self.agg.lock().unwrap_or_else(|p| p.into_inner());
-        agg.set_source(&self.source);
-        for m in messages {
-            // One record per event; drop a trailing newline if the writer left one.
-            let line = m.as_bytes();
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
-            agg.ingest_line(&mut self.parser, line);
-        }
+        // One record per event; a trailing newline is dropped.
+        self.input.batch(messages);
     }
 }
 

@@ -1,0 +1,131 @@
+//! How long a scrape makes ingestion wait: one thread ingests a batch of
+//! 100 REJECT lines into the shared aggregator every 200 µs (500,000
+//! records/s; one lock per batch, as the sources do: often enough that every
+//! scrape meets a batch) while another scrapes the registry 10 times a
+//! second, with
+//! both top-K trackers holding 50,000 addresses (the default
+//! `limits.max_tracked_addresses`) and the port-scan tracker 20,000 sources.
+//! Prints the p50 / p99 / max of the writer's wait for the lock per batch,
+//! of the stall per scrape (the longest wait in each 100 ms, one scrape's
+//! period), and of the scrape's duration.
+//!
+//!   cargo bench --bench scrape_stall [-- SECONDS]
+//!
+//! Uses only the API that predates the pipeline (`SharedAggregator`,
+//! `expose::registry`), so the same file measures an older revision.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use vpc_flow_exporter::aggregate::Aggregator;
+use vpc_flow_exporter::config::Config;
+use vpc_flow_exporter::expose;
+use vpc_flow_exporter::parse::{Format, LineParser};
+
+const BATCH: usize = 100;
+const ADDRESSES: u32 = 50_000;
+/// One batch per period: the writer's pace.
+const PERIOD: Duration = Duration::from_micros(200);
+
+/// Batches of REJECT lines whose sources and destinations cycle through
+/// `ADDRESSES` addresses each, at flow time `now`.
+fn batches(now: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0u32;
+    while i < 2 * ADDRESSES {
+        let mut b = String::with_capacity(BATCH * 110);
+        for _ in 0..BATCH {
+            let a = i % ADDRESSES;
+            let src = format!("198.{}.{}.{}", 18 + (a >> 16), (a >> 8) & 255, a & 255);
+            let dst = format!("10.{}.{}.{}", 1 + (a >> 16), (a >> 8) & 255, a & 255);
+            let port = 1 + (i % 4000);
+            b += &format!("2 1 eni-{} {src} {dst} 40000 {port} 6 1 40 {} {now} REJECT OK\n", i % 16, now - 5);
+            i += 1;
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn percentiles(name: &str, mut v: Vec<Duration>) {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    println!(
+        "{name}: n={} p50={:?} p99={:?} p99.9={:?} max={:?}",
+        v.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        v[v.len() - 1]
+    );
+}
+
+fn main() {
+    let secs: u64 = std::env::args().filter_map(|a| a.parse().ok()).next().unwrap_or(10);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let config = Config::default();
+    let agg = Aggregator::new(&config).into_shared();
+    let batches = batches(now);
+    let mut parser = LineParser::for_stream(Format::default_v2());
+    for b in &batches {
+        agg.lock().unwrap().ingest_lines(&mut parser, b.as_bytes());
+    }
+    let registry = expose::registry(&agg);
+    let expo = expose::encode(&registry);
+    let held = |t: &str| {
+        let series = format!("vpc_flow_exporter_tracker_entries{{tracker=\"{t}\"}} ");
+        expo.lines().find_map(|l| l.strip_prefix(series.as_str()).map(str::to_owned)).unwrap_or_default()
+    };
+    println!(
+        "tracked: rejected_sources {}, rejected_destinations {}, port_scan {}; exposition {} bytes",
+        held("rejected_sources"),
+        held("rejected_destinations"),
+        held("port_scan"),
+        expo.len()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut took = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                std::hint::black_box(expose::encode(&registry));
+                took.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
+            }
+            took
+        })
+    };
+    let mut waits = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut n = 0;
+    let mut next = Instant::now();
+    while Instant::now() < end {
+        next += PERIOD;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let b = &batches[n % batches.len()];
+        n += 1;
+        let t = Instant::now();
+        let mut g = agg.lock().unwrap();
+        waits.push((t, t.elapsed()));
+        g.ingest_lines(&mut parser, b.as_bytes());
+        drop(g);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap();
+    println!("{} records in {secs} s ({:.2} M records/s)", n * BATCH, (n * BATCH) as f64 / secs as f64 / 1e6);
+    let start = waits[0].0;
+    let mut per_scrape = vec![Duration::ZERO; (secs * 10) as usize + 1];
+    for (at, w) in &waits {
+        let i = ((at.duration_since(start).as_millis() / 100) as usize).min(per_scrape.len() - 1);
+        per_scrape[i] = per_scrape[i].max(*w);
+    }
+    let slow = waits.iter().filter(|(_, w)| *w > Duration::from_micros(100)).count();
+    println!("batches that waited over 100 µs: {slow}");
+    percentiles("writer lock wait per batch", waits.into_iter().map(|(_, w)| w).collect());
+    percentiles("stall per scrape period (longest wait in each 100 ms)", per_scrape);
+    percentiles("scrape (lock + encode)", scrapes);
+}
