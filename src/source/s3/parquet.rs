@@ -169,11 +169,28 @@ struct Column {
 }
 
 /// Reads every row group of a spooled Parquet object into `sink`; returns
-/// the rows read (valid or not).
+/// the rows read (valid or not). The `parquet` crate asserts some
+/// invariants of the file instead of returning errors (a data page that
+/// refers to a missing dictionary): such a panic is caught and returned as
+/// [`ParquetError::Format`]; the sink then holds part of the object and is
+/// dropped like after any error.
 pub fn read<S: ObjectSink>(file: File, sink: &mut S) -> Result<u64, ParquetError> {
+    let len = file.metadata().map_err(|e| ParquetError::Format(e.to_string()))?.len();
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_checked(file, len, sink)));
+    read.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the reader panicked".to_owned());
+        Err(ParquetError::Format(why))
+    })
+}
+
+fn read_checked<S: ObjectSink>(file: File, len: u64, sink: &mut S) -> Result<u64, ParquetError> {
     let reader = SerializedFileReader::new(file)?;
     let mut columns = columns(&reader)?;
-    check_row_groups(&reader)?;
+    check_row_groups(&reader, len)?;
     let mut rows = 0u64;
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g)?;
@@ -225,14 +242,25 @@ fn columns(reader: &SerializedFileReader<File>) -> Result<Vec<Column>, ParquetEr
     Ok(out)
 }
 
-/// Refuses, before reading rows, codecs other than GZIP and none, and row
-/// groups over [`MAX_ROW_GROUP_BYTES`].
-fn check_row_groups(reader: &SerializedFileReader<File>) -> Result<(), ParquetError> {
+/// Refuses, before reading rows, codecs other than GZIP and none, row
+/// groups over [`MAX_ROW_GROUP_BYTES`], and column chunks outside the file
+/// (which the `parquet` crate asserts against).
+fn check_row_groups(reader: &SerializedFileReader<File>, file_len: u64) -> Result<(), ParquetError> {
     for (index, group) in reader.metadata().row_groups().iter().enumerate() {
         if group.total_byte_size() > MAX_ROW_GROUP_BYTES {
             return Err(ParquetError::RowGroupTooLarge { index, bytes: group.total_byte_size() });
         }
         for column in group.columns() {
+            let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(column.compressed_size()).ok())
+                .and_then(|(start, len)| start.checked_add(len))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                let name = column.column_descr().name();
+                return Err(ParquetError::Format(format!("column {name} of row group {index} lies outside the file")));
+            }
             match column.compression() {
                 Compression::UNCOMPRESSED | Compression::GZIP(_) => {}
                 other => {

@@ -252,3 +252,36 @@ fn string_forms_are_unambiguous_and_bounded() {
     assert_eq!(key, long.clone().storage_key());
     assert_ne!(key, id("b", &"k".repeat(MAX_KEY_BYTES), Tag::Version("w".repeat(200))).storage_key());
 }
+
+proptest::proptest! {
+    /// Any body gives an outcome, never a panic; a valid body with one byte
+    /// changed too.
+    #[test]
+    fn any_body_is_an_outcome(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = parse(&body);
+    }
+
+    #[test]
+    fn any_change_to_a_valid_body_is_an_outcome(at in 0usize..2000, byte in proptest::num::u8::ANY, wrap in proptest::bool::ANY) {
+        let body = s3_event("ObjectCreated:Put", "a%20b+c.log.gz", Some("v1"));
+        let body = if wrap { sns(&body) } else { body };
+        let mut bytes = body.into_bytes();
+        let at = at % bytes.len();
+        bytes[at] = byte;
+        let _ = parse(&bytes);
+    }
+
+    /// Decoding undoes form encoding (`+` for space, `%XX` for the rest).
+    #[test]
+    fn url_decoding_undoes_form_encoding(key in "\\PC{1,64}") {
+        let mut encoded = String::new();
+        for b in key.bytes() {
+            match b {
+                b' ' => encoded.push('+'),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => encoded.push(b as char),
+                _ => encoded.push_str(&format!("%{b:02X}")),
+            }
+        }
+        proptest::prop_assert_eq!(url_decode(&encoded).unwrap(), key);
+    }
+}
