@@ -305,11 +305,18 @@ impl ConnState {
 
     fn on_request(&self) {
         let mut s = self.lock();
-        if s.busy == 0 {
+        let started = s.busy == 0;
+        if started {
             s.phase = Phase::Busy;
             s.since = Instant::now();
         }
         s.busy += 1;
+        drop(s);
+        if started {
+            // The request deadline may come before the head one being waited
+            // for (a Firehose request_timeout under header_read_timeout).
+            self.changed.notify_one();
+        }
     }
 
     fn on_response_done(&self) {
