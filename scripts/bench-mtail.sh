@@ -8,6 +8,12 @@
 # close as mtail allows) with --one_shot; it is installed from the Debian
 # package when missing. Not a test dependency: only this script needs it.
 set -euo pipefail
+# BENCH_PRIORITY=1 (root): run in a scheduler group of its own at nice -20,
+# so that other work on a shared machine (builds) skews the figures less.
+if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
+    export BENCH_PRIORITY_SET=1
+    exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
 distinct=${2:-50000}

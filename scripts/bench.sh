@@ -13,6 +13,12 @@
 # The worker count is set with VPC_FLOW_EXPORTER_REPLAY_WORKERS, an internal
 # knob (see docs/replay.md); users get one worker per available core.
 set -euo pipefail
+# BENCH_PRIORITY=1 (root): run in a scheduler group of its own at nice -20,
+# so that other work on a shared machine (builds) skews the figures less.
+if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
+    export BENCH_PRIORITY_SET=1
+    exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 lines=${1:-10000000}
 distinct=${2:-50000}
