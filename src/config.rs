@@ -1006,3 +1006,67 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     }
     u64::try_from(total_ms).map(Duration::from_millis).map_err(|_| bad())
 }
+
+#[cfg(test)]
+mod firehose_tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml(yaml, Path::new("/etc/x")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_firehose_section_defaults_and_keys() {
+        let c = load("firehose:\n  listen_address: \":10191\"\n  access_keys: [a, b]\n").unwrap();
+        let fh = c.firehose.unwrap();
+        assert_eq!(fh.access_keys, vec![AccessKey("a".into()), AccessKey("b".into())]);
+        assert_eq!(format!("{:?}", fh.access_keys[0]), "AccessKey(<redacted>)");
+        assert_eq!(fh.log_format, Format::default_v2());
+        assert_eq!(fh.request_timeout, defaults::FIREHOSE_REQUEST_TIMEOUT);
+        assert_eq!((fh.dedup_window, fh.dedup_max_ids), (Duration::from_secs(600), 100_000));
+        assert_eq!(fh.max_bytes_in_flight, 512 << 20);
+        let open = load("firehose:\n  listen_address: \":1\"\n  allow_unauthenticated: true\n").unwrap();
+        assert!(open.firehose.unwrap().access_keys.is_empty());
+        assert!(load("").unwrap().firehose.is_none());
+    }
+
+    #[test]
+    fn keys_come_from_a_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keys"), "k1\r\n\n  \nk2\n").unwrap();
+        let yaml = "firehose:\n  listen_address: \":1\"\n  access_keys: [k0]\n  access_keys_file: keys\n";
+        let c = Config::from_yaml(yaml, dir.path()).unwrap();
+        let keys: Vec<String> = c.firehose.unwrap().access_keys.into_iter().map(|k| k.0).collect();
+        assert_eq!(keys, ["k0", "k1", "k2"]);
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let e = Config::from_yaml("firehose:\n  listen_address: \":1\"\n  access_keys_file: empty\n", dir.path());
+        assert!(e.unwrap_err().to_string().starts_with("firehose.access_keys_file: "), "no key in it");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "firehose:\n  listen_address: \":1\"\n";
+        let cases = [
+            ("firehose:\n  access_keys: [a]\n", "firehose.listen_address: missing: the listener for Firehose, e.g. \":10191\" (line 1)"),
+            (base, "firehose.access_keys: missing: list the accepted access keys (or access_keys_file); to accept requests without a key, set allow_unauthenticated: true (line 1)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  allow_unauthenticated: true\n", "firehose.allow_unauthenticated: must not be true when access keys are configured (line 4)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a, a]\n", "firehose.access_keys: an access key is listed twice (line 3)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [\"\"]\n", "firehose.access_keys[0]: an access key must be 1 to 4096 bytes, got 0 (line 3)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  request_timeout: 5m\n", "firehose.request_timeout: must be between 1s and 170s (Firehose waits 3 minutes for a response) (line 4)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  dedup_window: 10s\n", "firehose.dedup_window: must be between 1m and 3h (line 4)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  dedup_max_ids: 1\n", "firehose.dedup_max_ids: must be between 100 and 10000000, got 1 (line 4)"),
+            ("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  max_bytes_in_flight: 1\n", "firehose.max_bytes_in_flight: must be between 134217728 and 68719476736, got 1 (line 4)"),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(load(yaml).unwrap_err(), want, "{yaml}");
+        }
+        let e =
+            load("firehose:\n  listen_address: \":1\"\n  access_keys: [a]\n  log_format: \"${nope}\"\n").unwrap_err();
+        assert!(e.starts_with("firehose.log_format: "), "{e}");
+        let e = load("firehose:\n  listen_address: \":1\"\n  acces_keys: [a]\n").unwrap_err();
+        assert!(e.starts_with("firehose: unknown field `acces_keys`"), "{e}");
+        let long = "k".repeat(4097);
+        let e = load(&format!("firehose:\n  listen_address: \":1\"\n  access_keys: [{long}]\n")).unwrap_err();
+        assert!(e.starts_with("firehose.access_keys[0]: an access key must be 1 to 4096 bytes, got 4097"), "{e}");
+    }
+}
