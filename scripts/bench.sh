@@ -24,7 +24,11 @@ lines=${1:-10000000}
 distinct=${2:-50000}
 reject=${3:-20}
 workers=${BENCH_WORKERS:-2}
-dir=${BENCH_DIR:-/tmp/vpc-flow-bench}
+# Generated files go to memory (/dev/shm) when there is one: the shared disk is
+# small, and a file there reads like one in the page cache.
+default_dir=/tmp/vpc-flow-bench
+[ -d /dev/shm ] && [ -w /dev/shm ] && default_dir=/dev/shm/vpc-flow-bench
+dir=${BENCH_DIR:-$default_dir}
 mkdir -p "$dir"
 [ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin vpc-flow-exporter --example gen_flows
 geoip=${GEOIP:-}
@@ -44,13 +48,10 @@ generate() { # file lines seed
 }
 file="$dir/flows-$lines-$distinct-$reject.log"
 generate "$file" "$lines" 42
-# The two files of half the lines: in memory (/dev/shm) when there is one,
-# and removed at the end, so that a run leaves no extra gigabyte on disk.
+# The two files of half the lines are removed at the end (another gigabyte).
 half=$((lines / 2))
-pair_dir=$dir
-[ -d /dev/shm ] && [ -w /dev/shm ] && pair_dir=$(mktemp -d /dev/shm/vpc-flow-bench.XXXXXX)
-pair=("$pair_dir/flows-$half-$distinct-$reject-a.log" "$pair_dir/flows-$half-$distinct-$reject-b.log")
-[ "$pair_dir" = "$dir" ] || trap 'rm -rf "$pair_dir"' EXIT
+pair=("$dir/flows-$half-$distinct-$reject-a.log" "$dir/flows-$half-$distinct-$reject-b.log")
+trap 'rm -f "${pair[@]}"' EXIT
 generate "${pair[0]}" "$half" 42
 generate "${pair[1]}" "$((lines - half))" 43
 config=()
