@@ -147,6 +147,7 @@ struct RawConfig {
     limits: RawLimits,
     cloudwatch: Option<RawCloudWatch>,
     firehose: Option<RawFirehose>,
+    s3: Option<RawS3>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +226,21 @@ struct RawFirehose {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawS3 {
+    queue_url: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    role_arn: Option<String>,
+    concurrency: Option<usize>,
+    visibility_timeout: Option<String>,
+    key_prefix: Option<String>,
+    log_format: Option<String>,
+    dedup_table: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLogGroup {
     name: Option<String>,
     log_format: Option<String>,
@@ -244,6 +260,8 @@ pub struct Config {
     pub cloudwatch: Option<CloudWatchConfig>,
     /// The Firehose receiver; off when absent.
     pub firehose: Option<FirehoseConfig>,
+    /// The S3 source (objects announced on SQS); off when absent.
+    pub s3: Option<S3Config>,
 }
 
 /// The detection rules and windows.
@@ -337,6 +355,29 @@ pub struct FirehoseConfig {
     pub dedup_max_ids: usize,
 }
 
+/// The S3 source (docs/s3.md): objects announced on an SQS queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Config {
+    pub queue_url: String,
+    pub region: Option<String>,
+    /// For S3, SQS and DynamoDB alike (local endpoints, tests).
+    pub endpoint_url: Option<String>,
+    pub role_arn: Option<String>,
+    /// Objects in work at once.
+    pub concurrency: usize,
+    /// Held on received messages, extended every half of it while in work.
+    pub visibility_timeout: Duration,
+    /// Objects whose key does not start with it are skipped (and counted).
+    pub key_prefix: Option<String>,
+    /// The format of text objects without a header line.
+    pub log_format: Format,
+    /// DynamoDB table of object claims: exactly once across replicas.
+    pub dedup_table: Option<String>,
+    /// At shutdown, how long objects in work may take to finish before
+    /// their messages are released (visibility 0).
+    pub shutdown_grace: Duration,
+}
+
 /// An access key; its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessKey(pub String);
@@ -392,6 +433,15 @@ pub mod defaults {
     pub const FIREHOSE_KEYS_FILE_BYTES: u64 = 1 << 20;
     /// The longest access key (Firehose's limit).
     pub const FIREHOSE_ACCESS_KEY_BYTES: usize = 4096;
+    /// `s3.concurrency`: at most 256 objects in work at once.
+    pub const S3_CONCURRENCY_MAX: usize = 256;
+    /// `s3.visibility_timeout`: 5 minutes, between 30s and 12h (the SQS maximum).
+    pub const S3_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const S3_VISIBILITY_TIMEOUT_MIN: Duration = Duration::from_secs(30);
+    pub const S3_VISIBILITY_TIMEOUT_MAX: Duration = Duration::from_secs(12 * 3600);
+    /// `s3.shutdown_grace`: 20 seconds, at most 10 minutes.
+    pub const S3_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+    pub const S3_SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(600);
 }
 
 impl Default for Config {
@@ -418,6 +468,7 @@ impl Default for Config {
             },
             cloudwatch: None,
             firehose: None,
+            s3: None,
         }
     }
 }
@@ -462,13 +513,16 @@ impl Config {
         if let Some(fh) = &self.firehose {
             push("firehose.log_format".to_owned(), &fh.log_format);
         }
+        if let Some(s3) = &self.s3 {
+            push("s3.log_format".to_owned(), &s3.log_format);
+        }
         out
     }
 }
 
 /// The expected shapes of the raw model, in the file's words.
 const SHAPES: &[(&str, &str)] = &[
-    ("struct RawConfig", "a mapping with log_format, detections, geoip, limits, cloudwatch, firehose"),
+    ("struct RawConfig", "a mapping with log_format, detections, geoip, limits, cloudwatch, firehose, s3"),
     (
         "struct RawDetections",
         "a mapping with allowed_source_cidrs, approved_destination_cidrs, forbidden_ports, watch_ports, top_k, port_scan",
@@ -485,6 +539,10 @@ const SHAPES: &[(&str, &str)] = &[
     (
         "struct RawFirehose",
         "a mapping with listen_address, access_keys, access_keys_file, allow_unauthenticated, log_format, request_timeout, max_bytes_in_flight, dedup_window, dedup_max_ids",
+    ),
+    (
+        "struct RawS3",
+        "a mapping with queue_url, region, endpoint_url, role_arn, concurrency, visibility_timeout, key_prefix, log_format, dedup_table, shutdown_grace",
     ),
     ("bool", "true or false"),
     ("u16", "a port number 0-65535"),
@@ -579,7 +637,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         None => None,
         Some(fh) => Some(validate_firehose(fh, base, &log_format)?),
     };
-    Ok(Config { log_format, detections, geoip, limits, cloudwatch, firehose })
+    let s3 = match raw.s3 {
+        None => None,
+        Some(s3) => Some(validate_s3(s3, &log_format)?),
+    };
+    Ok(Config { log_format, detections, geoip, limits, cloudwatch, firehose, s3 })
 }
 
 /// The `detections` section, with the defaults `d` for what it leaves out.
@@ -728,6 +790,93 @@ fn validate_cloudwatch(cw: RawCloudWatch, base: &Path, log_format: &Format) -> R
         dedup_margin,
         log_groups: groups,
     })
+}
+
+/// The `s3` section (docs/s3.md); `log_format` is the file's.
+fn validate_s3(s3: RawS3, log_format: &Format) -> Result<S3Config, ConfigError> {
+    let queue_url = match s3.queue_url {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u,
+        Some(u) => {
+            let shown = crate::source::cloudwatch::client::redact_url(&u);
+            return Err(err("s3.queue_url", format!("must be an SQS queue URL (https://sqs...), got {shown:?}")));
+        }
+        None => return Err(err("s3.queue_url", "missing: the URL of the SQS queue that S3 notifies")),
+    };
+    let (endpoint_url, region, role_arn) = aws_target("s3", s3.endpoint_url, s3.region, s3.role_arn)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = within("s3.concurrency", s3.concurrency, cores, 1, defaults::S3_CONCURRENCY_MAX)?;
+    let key = "s3.visibility_timeout";
+    let visibility_timeout = duration_or(key, s3.visibility_timeout.as_deref(), defaults::S3_VISIBILITY_TIMEOUT)?;
+    if visibility_timeout < defaults::S3_VISIBILITY_TIMEOUT_MIN
+        || visibility_timeout > defaults::S3_VISIBILITY_TIMEOUT_MAX
+    {
+        return Err(err(key, "must be between 30s and 12h (the SQS maximum)"));
+    }
+    let shutdown_grace = duration_or("s3.shutdown_grace", s3.shutdown_grace.as_deref(), defaults::S3_SHUTDOWN_GRACE)?;
+    if shutdown_grace > defaults::S3_SHUTDOWN_GRACE_MAX {
+        return Err(err("s3.shutdown_grace", "must be at most 10m"));
+    }
+    let log_format = match s3.log_format {
+        Some(spec) => compile_format("s3.log_format", &spec)?,
+        None => log_format.clone(),
+    };
+    if let Some(t) = &s3.dedup_table {
+        let ok = (3..=255).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !ok {
+            return Err(err(
+                "s3.dedup_table",
+                format!("must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ - .), got {t:?}"),
+            ));
+        }
+    }
+    let key_prefix = s3.key_prefix.filter(|p| !p.is_empty());
+    if key_prefix.as_ref().is_some_and(|p| p.len() > 1024) {
+        return Err(err("s3.key_prefix", "must be at most 1024 bytes (the S3 key limit)"));
+    }
+    Ok(S3Config {
+        queue_url,
+        region,
+        endpoint_url,
+        role_arn,
+        concurrency,
+        visibility_timeout,
+        key_prefix,
+        log_format,
+        dedup_table: s3.dedup_table,
+        shutdown_grace,
+    })
+}
+
+/// An AWS section's endpoint URL, region and role, checked as cloudwatch's are.
+type AwsTarget = (Option<String>, Option<String>, Option<String>);
+
+fn aws_target(
+    section: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+    role: Option<String>,
+) -> Result<AwsTarget, ConfigError> {
+    if let Some(url) = &endpoint {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let shown = crate::source::cloudwatch::client::redact_url(url);
+            return Err(err(
+                format!("{section}.endpoint_url"),
+                format!("must start with http:// or https://, got {shown:?}"),
+            ));
+        }
+    }
+    if region.as_ref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(err(format!("{section}.region"), "must not be empty"));
+    }
+    if let Some(arn) = &role {
+        if !arn.starts_with("arn:") {
+            return Err(err(
+                format!("{section}.role_arn"),
+                format!("must be an IAM role ARN (arn:aws:iam::...), got {arn:?}"),
+            ));
+        }
+    }
+    Ok((endpoint, region, role))
 }
 
 fn validate_firehose(fh: RawFirehose, base: &Path, log_format: &Format) -> Result<FirehoseConfig, ConfigError> {

@@ -318,6 +318,13 @@ impl Aggregator {
         }
     }
 
+    /// Counts one invalid input that did not come from a line (a Parquet
+    /// row with a bad value): as a line read and an invalid line by reason.
+    pub fn ingest_invalid(&mut self, e: ParseError) {
+        self.lines += 1;
+        self.parse_errors[e.index()] += 1;
+    }
+
     /// Counts one record that did not come from a line (typed input): as a
     /// line read and a valid record.
     pub fn ingest_record(&mut self, r: &Record<'_>) {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, PoisonError};
 
 use crate::aggregate::{Aggregator, SharedAggregator};
-use crate::parse::{LineParser, Record};
+use crate::parse::{LineParser, ParseError, Record};
 
 /// A stream of records in one format (a log group, a delivery stream, the
 /// demo): every batch takes the shared lock once.
@@ -99,6 +99,12 @@ impl FileInput {
         for r in records {
             self.scratch.ingest_record(r);
         }
+    }
+
+    /// Counts one invalid typed input (a Parquet row with a bad value) into
+    /// the shard, as an invalid line by reason.
+    pub fn invalid(&mut self, reason: ParseError) {
+        self.scratch.ingest_invalid(reason);
     }
 
     /// Lines counted so far (records, headers and invalid lines).
