@@ -29,25 +29,36 @@ pub(crate) struct Rings {
     cols: Vec<Vec<u32>>,
     /// Each ring's sum over the live epochs (from `swept` on).
     totals: Vec<u64>,
-    /// Nonzero cells per column.
-    used: Vec<u32>,
+    /// Bit `c`: column `c` may hold a nonzero cell (`slots <= 64`).
+    used: u64,
     free: Vec<u32>,
     /// The first live epoch: the cells of every older epoch are zero.
     swept: u64,
+    /// `swept % slots`: the column of epoch `e` (live) is `swept_col + (e -
+    /// swept)`, less `slots` when past it — no division per record.
+    swept_col: u64,
 }
 
 impl Rings {
     /// Rings of `slots` (1 to 60) epochs.
     pub(crate) fn new(slots: u64) -> Rings {
-        let slots = slots.max(1);
+        let slots = slots.clamp(1, SLOTS as u64);
         Rings {
             slots,
             cols: (0..slots).map(|_| Vec::new()).collect(),
             totals: Vec::new(),
-            used: vec![0; slots as usize],
+            used: 0,
             free: Vec::new(),
             swept: 0,
+            swept_col: 0,
         }
+    }
+
+    /// The column of a live epoch.
+    #[inline]
+    fn col(&self, epoch: u64) -> usize {
+        let c = self.swept_col + (epoch - self.swept);
+        (if c >= self.slots { c - self.slots } else { c }) as usize
     }
 
     /// Rings in the slab, free ones included.
@@ -74,12 +85,8 @@ impl Rings {
         let ri = r as usize;
         if self.totals[ri] != 0 {
             for epoch in self.swept.max((head + 1).saturating_sub(self.slots))..=head {
-                let c = (epoch % self.slots) as usize;
-                let cell = &mut self.cols[c][ri];
-                if *cell != 0 {
-                    *cell = 0;
-                    self.used[c] -= 1;
-                }
+                let c = self.col(epoch);
+                self.cols[c][ri] = 0;
             }
             self.totals[ri] = 0;
         }
@@ -90,19 +97,20 @@ impl Rings {
     /// at `u32::MAX`).
     #[inline]
     pub(crate) fn add(&mut self, r: u32, epoch: u64, n: u32) {
-        let c = (epoch % self.slots) as usize;
+        let c = self.col(epoch);
+        self.used |= 1 << c;
         let cell = &mut self.cols[c][r as usize];
         let n = n.min(u32::MAX - *cell);
-        if *cell == 0 && n > 0 {
-            self.used[c] += 1;
-        }
         *cell += n;
         self.totals[r as usize] += u64::from(n);
     }
 
-    /// The count of ring `r` in the live `epoch`.
+    /// The count of ring `r` in `epoch` (0 when not live).
     pub(crate) fn get(&self, r: u32, epoch: u64) -> u32 {
-        self.cols[(epoch % self.slots) as usize][r as usize]
+        if epoch < self.swept || epoch - self.swept >= self.slots {
+            return 0;
+        }
+        self.cols[self.col(epoch)][r as usize]
     }
 
     /// The window total of ring `r`: its counts from the first live epoch on.
@@ -154,16 +162,17 @@ impl Rings {
         // Only the last `slots` epochs can share a column with a written one.
         for epoch in self.swept.max(first_live.saturating_sub(self.slots))..first_live {
             let c = (epoch % self.slots) as usize;
-            if self.used[c] == 0 {
+            if self.used & (1 << c) == 0 {
                 continue;
             }
             for (total, cell) in self.totals.iter_mut().zip(self.cols[c].iter_mut()) {
                 *total -= u64::from(*cell);
                 *cell = 0;
             }
-            self.used[c] = 0;
+            self.used &= !(1 << c);
         }
         self.swept = first_live;
+        self.swept_col = first_live % self.slots;
     }
 
     /// Back to empty, keeping the allocations.
@@ -172,16 +181,16 @@ impl Rings {
             col.clear();
         }
         self.totals.clear();
-        self.used.fill(0);
+        self.used = 0;
         self.free.clear();
         self.swept = 0;
+        self.swept_col = 0;
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.cols.iter().map(|c| c.capacity() * 4).sum::<usize>()
             + self.totals.capacity() * 8
             + self.free.capacity() * 4
-            + self.used.capacity() * 4
     }
 }
 
@@ -212,7 +221,7 @@ mod tests {
         // A jump past the whole window clears everything.
         rings.expire(100);
         assert_eq!((rings.total(a), rings.total(b)), (0, 0));
-        assert!(rings.used.iter().all(|&u| u == 0));
+        assert_eq!(rings.used, 0);
         assert!(rings.cols.iter().flatten().all(|&c| c == 0));
     }
 
@@ -228,7 +237,7 @@ mod tests {
         rings.release(a, 130);
         assert_eq!(rings.alloc(), a);
         assert_eq!((rings.total(a), rings.get(a, 100), rings.get(a, 130), rings.len()), (0, 0, 0, 1));
-        assert!(rings.used.iter().all(|&u| u == 0));
+        assert!(rings.cols.iter().flatten().all(|&c| c == 0));
         rings.clear();
         assert_eq!(rings.len(), 0);
     }

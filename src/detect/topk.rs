@@ -156,10 +156,12 @@ impl WindowedTopK {
     pub fn snapshot(&self, newest: u64, out: &mut Vec<(IpAddr, u64)>) {
         let view = self.view(newest);
         out.reserve(self.map.len());
-        out.extend(self.map.iter().filter_map(|(&key, e)| {
+        for (&key, e) in &self.map {
             let c = count_at(e, &view, &self.rings);
-            (c > 0).then(|| (addr_of(key), c))
-        }));
+            if c > 0 {
+                out.push((addr_of(key), c));
+            }
+        }
     }
 
     /// The `k` addresses with the most records in the window ending at `newest`,

@@ -7,6 +7,7 @@
 //! tracker reports about what it dropped (evictions, stale and deferred
 //! records, the error bound through `LossLog`), merged when shards are.
 
+use std::cmp::Ordering;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl SlotClock {
 /// k): a partial selection, then a sort of the `k` kept. Meant for the
 /// collector, outside the writers' lock, on a vector filled by `snapshot`.
 pub fn select_top(entries: &mut Vec<(IpAddr, u64)>, k: usize) {
-    let order = |a: &(IpAddr, u64), b: &(IpAddr, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+    let order = |a: &(IpAddr, u64), b: &(IpAddr, u64)| b.1.cmp(&a.1).then_with(|| addr_cmp(&a.0, &b.0));
     if k == 0 {
         entries.clear();
         return;
@@ -83,6 +84,18 @@ pub fn select_top(entries: &mut Vec<(IpAddr, u64)>, k: usize) {
         entries.truncate(k);
     }
     entries.sort_unstable_by(order);
+}
+
+/// `IpAddr`'s order (every IPv4 address before every IPv6 one, each family
+/// by value), comparing integers rather than octet arrays.
+#[inline]
+fn addr_cmp(a: &IpAddr, b: &IpAddr) -> Ordering {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(*a).cmp(&u32::from(*b)),
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(*a).cmp(&u128::from(*b)),
+        (IpAddr::V4(_), IpAddr::V6(_)) => Ordering::Less,
+        (IpAddr::V6(_), IpAddr::V4(_)) => Ordering::Greater,
+    }
 }
 
 /// Eviction order: a window value (count, distinct ports), then a recency
@@ -309,6 +322,20 @@ mod tests {
                 let t = x >> 32;
                 assert_eq!(c.epoch(t), t / w, "t {t} w {w}");
                 assert_eq!(c.epoch(t - t % w + w - 1), t / w, "t {t} w {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn addr_cmp_is_ipaddr_order() {
+        let addrs: Vec<IpAddr> =
+            ["0.0.0.0", "10.0.0.1", "10.0.1.0", "255.255.255.255", "::", "::1", "2001:db8::1", "ffff::1"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+        for a in &addrs {
+            for b in &addrs {
+                assert_eq!(addr_cmp(a, b), a.cmp(b), "{a} {b}");
             }
         }
     }
