@@ -434,6 +434,44 @@ mod tests {
         assert!(reqwest::get(&url).await.is_err(), "the server stopped with the exporter");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_firehose_section_alone_is_a_live_exporter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let write = |listen: &str| {
+            let yaml = format!("firehose:\n  listen_address: \"{listen}\"\n  allow_unauthenticated: true\n");
+            std::fs::write(&path, yaml).unwrap();
+        };
+        let web =
+            |addr: &str| WebArgs { listen_address: addr.into(), new_series_hold: Duration::ZERO, ..WebArgs::default() };
+        write("nonsense");
+        let e = Exporter::build(Settings::live(&path, web("127.0.0.1:0")).unwrap()).unwrap().check().await.unwrap_err();
+        let want = "firehose.listen_address: invalid address \"nonsense\" (expected host:port, [IPv6]:port or :port)";
+        assert_eq!(e.to_string(), want);
+        write(":10190");
+        let e = Exporter::build(Settings::live(&path, web(":10190")).unwrap()).unwrap().check().await.unwrap_err();
+        let want = "firehose.listen_address: must differ from --web.listen-address (:10190)";
+        assert_eq!(e.to_string(), format!("{}: {want}", path.display()));
+
+        write("127.0.0.1:0");
+        let exporter = Exporter::build(Settings::live(&path, web("127.0.0.1:0")).unwrap()).unwrap();
+        exporter.check().await.unwrap();
+        let running = exporter.start().await.unwrap();
+        let addr = running.firehose_addr().unwrap();
+        let line = "2 1 eni-f 10.0.0.1 10.0.0.2 1 443 6 1 100 1700000000 1700000060 ACCEPT OK";
+        let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, line);
+        let body = format!("{{\"requestId\":\"r1\",\"timestamp\":1,\"records\":[{{\"data\":\"{data}\"}}]}}");
+        let client = reqwest::Client::new();
+        let reply = client.post(format!("http://{addr}/")).header("content-type", "application/json").body(body);
+        let reply = reply.send().await.unwrap();
+        assert_eq!(reply.status(), 200);
+        let text = expose::encode(running.registry());
+        assert!(text.contains("vpc_flow_records_total{action=\"ACCEPT\",interface_id=\"eni-f\"} 1"), "{text}");
+        assert!(running.readiness().is_ready(), "ready once listening");
+        running.stop().await.unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the Firehose listener stopped too");
+    }
+
     #[tokio::test]
     async fn check_runs_the_starts_checks_and_binds_nothing() {
         let dir = tempfile::tempdir().unwrap();

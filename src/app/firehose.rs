@@ -37,7 +37,7 @@ pub(crate) struct FirehoseListener {
 pub(crate) async fn check(config: &Config, path: Option<&std::path::Path>, web: &WebArgs) -> Result<(), AppError> {
     let Some(fh) = &config.firehose else { return Ok(()) };
     let listen = Listen::parse_as(LISTEN_KEY, &fh.listen_address)?;
-    if fh.listen_address == web.listen_address {
+    if fh.listen_address == web.listen_address && !fh.listen_address.ends_with(":0") {
         let message = format!("{LISTEN_KEY}: must differ from --web.listen-address ({})", web.listen_address);
         return Err(AppError::in_config(path, message));
     }
