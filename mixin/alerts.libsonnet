@@ -229,6 +229,60 @@ local p = import 'lib/promql.libsonnet';
             'The newest flow seen by {{ $labels.instance }} ended {{ $value | humanizeDuration }} ago.',
             { 'for': '15m' },
           ),
+          // The push and queue sources, per replica (`instance`): each replica
+          // of a job receives its own share, so a replica that stops receiving
+          // or fails is named. The series exist (at 0) only where the source
+          // is configured, so nothing fires without it; a replica that is down
+          // has stale series (no result) and VpcFlowExporterDown speaks for it.
+          alert(
+            'VpcFlowExporterFirehoseNoDeliveries',
+            'sum by (%(by)s) (increase(vpc_flow_exporter_firehose_requests_total%(s)s[%(w)s])) == 0\n' % { s: p.sel(c), by: p.by(c, ['instance']), w: c.firehoseIdleWindow },
+            'A Firehose receiver has had no request for too long.',
+            '{{ $labels.instance }} (job {{ $labels.job }}) has answered no Firehose request for %s: the delivery stream stopped, its endpoint URL changed, or the load balancer no longer sends to this replica. Its share of the flow logs is not being counted.' % c.firehoseIdleWindow,
+            { 'for': '10m' },
+          ),
+          alert(
+            'VpcFlowExporterFirehoseAuthFailures',
+            'sum by (%(by)s) (increase(vpc_flow_exporter_firehose_auth_failures_total%(s)s[10m])) > %(t)s\n' % { s: p.sel(c), by: p.by(c, ['instance']), t: p.threshold('firehose_auth_failures_10m') },
+            'Firehose requests are refused for a missing or wrong access key.',
+            '{{ $labels.instance }} refused {{ $value | printf "%.0f" }} Firehose requests in the last 10 minutes for a missing or wrong X-Amz-Firehose-Access-Key (401): a stream with an old key, a replica without the new one, or someone guessing keys.',
+            { 'for': '5m' },
+          ),
+          alert(
+            'VpcFlowExporterFirehoseErrors',
+            '(\n  sum by (%(by)s) (rate(vpc_flow_exporter_firehose_requests_total%(se)s[10m]))\n  /\n  sum by (%(by)s) (rate(vpc_flow_exporter_firehose_requests_total%(s)s[10m]))\n) > %(t)s\n' % { s: p.sel(c), se: p.sel(c, 'code!~"200|401|503"'), by: p.by(c, ['instance']), t: p.threshold('firehose_error_ratio') },
+            'Firehose requests are failing.',
+            '{{ $value | humanizePercentage }} of the Firehose requests to {{ $labels.instance }} over the last 10 minutes were answered with an error (400, 413, 500, ...; not 401 or 503): Firehose retries them, then writes them to its error bucket (413 at once).',
+            { 'for': '10m' },
+          ),
+          alert(
+            'VpcFlowExporterFirehoseBusy',
+            '(\n  sum by (%(by)s) (rate(vpc_flow_exporter_firehose_requests_total%(sb)s[15m]))\n  /\n  sum by (%(by)s) (rate(vpc_flow_exporter_firehose_requests_total%(s)s[15m]))\n) > %(t)s\n' % { s: p.sel(c), sb: p.sel(c, 'code="503"'), by: p.by(c, ['instance']), t: p.threshold('firehose_busy_ratio') },
+            'A Firehose receiver keeps answering 503 (busy).',
+            '{{ $value | humanizePercentage }} of the Firehose requests to {{ $labels.instance }} over the last 15 minutes were answered 503: its bodies in flight reach firehose.max_bytes_in_flight. Firehose retries with back-off, and gives up at the end of its retry duration.',
+            { 'for': '15m' },
+          ),
+          alert(
+            'VpcFlowExporterS3NotReceiving',
+            'sum by (%(by)s) (increase(vpc_flow_exporter_sqs_messages_received_total%(s)s[%(w)s])) == 0\n' % { s: p.sel(c), by: p.by(c, ['instance']), w: c.s3IdleWindow },
+            'An S3 replica has received no SQS message for too long.',
+            '{{ $labels.instance }} (job {{ $labels.job }}) has received no message from its SQS queue for %s: its ReceiveMessage calls fail, its objects in work are stuck, or nothing is notified to the queue. Its share of the flow logs is not being counted.' % c.s3IdleWindow,
+            { 'for': '10m' },
+          ),
+          alert(
+            'VpcFlowExporterS3Lagging',
+            'histogram_quantile(0.99,\n  sum by (%(by)s) (rate(vpc_flow_exporter_s3_lag_seconds_bucket%(s)s[15m]))\n) > %(t)s\n' % { s: p.sel(c), by: p.by(c, ['le']), t: p.threshold('s3_lag_p99_seconds') },
+            'S3 objects are counted long after they were written: the queue is falling behind.',
+            'The p99 time from an S3 object being written to its counts being applied, over the replicas of job {{ $labels.job }}, is {{ $value | humanizeDuration }} (last 15 minutes): the replicas cannot keep up with the queue.',
+            { 'for': '15m' },
+          ),
+          alert(
+            'VpcFlowExporterS3ObjectErrors',
+            'sum by (%(by)s) (increase(vpc_flow_exporter_s3_object_errors_total%(s)s[15m])) > %(t)s\n' % { s: p.sel(c, 'reason!="released"'), by: p.by(c, ['instance']), t: p.threshold('s3_object_errors_15m') },
+            'S3 objects cannot be counted.',
+            '{{ $labels.instance }} could not count {{ $value | printf "%.0f" }} S3 object(s) in the last 15 minutes (corrupt, missing, access denied, ...): their messages go back to the queue and, after its redrive count, to the dead-letter queue, uncounted.',
+            { 'for': '5m' },
+          ),
         ],
       },
     ],

@@ -48,6 +48,14 @@
     // beyond which an event counts as late; pick the largest bucket below
     // about 3/4 of cloudwatch.lookback (default lookback 20m -> 900).
     ingestionLateBucket: '900',
+    // How long a configured Firehose receiver may go without any request
+    // (VpcFlowExporterFirehoseNoDeliveries). Firehose buffers at most 900 s
+    // before it delivers, and a VPC with traffic always has records to send.
+    firehoseIdleWindow: '20m',
+    // How long an S3 replica may go without receiving an SQS message
+    // (VpcFlowExporterS3NotReceiving). AWS writes flow-log objects every 5
+    // (or 10) minutes per account, region and hour of flows.
+    s3IdleWindow: '30m',
     // Interface-id values that per-interface thresholds never apply to.
     excludedInterfaces: 'other|unknown',
 
@@ -72,6 +80,11 @@
       ingestion_late_ratio: { default: 0.05, help: 'VpcFlowExporterIngestionDelayNearLookback: share of events later than the late bucket' },
       interface_cap_ratio: { default: 0.9, help: 'VpcFlowExporterInterfaceCapNearing: interfaces / limits.max_interfaces' },
       flow_staleness_seconds: { default: 1800, help: 'VpcFlowExporterNoRecentFlows: seconds since the newest flow time seen' },
+      firehose_auth_failures_10m: { default: 5, help: 'VpcFlowExporterFirehoseAuthFailures: requests refused for a missing or wrong access key on one replica in 10 minutes ("more than")' },
+      firehose_error_ratio: { default: 0.05, help: 'VpcFlowExporterFirehoseErrors: requests answered other than 200, 401 and 503 / requests, on one replica over 10 minutes' },
+      firehose_busy_ratio: { default: 0.2, help: 'VpcFlowExporterFirehoseBusy: requests answered 503 / requests, on one replica over 15 minutes' },
+      s3_lag_p99_seconds: { default: 900, help: 'VpcFlowExporterS3Lagging: p99 of event time to counts applied, over the replicas of a job, in seconds' },
+      s3_object_errors_15m: { default: 0, help: 'VpcFlowExporterS3ObjectErrors: objects that could not be counted on one replica in 15 minutes ("more than")' },
     },
 
     // Severity of each alert: critical pages, warning goes to chat, info to a digest.
@@ -100,6 +113,13 @@
       VpcFlowExporterInterfaceCapNearing: 'info',
       VpcFlowExporterConfigReloadFailed: 'warning',
       VpcFlowExporterNoRecentFlows: 'warning',
+      VpcFlowExporterFirehoseNoDeliveries: 'critical',
+      VpcFlowExporterFirehoseAuthFailures: 'warning',
+      VpcFlowExporterFirehoseErrors: 'warning',
+      VpcFlowExporterFirehoseBusy: 'warning',
+      VpcFlowExporterS3NotReceiving: 'critical',
+      VpcFlowExporterS3Lagging: 'warning',
+      VpcFlowExporterS3ObjectErrors: 'warning',
     },
 
     runbookUrlBase: 'https://github.com/vpc-flow-exporter/vpc-flow-exporter/blob/main/docs/runbook.md#',
