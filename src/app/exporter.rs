@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::expose::{self, Readiness, ServerConfig, ServerLimits, WebConfigHandle};
 use crate::source::cloudwatch::{checkpoint, CloudWatchSource};
 use crate::source::demo;
+use crate::source::s3::S3Source;
 
 /// An exporter built from [`Settings`], not started.
 pub struct Exporter {
@@ -75,7 +76,11 @@ impl Exporter {
             Mode::Replay { paths } => paths.as_slice(),
             _ => &[],
         };
-        let text = self.prepared.replay(&self.settings.config, paths)?;
+        let text = if paths.iter().any(|p| p.starts_with("s3://")) {
+            Ingest::replay_s3(self.prepared, &self.settings.config, paths)?
+        } else {
+            self.prepared.replay(&self.settings.config, paths)?
+        };
         out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(AppError::Stdout)
     }
 
@@ -125,9 +130,10 @@ impl Exporter {
     async fn check_sources(&self) -> Result<(), AppError> {
         let Mode::Live = &self.settings.mode else { return Ok(()) };
         let (config, path) = (&self.settings.config, self.settings.config_path.as_deref());
-        if config.cloudwatch.is_some() || config.firehose.is_none() {
+        if config.cloudwatch.is_some() || (config.firehose.is_none() && config.s3.is_none()) {
             check_cloudwatch(path, config).await?;
         }
+        super::s3::check(config, path).await?;
         firehose::check(config, path, &self.settings.web).await
     }
 }
@@ -261,6 +267,7 @@ enum Source {
     Demo { rate: u32, interfaces: usize },
     CloudWatch(Box<CloudWatchSource>, Readiness),
     Firehose(Box<FirehoseListener>, Readiness),
+    S3(Box<S3Source>, Readiness),
 }
 
 /// What the live sources are built with besides the settings.
@@ -316,6 +323,15 @@ impl Sources {
             parts.push(Readiness::default());
             list.push(Source::Firehose(Box::new(listener), parts[parts.len() - 1].clone()));
         }
+        if let Some(s3) = settings.config.s3.clone() {
+            modes.push(format!(
+                "S3 objects announced on {}",
+                crate::source::cloudwatch::client::redact_url(&s3.queue_url)
+            ));
+            let source = S3Source::new(s3, registry).await.map_err(|e| AppError::Source(e.into()))?;
+            parts.push(Readiness::default());
+            list.push(Source::S3(Box::new(source), parts[parts.len() - 1].clone()));
+        }
         if list.is_empty() {
             return Err(AppError::in_config(settings.config_path.as_deref(), NO_CLOUDWATCH.to_owned()));
         }
@@ -338,6 +354,7 @@ impl Sources {
                 Source::Demo { rate, interfaces } => ingest.demo(rate, interfaces, shutdown.clone()),
                 Source::CloudWatch(cw, ready) => ingest.cloudwatch(*cw, ready, shutdown.clone()),
                 Source::Firehose(fh, ready) => ingest.firehose(*fh, ready, shutdown.clone()),
+                Source::S3(s3, ready) => ingest.s3(*s3, ready, shutdown.clone()),
             })
             .collect()
     }

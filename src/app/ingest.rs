@@ -20,6 +20,7 @@ use crate::expose::Readiness;
 use crate::pipeline::{self, Pipeline};
 use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::firehose::{Receiver, ReceiverError};
+use crate::source::s3::S3Source;
 use crate::source::{demo, replay};
 
 /// A source's run until shutdown, as the builder spawns it.
@@ -101,6 +102,18 @@ impl Ingest {
         registry: &Registry,
     ) -> Result<Receiver, ReceiverError> {
         Receiver::new(config, groups, self.pipeline.clone(), registry)
+    }
+
+    /// The S3 source counting into the pipeline (ready once the queue answered).
+    pub(crate) fn s3(&self, source: S3Source, ready: Readiness, shutdown: CancellationToken) -> SourceTask {
+        let pipeline = self.pipeline.clone();
+        Box::pin(async move { source.run(pipeline, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
+    }
+
+    /// `replay s3://...`: the objects under the prefixes, counted on every
+    /// core into the pipeline of `self`; the exposition.
+    pub(crate) fn replay_s3(prepared: Prepared, config: &Config, urls: &[String]) -> Result<String, AppError> {
+        super::s3::replay(Pipeline::start(prepared.0), config, urls)
     }
 
     /// Serves the Firehose listener until shutdown; ready once serving.

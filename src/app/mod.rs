@@ -24,6 +24,7 @@ mod firehose;
 mod ingest;
 pub mod listen;
 mod reload;
+mod s3;
 
 use std::path::{Path, PathBuf};
 

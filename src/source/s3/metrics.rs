@@ -50,6 +50,7 @@ pub struct Metrics {
     pub in_work: IntGauge,
     pub lag: Histogram,
     pub object_seconds: Histogram,
+    pub commit_to_done: Histogram,
     pub claims: IntCounterVec,
     pub requests: IntCounterVec,
     pub request_errors: IntCounterVec,
@@ -81,6 +82,7 @@ impl Metrics {
             Box::new(m.in_work.clone()),
             Box::new(m.lag.clone()),
             Box::new(m.object_seconds.clone()),
+            Box::new(m.commit_to_done.clone()),
             Box::new(m.claims.clone()),
             Box::new(m.requests.clone()),
             Box::new(m.request_errors.clone()),
@@ -102,7 +104,9 @@ impl Metrics {
     fn new() -> prometheus::Result<Metrics> {
         let lag_buckets = vec![10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0];
         let object_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+        let window_buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
         Ok(Metrics {
+            commit_to_done: Histogram::with_opts(HistogramOpts::new("vpc_flow_exporter_s3_commit_to_done_seconds", "From an object's counts applied to its claim marked done in the dedup table: the window in which a crash can count it twice.").buckets(window_buckets))?,
             objects: IntCounterVec::new(s3("objects_total", "S3 objects by result: ok (counted), error (not counted, message left to the redrive policy), duplicate (already counted), skipped (outside key_prefix)."), &["result"])?,
             object_errors: IntCounterVec::new(s3("object_errors_total", "S3 objects that could not be counted, by reason."), &["reason"])?,
             object_bytes: IntCounter::with_opts(s3("object_bytes_total", "Bytes of S3 objects counted (as stored, compressed)."))?,

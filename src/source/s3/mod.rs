@@ -367,7 +367,7 @@ async fn claimed<C: S3Api>(
             let committed = Instant::now();
             if table {
                 mark_done(sh, key).await;
-                debug!(key = %o.key, window_ms = committed.elapsed().as_secs_f64() * 1000.0, "Claim marked done after commit");
+                sh.metrics.commit_to_done.observe(committed.elapsed().as_secs_f64());
             }
             observe(sh, o, &summary, started);
             Fate::Done
