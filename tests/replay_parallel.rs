@@ -279,6 +279,13 @@ fn an_unreadable_input_fails_naming_it_on_every_worker_count() {
             assert_eq!(got, want, "{workers} workers");
         }
     }
+    // Two inputs fail while they are read, in different workers: the first in
+    // input order is named, as on one worker.
+    let inputs: [&Path; 5] = [&good, &corrupt, &good, &folder, &good];
+    for workers in 1..=4 {
+        let e = expo(&config, &inputs, workers, 1000).expect_err("fails");
+        assert_eq!(e.name, corrupt.display().to_string(), "{workers} workers");
+    }
 }
 
 fn run_bin(args: &[&str], workers: usize, stdin: Option<&[u8]>) -> Output {

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::plan::{Part, Unit};
@@ -74,14 +75,22 @@ pub(crate) fn run(
     let units = first.len() + rest.iter().map(Vec::len).sum::<usize>();
     tracing::debug!(workers = 1 + rest.len(), units, "Replaying");
     if rest.is_empty() {
-        return finish(work(opened, &first, format, agg));
+        return finish(work(opened, &first, format, agg, (&AtomicUsize::new(usize::MAX), 0)));
     }
     let started = std::time::Instant::now();
     let shards: Vec<Aggregator> = rest.iter().map(|_| agg.shard()).collect();
+    // The first worker that failed: the ones after it stop (their units come
+    // later in input order, so the error reported stays the first one).
+    let failed = AtomicUsize::new(usize::MAX);
     let (head, tail) = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            rest.iter().zip(shards).map(|(units, shard)| s.spawn(move || work(opened, units, format, shard))).collect();
-        let head = work(opened, &first, format, agg);
+        let failed = &failed;
+        let handles: Vec<_> = rest
+            .iter()
+            .zip(shards)
+            .enumerate()
+            .map(|(i, (units, shard))| s.spawn(move || work(opened, units, format, shard, (failed, i + 1))))
+            .collect();
+        let head = work(opened, &first, format, agg, (failed, 0));
         let tail: Vec<Done> =
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
         (head, tail)
@@ -99,7 +108,7 @@ pub(crate) fn run(
             .map(|u| Unit { input: u.input, part: Part::Whole })
             .collect();
         units.dedup_by_key(|u| u.input);
-        return finish(work(opened, &units, format, head.agg.shard()));
+        return finish(work(opened, &units, format, head.agg.shard(), (&AtomicUsize::new(usize::MAX), 0)));
     }
     let (read, merging) = (started.elapsed(), std::time::Instant::now());
     let mut agg = head.agg;
@@ -136,12 +145,22 @@ fn seams_match(seams: &mut [&Seam]) -> bool {
     seams.windows(2).all(|w| w[0].input != w[1].input || w[0].end == w[1].start)
 }
 
-/// One worker: its units in order, stopping at the first that fails.
-fn work(opened: &[Opened], units: &[Unit], format: &Format, mut agg: Aggregator) -> Done {
+/// One worker (`me`, in worker order): its units in order, stopping at the
+/// first that fails or when a worker before it (`failed`) has failed.
+fn work(
+    opened: &[Opened],
+    units: &[Unit],
+    format: &Format,
+    mut agg: Aggregator,
+    (failed, me): (&AtomicUsize, usize),
+) -> Done {
     let mut parser = LineParser::for_file(format.clone());
     let mut buf = vec![0u8; BLOCK];
     let mut seams = Vec::new();
     for unit in units {
+        if failed.load(Ordering::Relaxed) < me {
+            break;
+        }
         let input = &opened[unit.input];
         // Invalid-line diagnostics name the file.
         agg.set_source(&input.name);
@@ -153,6 +172,7 @@ fn work(opened: &[Opened], units: &[Unit], format: &Format, mut agg: Aggregator)
             }
             Ok(None) => {}
             Err(source) => {
+                failed.fetch_min(me, Ordering::Relaxed);
                 let error = ReplayError { name: input.name.to_string(), source };
                 return Done { agg, seams, error: Some((*unit, error)) };
             }
