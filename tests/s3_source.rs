@@ -1,0 +1,382 @@
+//! The S3 source end to end against a real moto_server (S3, SQS, DynamoDB)
+//! through the real AWS SDK and the real binary: the bucket's notification
+//! configuration sends real S3 events to the queue (moto delivers them, and
+//! an `s3:TestEvent` first), objects of every kind are counted exactly
+//! (`vpc_flow_exporter_lines_total` against an independent count of the
+//! fixtures' lines and rows), duplicates once, a corrupt object is an error
+//! whose message stays on the queue, keys outside `key_prefix` are skipped,
+//! two replicas with a dedup table count each object once, SIGTERM exits 0,
+//! and `replay s3://` counts what the queue path counts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::process::{free_port, Proc, Signal};
+use common::{expo, moto::MotoServer};
+
+const BUCKET: &str = "flow-logs";
+const WAIT: Duration = Duration::from_secs(120);
+
+fn data(name: &str) -> PathBuf {
+    common::repo().join("tests/data/s3").join(name)
+}
+
+/// Lines each fixture counts (`vpc_flow_exporter_lines_total`): non-empty
+/// text lines, the header included; Parquet rows (make_fixtures.py).
+fn expected_lines(name: &str) -> u64 {
+    match name {
+        "default.parquet" => 7,
+        "many.parquet" => 5000,
+        n if n.ends_with(".gz") => {
+            let mut text = String::new();
+            let f = std::fs::File::open(data(n)).unwrap();
+            std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(f), &mut text).unwrap();
+            text.lines().filter(|l| !l.trim().is_empty()).count() as u64
+        }
+        n => std::fs::read_to_string(data(n)).unwrap().lines().filter(|l| !l.trim().is_empty()).count() as u64,
+    }
+}
+
+/// The test's own SDK clients, with explicit test credentials.
+struct Aws {
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    ddb: aws_sdk_dynamodb::Client,
+}
+
+impl Aws {
+    fn new(endpoint: &str) -> Aws {
+        let shared = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"),
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
+        Aws {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            ddb: aws_sdk_dynamodb::Client::new(&shared),
+        }
+    }
+
+    /// A bucket whose object creations are announced on a new queue; the queue URL.
+    async fn bucket_and_queue(&self, queue: &str) -> String {
+        self.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+        let url = self.sqs.create_queue().queue_name(queue).send().await.expect("CreateQueue").queue_url.unwrap();
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
+        let q = QueueConfiguration::builder().queue_arn(arn).events(Event::S3ObjectCreated).build().unwrap();
+        let conf = NotificationConfiguration::builder().queue_configurations(q).build();
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(BUCKET)
+            .notification_configuration(conf)
+            .send()
+            .await
+            .expect("PutBucketNotificationConfiguration");
+        url
+    }
+
+    /// PutObject; the ETag.
+    async fn put(&self, key: &str, body: Vec<u8>) -> String {
+        let out = self.s3.put_object().bucket(BUCKET).key(key).body(ByteStream::from(body)).send().await;
+        out.expect("PutObject").e_tag.unwrap_or_default().trim_matches('"').to_owned()
+    }
+
+    async fn put_file(&self, key: &str, name: &str) -> String {
+        self.put(key, std::fs::read(data(name)).unwrap()).await
+    }
+
+    async fn dedup_table(&self, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        self.ddb
+            .create_table()
+            .table_name(name)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("object")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name("object").key_type(KeyType::Hash).build().unwrap())
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("CreateTable");
+    }
+
+    /// Messages on the queue, visible and in flight.
+    async fn queued(&self, url: &str) -> u64 {
+        let a = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap();
+        let n = |k: QueueAttributeName| a.get(&k).map_or(0, |v| v.parse::<u64>().unwrap());
+        n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+}
+
+/// One exporter process on the queue.
+struct Replica {
+    proc: Proc,
+    base: String,
+}
+
+impl Replica {
+    fn start(dir: &Path, name: &str, yaml: &str) -> Replica {
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config, yaml).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(common::BIN);
+        cmd.arg("--config.file")
+            .arg(&config)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--metrics.new-series-hold", "0s"])
+            .args(["--log.level", "debug"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        let proc = Proc::spawn(name, cmd, dir.join(format!("{name}.log")));
+        Replica { proc, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::Client::new().get(format!("{}{path}", self.base)).timeout(Duration::from_secs(5)).send();
+        let r = r.await.ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    }
+
+    async fn scrape(&self) -> String {
+        self.get("/metrics").await.map(|(_, t)| t).unwrap_or_default()
+    }
+
+    async fn wait_for(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let t = self.scrape().await;
+            if ok(&t) {
+                return t;
+            }
+            if let Some(status) = self.proc.exited() {
+                panic!("the exporter exited ({status}) while waiting for {what}\n{}", self.proc.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}\n{}",
+                s3_lines(&t),
+                self.proc.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn s3_lines(t: &str) -> String {
+    t.lines()
+        .filter(|l| l.contains("_s3_") || l.contains("_sqs_") || l.starts_with("vpc_flow_exporter_lines"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn objects(t: &str, result: &str) -> f64 {
+    expo::value(t, "vpc_flow_exporter_s3_objects_total", &[("result", result)])
+}
+
+fn lines(t: &str) -> f64 {
+    expo::value(t, "vpc_flow_exporter_lines_total", &[])
+}
+
+fn config(endpoint: &str, queue: &str, extra: &str) -> String {
+    format!(
+        "s3:\n  queue_url: {queue}\n  region: us-east-1\n  endpoint_url: {endpoint}\n  visibility_timeout: 30s\n  concurrency: 4\n  shutdown_grace: 5s\n{extra}"
+    )
+}
+
+/// S3 notifications of objects of every kind, counted once; a duplicate
+/// notification counted once; TestEvent deleted; a key outside the prefix
+/// skipped; a corrupt object an error whose message stays; SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notified_objects_are_counted_exactly_once() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-events").await;
+    let files = [
+        ("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/a.log.gz", "default.log.gz"),
+        ("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/many.log.gz", "many.log.gz"),
+        ("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/v5 with space+plus.log", "v5.log"),
+        ("AWSLogs/aws-account-id=1/aws-region=us-east-1/year=2026/d.parquet", "default.parquet"),
+        ("AWSLogs/aws-account-id=1/aws-region=us-east-1/year=2026/many.parquet", "many.parquet"),
+    ];
+    let want: u64 = files.iter().map(|(_, f)| expected_lines(f)).sum();
+    let mut etags = Vec::new();
+    for (key, file) in files {
+        etags.push(aws.put_file(key, file).await);
+    }
+    aws.put_file("elsewhere/default.log", "default.log").await;
+    let mut corrupt = std::fs::read(data("default.log.gz")).unwrap();
+    corrupt.truncate(corrupt.len() / 2);
+    aws.put("AWSLogs/broken.log.gz", corrupt).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::start(dir.path(), "one", &config(&moto.endpoint, &queue, "  key_prefix: AWSLogs/\n"));
+    let t = r
+        .wait_for("5 objects, 1 skipped, 1 error", |t| {
+            objects(t, "ok") >= 5.0 && objects(t, "skipped") >= 1.0 && objects(t, "error") >= 1.0
+        })
+        .await;
+    assert_eq!(lines(&t), want as f64, "{}", s3_lines(&t));
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_records_total", &[]), want as f64);
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_object_errors_total", &[("reason", "bad_gzip")]), 1.0);
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_sqs_messages_ignored_total", &[("reason", "test_event")]), 1.0);
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_objects_in_work", &[]), 0.0);
+    assert_eq!(r.get("/-/ready").await.unwrap().0, 200);
+    // The same notification again (a resent message): a duplicate, deleted.
+    let body = notification_body(files[0].0, &etags[0]);
+    aws.sqs.send_message().queue_url(&queue).message_body(body).send().await.expect("SendMessage");
+    let t = r.wait_for("the duplicate", |t| objects(t, "duplicate") >= 1.0).await;
+    assert_eq!(lines(&t), want as f64, "nothing counted twice");
+    assert_eq!(objects(&t, "ok"), 5.0);
+    // Every message went but the broken object's, left to the redrive policy.
+    let deadline = Instant::now() + WAIT;
+    while aws.queued(&queue).await != 1 {
+        assert!(Instant::now() < deadline, "queue holds {} messages", aws.queued(&queue).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    r.proc.signal(Signal::TERM);
+    let status = r.proc.wait_exit(Duration::from_secs(30)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status}\n{}", r.proc.log_tail());
+}
+
+/// An S3 event notification as S3 writes it (key URL-encoded).
+fn notification_body(key: &str, etag: &str) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!(
+        r#"{{"Records":[{{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-01T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"{BUCKET}"}},"object":{{"key":"{encoded}","size":1,"eTag":"{etag}"}}}}}}]}}"#
+    )
+}
+
+/// Two replicas on one queue with a dedup table: each object counted once
+/// in the sum, duplicate notifications included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_a_dedup_table_count_each_object_once() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-shared").await;
+    aws.dedup_table("objects").await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n");
+    let mut a = Replica::start(dir.path(), "a", &yaml);
+    let mut b = Replica::start(dir.path(), "b", &yaml);
+    let n: usize = 40;
+    let mut want = 0;
+    for i in 0..n {
+        let (file, key) = match i % 3 {
+            0 => ("default.log.gz", format!("AWSLogs/{i}.log.gz")),
+            1 => ("v5.log", format!("AWSLogs/{i} v5.log")),
+            _ => ("default.parquet", format!("AWSLogs/{i}.parquet")),
+        };
+        want += expected_lines(file);
+        let etag = aws.put_file(&key, file).await;
+        if i % 4 == 0 {
+            // The same notification resent twice.
+            for _ in 0..2 {
+                let body = notification_body(&key, &etag);
+                aws.sqs.send_message().queue_url(&queue).message_body(body).send().await.expect("SendMessage");
+            }
+        }
+    }
+    let sum = |ta: &str, tb: &str, f: &dyn Fn(&str) -> f64| f(ta) + f(tb);
+    let _ = (&mut a, &mut b);
+    let deadline = Instant::now() + WAIT;
+    let (ta, tb) = loop {
+        let (ta, tb) = (a.scrape().await, b.scrape().await);
+        let handled = |t: &str| objects(t, "ok") + objects(t, "duplicate");
+        if sum(&ta, &tb, &handled) >= (n + 2 * n.div_ceil(4)) as f64 && aws.queued(&queue).await == 0 {
+            break (ta, tb);
+        }
+        assert!(Instant::now() < deadline, "{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let resent = 2.0 * n.div_ceil(4) as f64;
+    let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+    assert_eq!(sum(&ta, &tb, &|t| objects(t, "ok")), n as f64, "{shown}");
+    assert_eq!(sum(&ta, &tb, &|t| objects(t, "duplicate")), resent, "{shown}");
+    assert_eq!(sum(&ta, &tb, &lines), want as f64, "{shown}");
+    assert_eq!(sum(&ta, &tb, &|t| objects(t, "error")), 0.0);
+    assert!(objects(&ta, "ok") > 0.0 && objects(&tb, "ok") > 0.0, "both replicas took part");
+}
+
+/// `replay s3://bucket/prefix/` counts what the queue path counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_an_s3_prefix() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    aws.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+    let files = ["default.log.gz", "many.log.gz", "v5.log", "default.parquet", "many.parquet"];
+    for f in files {
+        aws.put_file(&format!("AWSLogs/x/{f}"), f).await;
+    }
+    aws.put_file("other/default.log", "default.log").await;
+    let want: u64 = files.iter().map(|f| expected_lines(f)).sum();
+    let out = Command::new(common::BIN)
+        .args(["replay", &format!("s3://{BUCKET}/AWSLogs/")])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines(&text), want as f64, "{text}");
+    let out = Command::new(common::BIN)
+        .args(["replay", &format!("s3://{BUCKET}/nothing-here/"), "s3://no-such-bucket/x"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listing s3://no-such-bucket/x failed: not_found"), "{err}");
+}
