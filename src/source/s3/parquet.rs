@@ -47,6 +47,8 @@ pub enum ParquetError {
     TooManyColumns(usize),
     #[error("no column is a flow-log field")]
     NoKnownColumns,
+    #[error("column {column} of row group {index}: {source}")]
+    Pages { column: String, index: usize, source: pages::PageError },
 }
 
 impl ParquetError {
@@ -59,6 +61,8 @@ impl ParquetError {
             ParquetError::RowGroupTooLarge { .. } => "too_large",
             ParquetError::TooManyColumns(_) => "parquet_schema",
             ParquetError::NoKnownColumns => "parquet_schema",
+            ParquetError::Pages { source: pages::PageError::TooLarge(_), .. } => "too_large",
+            ParquetError::Pages { .. } => "bad_parquet",
         }
     }
 }
@@ -188,9 +192,11 @@ pub fn read<S: ObjectSink>(file: File, sink: &mut S) -> Result<u64, ParquetError
 }
 
 fn read_checked<S: ObjectSink>(file: File, len: u64, sink: &mut S) -> Result<u64, ParquetError> {
+    let headers = file.try_clone().map_err(|e| ParquetError::Format(e.to_string()))?;
     let reader = SerializedFileReader::new(file)?;
     let mut columns = columns(&reader)?;
     check_row_groups(&reader, len)?;
+    check_pages(&reader, &headers, &columns)?;
     let mut rows = 0u64;
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g)?;
@@ -268,6 +274,25 @@ fn check_row_groups(reader: &SerializedFileReader<File>, file_len: u64) -> Resul
                     return Err(ParquetError::Codec { column, codec: other.to_string() });
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses, before reading rows, a page of a column to be read whose
+/// header states more than [`pages::MAX_PAGE_BYTES`] uncompressed.
+fn check_pages(reader: &SerializedFileReader<File>, file: &File, columns: &[Column]) -> Result<(), ParquetError> {
+    for (index, group) in reader.metadata().row_groups().iter().enumerate() {
+        for c in columns {
+            let chunk = group.column(c.index);
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+            // Both lie inside the file: check_row_groups ran first.
+            let (start, len) = (start.max(0) as u64, chunk.compressed_size().max(0) as u64);
+            pages::check_chunk(file, start, len).map_err(|source| ParquetError::Pages {
+                column: chunk.column_descr().name().to_owned(),
+                index,
+                source,
+            })?;
         }
     }
     Ok(())
@@ -459,6 +484,8 @@ fn log_status(t: &[u8]) -> Result<LogStatus, ParseError> {
         _ => Err(ParseError::BadValue),
     }
 }
+
+pub mod pages;
 
 #[cfg(test)]
 mod tests;
