@@ -380,3 +380,89 @@ async fn replay_of_an_s3_prefix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listing s3://no-such-bucket/x failed: not_found"), "{err}");
 }
+
+/// A text object that takes seconds to count (a debug build parses a few
+/// million lines a second at most): the header and `lines` records, gzip.
+fn slow_object(lines: usize) -> (Vec<u8>, u64) {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n").unwrap();
+    let line = b"2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n";
+    for _ in 0..lines {
+        gz.write_all(line).unwrap();
+    }
+    (gz.finish().unwrap(), lines as u64 + 1)
+}
+
+async fn wait_in_work(r: &mut Replica) {
+    r.wait_for("an object in work", |t| expo::value(t, "vpc_flow_exporter_s3_objects_in_work", &[]) >= 1.0).await;
+}
+
+/// A replica SIGKILLed mid-object: its claim expires and another replica
+/// takes the object over and counts it, exactly once in the sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_object_is_taken_over_after_its_claim_expires() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-kill").await;
+    aws.dedup_table("objects").await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n");
+    let mut a = Replica::start(dir.path(), "a", &yaml);
+    let (body, want) = slow_object(3_000_000);
+    aws.put("AWSLogs/slow.log.gz", body).await;
+    wait_in_work(&mut a).await;
+    a.proc.signal(Signal::KILL);
+    a.proc.wait_exit(Duration::from_secs(10)).expect("killed");
+    let killed = Instant::now();
+    let mut b = Replica::start(dir.path(), "b", &yaml);
+    let t = b.wait_for("the object taken over and counted", |t| objects(t, "ok") >= 1.0).await;
+    let took = killed.elapsed();
+    assert_eq!(lines(&t), want as f64, "{}", s3_lines(&t));
+    assert_eq!(
+        expo::value(&t, "vpc_flow_exporter_s3_claims_total", &[("result", "taken_over")]),
+        1.0,
+        "{}",
+        s3_lines(&t)
+    );
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_claims_total", &[("result", "won")]), 0.0);
+    assert_eq!(objects(&t, "error"), 0.0);
+    // Taken over once the 30 s lease ended, not sooner.
+    assert!(took >= Duration::from_secs(10), "{took:?}");
+    let deadline = Instant::now() + WAIT;
+    while aws.queued(&queue).await != 0 {
+        assert!(Instant::now() < deadline, "the message was not deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let window = expo::value(&t, "vpc_flow_exporter_s3_commit_to_done_seconds_sum", &[]);
+    eprintln!("commit to claim done: {:.1} ms; taken over {:.1} s after the kill", window * 1000.0, took.as_secs_f64());
+}
+
+/// SIGTERM with an object in work and no grace: the exporter exits 0 and
+/// releases the message at once (visibility 0), so another replica counts
+/// the object long before the visibility timeout; nothing counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_objects_in_work_and_exits_0() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-term").await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&moto.endpoint, &queue, "").replace("shutdown_grace: 5s", "shutdown_grace: 0s");
+    let mut a = Replica::start(dir.path(), "a", &yaml);
+    let (body, want) = slow_object(3_000_000);
+    aws.put("AWSLogs/slow.log.gz", body).await;
+    wait_in_work(&mut a).await;
+    a.proc.signal(Signal::TERM);
+    let status = a.proc.wait_exit(Duration::from_secs(20)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status}\n{}", a.proc.log_tail());
+    assert!(a.proc.log().contains("releasing their messages"), "{}", a.proc.log_tail());
+    let stopped = Instant::now();
+    let mut b = Replica::start(dir.path(), "b", &yaml);
+    b.wait_for("the released message received", |t| {
+        expo::value(t, "vpc_flow_exporter_sqs_messages_received_total", &[]) >= 1.0
+    })
+    .await;
+    assert!(stopped.elapsed() < Duration::from_secs(20), "received before the 30 s visibility timeout");
+    let t = b.wait_for("the object counted", |t| objects(t, "ok") >= 1.0).await;
+    assert_eq!(lines(&t), want as f64);
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tokio::io::AsyncRead;
@@ -352,31 +352,24 @@ impl S3Api for SdkClients {
 
     async fn claim(&self, key: &str, owner: &str, now_ms: u64, lease_until_ms: u64) -> Result<Claim, ApiError> {
         let table = self.table()?;
-        let res = self
-            .ddb
-            .put_item()
-            .table_name(table)
-            .item(KEY_ATTRIBUTE, s(key))
-            .item("owner", s(owner))
-            .item("state", s("claimed"))
-            .item("lease_until", n(lease_until_ms))
-            .item(TTL_ATTRIBUTE, n(lease_until_ms / 1000 + super::dedup::CLAIM_TTL.as_secs()))
-            .condition_expression("attribute_not_exists(#k) OR (#s = :claimed AND #l < :now)")
-            .expression_attribute_names("#k", KEY_ATTRIBUTE)
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_names("#l", "lease_until")
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":now", n(now_ms))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match res {
-            Ok(out) => Ok(Claim::Won(out.attributes.and_then(|a| a.get("owner").and_then(|o| o.as_s().ok().cloned())))),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(Claim::Lost(self.read_claim(table, key).await?))
-            }
-            Err(e) => Err(classify(e)),
+        // A fresh claim where there is none; else, an expired claim taken
+        // over from its owner (read first, so the previous owner is known).
+        if self.put_claim(table, key, owner, lease_until_ms, None).await? {
+            return Ok(Claim::Won(None));
         }
+        let Some(item) = self.read_claim(table, key).await? else {
+            // Deleted in between (released): try once more as fresh.
+            let won = self.put_claim(table, key, owner, lease_until_ms, None).await?;
+            return Ok(if won { Claim::Won(None) } else { Claim::Lost(None) });
+        };
+        if item.done || item.lease_until_ms >= now_ms {
+            return Ok(Claim::Lost(Some(item)));
+        }
+        let previous = item.owner.clone();
+        if self.put_claim(table, key, owner, lease_until_ms, Some((&previous, now_ms))).await? {
+            return Ok(Claim::Won(Some(previous)));
+        }
+        Ok(Claim::Lost(self.read_claim(table, key).await?))
     }
 
     async fn extend(&self, key: &str, owner: &str, lease_until_ms: u64) -> Result<bool, ApiError> {
@@ -412,6 +405,45 @@ impl S3Api for SdkClients {
 }
 
 impl SdkClients {
+    /// A conditional PutItem of a claim: where no item exists, or (with
+    /// `expired`) over `previous`'s claim whose lease ended before `now`.
+    /// Whether it was written.
+    async fn put_claim(
+        &self,
+        table: &str,
+        key: &str,
+        owner: &str,
+        lease_until_ms: u64,
+        expired: Option<(&str, u64)>,
+    ) -> Result<bool, ApiError> {
+        let mut req = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .item(KEY_ATTRIBUTE, s(key))
+            .item("owner", s(owner))
+            .item("state", s("claimed"))
+            .item("lease_until", n(lease_until_ms))
+            .item(TTL_ATTRIBUTE, n(lease_until_ms / 1000 + super::dedup::CLAIM_TTL.as_secs()))
+            .expression_attribute_names("#k", KEY_ATTRIBUTE);
+        req = match expired {
+            None => req.condition_expression("attribute_not_exists(#k)"),
+            Some((previous, now_ms)) => req
+                .condition_expression("attribute_exists(#k) AND #s = :claimed AND #l < :now AND #o = :prev")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_names("#l", "lease_until")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":claimed", s("claimed"))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":prev", s(previous)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     async fn read_claim(&self, table: &str, key: &str) -> Result<Option<ClaimItem>, ApiError> {
         let out = self
             .ddb
