@@ -9,13 +9,17 @@ local g = import '../lib/grafana.libsonnet';
   local f = 'job=~"$job", instance=~"$instance"' + cl,
   local th(name) = ['vpc_flow_alert_threshold{threshold="%s", interface_id=""}' % name, 'threshold'],
   local cw = '(CloudWatch) ',
+  local fh = '(Firehose) ',
+  local s3 = '(S3) ',
+  // Recording rules carry no instance: job (and cluster) only.
+  local fj = 'job=~"$job"' + cl,
 
   grafanaDashboards+:: {
     'vpc-flow-exporter-health.json': g.dashboard(
       c,
       'vpc-flow-exporter-health',
       'VPC Flow / Exporter health',
-      "The exporter's own health: scrapes, process, parsing, limits, trackers and CloudWatch Logs polling, with one panel per health alert.",
+      "The exporter's own health: scrapes, process, parsing, limits, trackers, CloudWatch Logs polling, the Firehose receiver and the S3/SQS source, with one panel per health alert.",
       (if c.showMultiCluster then [g.variable('cluster', 'Cluster', 'label_values(vpc_flow_exporter_build_info, %s)' % c.clusterLabel)] else []) + [
         g.variable('job', 'Job', 'label_values(vpc_flow_exporter_build_info%s, job)' % (if c.showMultiCluster then '{%s=~"$cluster"}' % c.clusterLabel else '')),
         g.variable('instance', 'Instance', 'label_values(vpc_flow_exporter_build_info{job=~"$job"%s}, instance)' % cl),
@@ -24,7 +28,7 @@ local g = import '../lib/grafana.libsonnet';
         g.row('Exporter', [
           g.stat('Up', 'Lowest scrape `up` of the selected instances (1: all up).', g.targets([['min(up{%s})' % f, 'up']])),
           g.stat('Version', 'Exporter version (vpc_flow_exporter_build_info).', g.targets([['max by (version) (vpc_flow_exporter_build_info{%s})' % f, '{{version}}']])),
-          g.stat('Interfaces tracked', 'Distinct interface_id values in use, summed over instances.', g.targets([['sum(vpc_flow_exporter_interfaces{%s})' % f, 'interfaces']])),
+          g.stat('Interfaces with traffic', 'Distinct interfaces with traffic records in the last 10 minutes, over every replica of the selected jobs (each counted once, however many replicas saw it; the per-replica count against its cap is in Parsing and limits).', g.targets([['count(interface_id:vpc_flow_records:increase%s{%s})' % [c.window, fj], 'interfaces']])),
           g.stat('Newest flow age', 'How far behind the newest flow time seen is.', g.targets([['time() - max(vpc_flow_exporter_last_flow_timestamp_seconds{%s})' % f, 'age']]), 's'),
           g.stat('Lines read/s', 'Flow-log lines read per second (records, headers and invalid lines).', g.targets([['sum(rate(vpc_flow_exporter_lines_total{%s}[$__rate_interval]))' % f, 'lines/s']]), 'suffix: lines/s'),
           g.stat('Firing exporter alerts', 'VpcFlowExporter alerts firing now.', g.targets([['count(ALERTS{alertname=~"VpcFlowExporter.*", alertstate="firing"}) or vector(0)', 'alerts']])),
@@ -114,6 +118,86 @@ local g = import '../lib/grafana.libsonnet';
           g.timeseries(cw + 'Log groups up - VpcFlowExporterCloudWatchLogGroupDown', '1 when the last poll of a log group succeeded.', g.targets([
             ['vpc_flow_exporter_cloudwatch_log_group_up{%s}' % f, '{{log_group}} ({{instance}})'],
           ]), w=24, interval=mi),
+        ]),
+        g.row('Firehose receiver (firehose section only)', [
+          g.timeseries(fh + 'Requests/s by status code', 'Firehose requests answered per second by HTTP status, over the selected replicas.', g.targets([
+            ['sum by (code) (rate(vpc_flow_exporter_firehose_requests_total{%s}[$__rate_interval]))' % f, '{{code}}'],
+          ]), 'reqps', w=8, interval=mi),
+          g.timeseries(fh + 'Records/s by kind', 'Records of applied requests per second: CloudWatch Logs data and control messages, flow-log lines, empty and invalid records; and flow-log lines handed to the parser.', g.targets([
+            ['sum by (kind) (rate(vpc_flow_exporter_firehose_records_total{%s}[$__rate_interval]))' % f, '{{kind}}'],
+            ['sum(rate(vpc_flow_exporter_firehose_lines_total{%s}[$__rate_interval]))' % f, 'lines'],
+          ]), 'suffix: records/s', w=8, interval=mi),
+          g.timeseries(fh + 'Duplicate and refused requests/s', 'Retries answered 200 without counting again (duplicates), and refused requests by reason.', g.targets([
+            ['sum(rate(vpc_flow_exporter_firehose_duplicate_requests_total{%s}[$__rate_interval]))' % f, 'duplicates'],
+            ['sum by (reason) (rate(vpc_flow_exporter_firehose_request_errors_total{%s}[$__rate_interval]))' % f, 'refused: {{reason}}'],
+          ]), 'reqps', w=8, interval=mi),
+          g.timeseries(fh + 'Requests per replica - VpcFlowExporterFirehoseNoDeliveries', 'Requests each replica answered over the idle window (%s); 0 for a configured replica means it stopped receiving.' % c.firehoseIdleWindow, g.targets([
+            ['sum by (instance) (increase(vpc_flow_exporter_firehose_requests_total{%s}[%s]))' % [f, c.firehoseIdleWindow], '{{instance}}'],
+          ]), 'short', w=8, interval=mi),
+          g.timeseries(fh + 'Error and busy shares - VpcFlowExporterFirehoseErrors, VpcFlowExporterFirehoseBusy', 'Per replica: requests answered 400/405/413/415/500 over 10 minutes, and 503 over 15 minutes, as shares of all requests, against the thresholds.', g.targets([
+            ['sum by (instance) (rate(vpc_flow_exporter_firehose_requests_total{%s, code!~"200|401|503"}[10m])) / sum by (instance) (rate(vpc_flow_exporter_firehose_requests_total{%s}[10m]))' % [f, f], '{{instance}} errors'],
+            ['sum by (instance) (rate(vpc_flow_exporter_firehose_requests_total{%s, code="503"}[15m])) / sum by (instance) (rate(vpc_flow_exporter_firehose_requests_total{%s}[15m]))' % [f, f], '{{instance}} busy (503)'],
+            th('firehose_error_ratio'),
+            th('firehose_busy_ratio'),
+          ]), 'percentunit', w=8, interval=mi, threshold=true),
+          g.timeseries(fh + 'Auth failures (10m) - VpcFlowExporterFirehoseAuthFailures', 'Requests refused for a missing or wrong access key per replica over 10 minutes, against the threshold.', g.targets([
+            ['sum by (instance) (increase(vpc_flow_exporter_firehose_auth_failures_total{%s}[10m]))' % f, '{{instance}}'],
+            th('firehose_auth_failures_10m'),
+          ]), 'short', w=8, interval=mi, threshold=true),
+          g.timeseries(fh + 'Request latency', 'From request head to response (body upload, decoding, counting), p50 and p99 over the selected replicas.', g.targets([
+            ['histogram_quantile(0.5, sum by (le) (rate(vpc_flow_exporter_firehose_request_duration_seconds_bucket{%s}[$__rate_interval])))' % f, 'p50'],
+            ['histogram_quantile(0.99, sum by (le) (rate(vpc_flow_exporter_firehose_request_duration_seconds_bucket{%s}[$__rate_interval])))' % f, 'p99'],
+          ]), 's', w=8, interval=mi),
+          g.timeseries(fh + 'Request size and bytes received', 'Body size as received, p50 and p99, and body bytes received per second (the load on firehose.max_bytes_in_flight).', g.targets([
+            ['histogram_quantile(0.5, sum by (le) (rate(vpc_flow_exporter_firehose_request_bytes_bucket{%s}[$__rate_interval])))' % f, 'p50 size'],
+            ['histogram_quantile(0.99, sum by (le) (rate(vpc_flow_exporter_firehose_request_bytes_bucket{%s}[$__rate_interval])))' % f, 'p99 size'],
+            ['sum(rate(vpc_flow_exporter_firehose_request_bytes_sum{%s}[$__rate_interval]))' % f, 'bytes/s received'],
+          ]), 'bytes', w=8, interval=mi),
+          g.timeseries(fh + 'Remembered request ids and connections', 'Per replica: request ids remembered for retries against their cap (dedup_max_ids), ids dropped at the cap before their time (a retry of one would count again), and open connections of the listener.', g.targets([
+            ['vpc_flow_exporter_firehose_dedup_ids{%s}' % f, '{{instance}} ids'],
+            ['vpc_flow_exporter_firehose_dedup_ids_limit{%s}' % f, '{{instance}} limit'],
+            ['sum by (instance) (rate(vpc_flow_exporter_firehose_dedup_ids_dropped_total{%s}[$__rate_interval]))' % f, '{{instance}} dropped/s'],
+            ['vpc_flow_exporter_firehose_http_connections_open{%s}' % f, '{{instance}} connections'],
+          ]), 'short', w=8, interval=mi),
+        ]),
+        g.row('S3 and SQS (s3 section only)', [
+          g.timeseries(s3 + 'Objects/s by result', 'S3 objects per second by result: ok (counted), error, duplicate (already counted), skipped (outside key_prefix), over the selected replicas.', g.targets([
+            ['sum by (result) (rate(vpc_flow_exporter_s3_objects_total{%s}[$__rate_interval]))' % f, '{{result}}'],
+          ]), 'suffix: objects/s', w=8, interval=mi),
+          g.timeseries(s3 + 'Object errors (15m) - VpcFlowExporterS3ObjectErrors', 'Objects that could not be counted per reason over 15 minutes (released at shutdown is not an error), against the threshold.', g.targets([
+            ['sum by (reason) (increase(vpc_flow_exporter_s3_object_errors_total{%s}[15m]))' % f, '{{reason}}'],
+            th('s3_object_errors_15m'),
+          ]), 'short', w=8, interval=mi, threshold=true),
+          g.timeseries(s3 + 'Lag, event time to counts applied - VpcFlowExporterS3Lagging', 'p50 and p99 of the time from an object being written (its notification) to its counts being applied, over the replicas of the selected jobs (15 minutes), against the threshold.', g.targets([
+            ['histogram_quantile(0.5, sum by (le) (rate(vpc_flow_exporter_s3_lag_seconds_bucket{%s}[15m])))' % f, 'p50'],
+            ['histogram_quantile(0.99, sum by (le) (rate(vpc_flow_exporter_s3_lag_seconds_bucket{%s}[15m])))' % f, 'p99'],
+            th('s3_lag_p99_seconds'),
+          ]), 's', w=8, interval=mi, threshold=true),
+          g.timeseries(s3 + 'Messages received per replica - VpcFlowExporterS3NotReceiving', 'SQS messages each replica received over the idle window (%s); 0 means it stopped receiving.' % c.s3IdleWindow, g.targets([
+            ['sum by (instance) (increase(vpc_flow_exporter_sqs_messages_received_total{%s}[%s]))' % [f, c.s3IdleWindow], '{{instance}}'],
+          ]), 'short', w=8, interval=mi),
+          g.timeseries(s3 + 'Messages/s', 'SQS messages received, deleted, ignored and not notifications, visibility extensions and releases at shutdown, per second.', g.targets([
+            ['sum(rate(vpc_flow_exporter_sqs_messages_received_total{%s}[$__rate_interval]))' % f, 'received'],
+            ['sum(rate(vpc_flow_exporter_sqs_messages_deleted_total{%s}[$__rate_interval]))' % f, 'deleted'],
+            ['sum(rate(vpc_flow_exporter_sqs_messages_ignored_total{%s}[$__rate_interval]))' % f, 'ignored'],
+            ['sum(rate(vpc_flow_exporter_sqs_message_errors_total{%s}[$__rate_interval]))' % f, 'not a notification'],
+            ['sum(rate(vpc_flow_exporter_sqs_visibility_extensions_total{%s}[$__rate_interval]))' % f, 'visibility extensions'],
+            ['sum(rate(vpc_flow_exporter_sqs_messages_released_total{%s}[$__rate_interval]))' % f, 'released'],
+          ]), 'suffix: messages/s', w=8, interval=mi),
+          g.timeseries(s3 + 'Objects in work', 'Objects being read now on each replica, against its concurrency.', g.targets([
+            ['vpc_flow_exporter_s3_objects_in_work{%s}' % f, '{{instance}} in work'],
+            ['vpc_flow_exporter_s3_concurrency{%s}' % f, '{{instance}} concurrency'],
+          ]), 'short', w=8, interval=mi),
+          g.timeseries(s3 + 'Records and bytes/s', 'Lines and rows of counted objects per second, and their bytes as stored.', g.targets([
+            ['sum(rate(vpc_flow_exporter_s3_records_total{%s}[$__rate_interval]))' % f, 'records/s'],
+            ['sum(rate(vpc_flow_exporter_s3_object_bytes_total{%s}[$__rate_interval]))' % f, 'bytes/s'],
+          ]), 'short', w=8, interval=mi),
+          g.timeseries(s3 + 'Request errors/s', 'Failed requests to SQS, S3 and DynamoDB per second, by operation and kind (throttled, server_error, ...).', g.targets([
+            ['sum by (operation, error) (rate(vpc_flow_exporter_s3_request_errors_total{%s}[$__rate_interval]))' % f, '{{operation}} {{error}}'],
+          ]), 'reqps', w=8, interval=mi),
+          g.timeseries(s3 + 'Dedup-table claims/s', 'Claims in the dedup table per second by result (only with s3.dedup_table).', g.targets([
+            ['sum by (result) (rate(vpc_flow_exporter_s3_claims_total{%s}[$__rate_interval]))' % f, '{{result}}'],
+          ]), 'suffix: claims/s', w=8, interval=mi),
         ]),
       ],
     ),

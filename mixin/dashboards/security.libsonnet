@@ -42,8 +42,8 @@ local g = import '../lib/grafana.libsonnet';
           g.stat('Reject ratio', 'Share of traffic records that were rejected.', g.targets([
             ['sum(rate(vpc_flow_records_total{%s, action="REJECT"}[$__rate_interval])) / sum(rate(vpc_flow_records_total{%s}[$__rate_interval]))' % [fi, fi], 'reject ratio'],
           ]), 'percentunit', w=6),
-          g.stat('Port-scan sources', 'Sources over the port-scan threshold, summed over replicas (all interfaces).', g.targets([
-            ['sum(vpc_flow_port_scan_sources{%s})' % f, 'sources'],
+          g.stat('Port-scan sources', 'Sources whose distinct rejected ports, summed over replicas, reach the port-scan threshold (as VpcFlowPortScan and VpcFlowInternalPortScan judge them; all interfaces).', g.targets([
+            ['count(srcaddr:vpc_flow_top_port_scanners:sum{%s} >= on () group_left () vpc_flow_alert_threshold{threshold="port_scan_min_distinct_ports", interface_id=""}) or vector(0)' % f, 'sources'],
           ]), w=6),
           g.stat('Alerts firing', 'VpcFlow alerts firing now.', g.targets([
             ['count(ALERTS{alertname=~"VpcFlow.*", alertstate="firing"}) or vector(0)', 'alerts'],
