@@ -1219,3 +1219,73 @@ mod firehose_tests {
         assert!(e.starts_with("firehose.access_keys[0]: an access key must be 1 to 4096 bytes, got 4097"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod s3_tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml(yaml, Path::new("/etc/x")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_s3_section_defaults() {
+        let c = load("s3:\n  queue_url: https://sqs.us-east-1.amazonaws.com/1/q\n").unwrap();
+        let s3 = c.s3.unwrap();
+        assert_eq!(s3.visibility_timeout, Duration::from_secs(300));
+        assert_eq!(s3.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(s3.concurrency, std::thread::available_parallelism().map_or(1, |n| n.get()));
+        assert_eq!(s3.log_format, Format::default_v2());
+        assert_eq!((s3.key_prefix, s3.dedup_table, s3.endpoint_url), (None, None, None));
+        assert!(load("").unwrap().s3.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let q = "s3:\n  queue_url: https://q\n";
+        let cases = [
+            (
+                "s3:\n  region: us-east-1\n".to_owned(),
+                "s3.queue_url: missing: the URL of the SQS queue that S3 notifies (line 1)",
+            ),
+            (
+                "s3:\n  queue_url: flow-logs\n".to_owned(),
+                "s3.queue_url: must be an SQS queue URL (https://sqs...), got \"flow-logs\" (line 2)",
+            ),
+            (format!("{q}  concurrency: 0\n"), "s3.concurrency: must be between 1 and 256, got 0 (line 3)"),
+            (format!("{q}  concurrency: 1000\n"), "s3.concurrency: must be between 1 and 256, got 1000 (line 3)"),
+            (
+                format!("{q}  visibility_timeout: 10s\n"),
+                "s3.visibility_timeout: must be between 30s and 12h (the SQS maximum) (line 3)",
+            ),
+            (
+                format!("{q}  visibility_timeout: 13h\n"),
+                "s3.visibility_timeout: must be between 30s and 12h (the SQS maximum) (line 3)",
+            ),
+            (format!("{q}  shutdown_grace: 11m\n"), "s3.shutdown_grace: must be at most 10m (line 3)"),
+            (
+                format!("{q}  dedup_table: \"a b\"\n"),
+                "s3.dedup_table: must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ - .), got \"a b\" (line 3)",
+            ),
+            (
+                format!("{q}  endpoint_url: \"ftp://u:secret@h\"\n"),
+                "s3.endpoint_url: must start with http:// or https://, got \"ftp://h\" (line 3)",
+            ),
+            (
+                format!("{q}  role_arn: x\n"),
+                "s3.role_arn: must be an IAM role ARN (arn:aws:iam::...), got \"x\" (line 3)",
+            ),
+            (format!("{q}  region: \"\"\n"), "s3.region: must not be empty (line 3)"),
+            (format!("{q}  queue: x\n"), ""),
+        ];
+        for (yaml, want) in cases {
+            let e = load(&yaml).unwrap_err();
+            if want.is_empty() {
+                assert!(e.contains("queue") && e.contains("queue_url"), "{e}");
+            } else {
+                assert_eq!(e, want, "{yaml}");
+            }
+            assert!(!e.contains("secret"));
+        }
+    }
+}
