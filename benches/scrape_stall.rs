@@ -11,14 +11,17 @@
 //!
 //!   cargo bench --bench scrape_stall [-- SECONDS]
 //!
-//! Uses only the API that predates the pipeline (`SharedAggregator`,
-//! `expose::registry`), so the same file measures an older revision.
+//! Also prints how long the lock is held for a scrape's snapshot, timed
+//! from inside half a period after each scrape (`Aggregator::snapshot_into`,
+//! what the collector does under the lock). Before the snapshot (commit
+//! 2d62d41), the whole family building ran under the lock; the writer-side
+//! figures of that revision are in docs/architecture.md.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use vpc_flow_exporter::aggregate::Aggregator;
+use vpc_flow_exporter::aggregate::{Aggregator, Snapshot};
 use vpc_flow_exporter::config::Config;
 use vpc_flow_exporter::expose;
 use vpc_flow_exporter::parse::{Format, LineParser};
@@ -87,16 +90,25 @@ fn main() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let scraper = {
-        let stop = stop.clone();
+        let (stop, agg) = (stop.clone(), agg.clone());
         std::thread::spawn(move || {
-            let mut took = Vec::new();
+            let (mut took, mut held) = (Vec::new(), Vec::new());
+            let mut snap = Snapshot::default();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 std::hint::black_box(expose::encode(&registry));
                 took.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(50).saturating_sub(t.elapsed()));
+                // Half a period later, the scrape's critical section alone,
+                // timed from inside: the lock held for the snapshot.
+                let g = agg.lock().unwrap();
+                let t2 = Instant::now();
+                g.snapshot_into(&mut snap);
+                drop(g);
+                held.push(t2.elapsed());
                 std::thread::sleep(Duration::from_millis(100).saturating_sub(t.elapsed()));
             }
-            took
+            (took, held)
         })
     };
     let mut waits = Vec::new();
@@ -115,7 +127,7 @@ fn main() {
         drop(g);
     }
     stop.store(true, Ordering::Relaxed);
-    let scrapes = scraper.join().unwrap();
+    let (scrapes, held) = scraper.join().unwrap();
     println!("{} records in {secs} s ({:.2} M records/s)", n * BATCH, (n * BATCH) as f64 / secs as f64 / 1e6);
     let start = waits[0].0;
     let mut per_scrape = vec![Duration::ZERO; (secs * 10) as usize + 1];
@@ -128,4 +140,5 @@ fn main() {
     percentiles("writer lock wait per batch", waits.into_iter().map(|(_, w)| w).collect());
     percentiles("stall per scrape period (longest wait in each 100 ms)", per_scrape);
     percentiles("scrape (lock + encode)", scrapes);
+    percentiles("lock held per scrape (snapshot)", held);
 }
