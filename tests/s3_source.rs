@@ -466,3 +466,142 @@ async fn sigterm_releases_objects_in_work_and_exits_0() {
     let t = b.wait_for("the object counted", |t| objects(t, "ok") >= 1.0).await;
     assert_eq!(lines(&t), want as f64);
 }
+
+/// A proxy in front of moto_server that fails chosen requests of each
+/// operation: S3 `SlowDown` (503), DynamoDB throughput exceeded (400),
+/// SQS a bare 500. The operation is the `x-amz-target` header (SQS and
+/// DynamoDB) or, for S3, a GET of an object.
+struct FaultProxy {
+    endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Fails the requests of each operation whose number (from 1) is in `fail`.
+    async fn start(upstream: &str, fail: &'static [u64]) -> FaultProxy {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.to_owned();
+        let seen = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (client, upstream, seen) = (client.clone(), upstream.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (client, upstream, seen) = (client.clone(), upstream.clone(), seen.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(proxy_one(req, &client, &upstream, &seen, fail).await)
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        FaultProxy { endpoint, task }
+    }
+}
+
+async fn proxy_one(
+    req: hyper::Request<hyper::body::Incoming>,
+    client: &reqwest::Client,
+    upstream: &str,
+    seen: &std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    fail: &[u64],
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt;
+    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
+    let op = match &target {
+        Some(t) => t.rsplit('.').next().unwrap_or("").to_owned(),
+        None if req.method() == hyper::Method::GET && path.matches('/').count() >= 2 && !path.contains("list-type") => {
+            "GetObject".to_owned()
+        }
+        None => String::new(),
+    };
+    let n = {
+        let mut seen = seen.lock().unwrap();
+        let c = seen.entry(op.clone()).or_default();
+        *c += 1;
+        *c
+    };
+    let faulty = ["ReceiveMessage", "DeleteMessage", "GetObject", "PutItem", "UpdateItem"].contains(&op.as_str());
+    if faulty && fail.contains(&n) {
+        let (status, body, ctype) = match target.as_deref() {
+            Some(t) if t.starts_with("DynamoDB") => (
+                400,
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"slow down"}"#,
+                "application/x-amz-json-1.0",
+            ),
+            Some(_) => (500, "", "text/plain"),
+            None => (
+                503,
+                "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>",
+                "application/xml",
+            ),
+        };
+        return hyper::Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut fwd = client.request(method, format!("{upstream}{path}"));
+    for (k, v) in req.headers() {
+        if k != "host" && k != "content-length" {
+            fwd = fwd.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let resp = fwd.body(body).send().await.unwrap();
+    let mut out = hyper::Response::builder().status(resp.status().as_u16());
+    for (k, v) in resp.headers() {
+        if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    out.body(http_body_util::Full::new(resp.bytes().await.unwrap_or_default())).unwrap()
+}
+
+/// Throttling and 5xx on S3, SQS and DynamoDB: counted by operation and
+/// kind, backed off, and every object still counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-faults").await;
+    aws.dedup_table("objects").await;
+    let proxy = FaultProxy::start(&moto.endpoint, &[2, 5]).await;
+    let mut want = 0;
+    for i in 0..12 {
+        let file = ["default.log.gz", "v5.log", "default.parquet"][i % 3];
+        want += expected_lines(file);
+        aws.put_file(&format!("AWSLogs/{i}-{file}"), file).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&proxy.endpoint, &queue, "  dedup_table: objects\n");
+    let mut r = Replica::start(dir.path(), "faults", &yaml);
+    let t = r.wait_for("12 objects", |t| objects(t, "ok") >= 12.0).await;
+    let err = |op: &str, kind: &str| {
+        expo::value(&t, "vpc_flow_exporter_s3_request_errors_total", &[("operation", op), ("error", kind)])
+    };
+    let shown = s3_lines(&t);
+    assert_eq!(lines(&t), want as f64, "{shown}");
+    assert_eq!(objects(&t, "ok"), 12.0, "{shown}");
+    assert_eq!(err("GetObject", "throttled"), 2.0, "{shown}");
+    assert_eq!(err("ReceiveMessage", "server_error"), 2.0, "{shown}");
+    assert_eq!(err("PutItem", "throttled"), 2.0, "{shown}");
+    assert!(err("DeleteMessage", "server_error") >= 1.0, "{shown}");
+    assert!(objects(&t, "error") >= 2.0, "the failed GetObjects and claims are object errors: {shown}");
+}
