@@ -9,6 +9,9 @@
 
 use super::tracker::SLOTS;
 
+/// Rings the slab grows by (at most this many unused).
+const GROW: usize = 64;
+
 /// A ring index meaning "no ring".
 pub(crate) const NO_RING: u32 = u32::MAX;
 
@@ -62,21 +65,24 @@ impl Rings {
     }
 
     /// Rings in the slab, free ones included.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.totals.len()
     }
 
-    /// An all-zero ring.
+    /// An all-zero ring. The slab grows by [`GROW`] rings at a time: one
+    /// resize per column, rather than a push per column per ring.
     pub(crate) fn alloc(&mut self) -> u32 {
         if let Some(r) = self.free.pop() {
             return r;
         }
+        let n = self.totals.len();
+        let grown = n + GROW;
         for col in &mut self.cols {
-            col.push(0);
+            col.resize(grown, 0);
         }
-        self.totals.push(0);
-        (self.totals.len() - 1) as u32
+        self.totals.resize(grown, 0);
+        self.free.extend((n as u32 + 1..grown as u32).rev());
+        n as u32
     }
 
     /// Frees ring `r`, whose newest epoch written is `head`: its cells of the
@@ -111,6 +117,33 @@ impl Rings {
             return 0;
         }
         self.cols[self.col(epoch)][r as usize]
+    }
+
+    /// Adds the live counts of `other` (rings of as many slots, whose first
+    /// live epoch is at or before this one's) into this slab: ring `r` there
+    /// into ring `into[r]` here (`NO_RING`: left out). One sequential pass
+    /// over each of `other`'s columns that still hold a live epoch here.
+    pub(crate) fn add_columns(&mut self, other: &Rings, into: &[u32]) {
+        debug_assert_eq!(self.slots, other.slots);
+        for epoch in self.swept.max(other.swept)..other.swept + other.slots {
+            if epoch >= self.swept + self.slots {
+                break;
+            }
+            let (from, to) = (other.col(epoch), self.col(epoch));
+            if other.used & (1 << from) == 0 {
+                continue;
+            }
+            let col = &mut self.cols[to];
+            for (&v, &r) in other.cols[from].iter().zip(into) {
+                if v != 0 && r != NO_RING {
+                    let cell = &mut col[r as usize];
+                    let n = v.min(u32::MAX - *cell);
+                    *cell += n;
+                    self.totals[r as usize] += u64::from(n);
+                }
+            }
+            self.used |= 1 << to;
+        }
     }
 
     /// The window total of ring `r`: its counts from the first live epoch on.
@@ -236,7 +269,7 @@ mod tests {
         assert_eq!(rings.total(a), 3 + u64::from(u32::MAX));
         rings.release(a, 130);
         assert_eq!(rings.alloc(), a);
-        assert_eq!((rings.total(a), rings.get(a, 100), rings.get(a, 130), rings.len()), (0, 0, 0, 1));
+        assert_eq!((rings.total(a), rings.get(a, 100), rings.get(a, 130), rings.len()), (0, 0, 0, GROW));
         assert!(rings.cols.iter().flatten().all(|&c| c == 0));
         rings.clear();
         assert_eq!(rings.len(), 0);
