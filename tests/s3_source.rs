@@ -605,3 +605,58 @@ async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
     assert!(err("DeleteMessage", "server_error") >= 1.0, "{shown}");
     assert!(objects(&t, "error") >= 2.0, "the failed GetObjects and claims are object errors: {shown}");
 }
+
+/// Objects that cannot be read (0 bytes, truncated Parquet, deleted after
+/// the notification) and a body that is not a notification: each counted
+/// with its reason, the replica goes on, and the messages reach the
+/// dead-letter queue after the redrive count (2 receives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-dlq").await;
+    let dlq = aws.sqs.create_queue().queue_name("flow-logs-dead").send().await.unwrap().queue_url.unwrap();
+    let dlq_arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#);
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .expect("SetQueueAttributes");
+    aws.put("AWSLogs/empty.log", Vec::new()).await;
+    let parquet = std::fs::read(data("default.parquet")).unwrap();
+    aws.put("AWSLogs/truncated.parquet", parquet[..parquet.len() / 2].to_vec()).await;
+    aws.put_file("AWSLogs/gone.log.gz", "default.log.gz").await;
+    aws.s3.delete_object().bucket(BUCKET).key("AWSLogs/gone.log.gz").send().await.expect("DeleteObject");
+    aws.sqs.send_message().queue_url(&queue).message_body("hello").send().await.unwrap();
+    aws.put_file("AWSLogs/good.log", "default.log").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::start(dir.path(), "dlq", &config(&moto.endpoint, &queue, ""));
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while aws.queued(&dlq).await < 4 {
+        assert!(Instant::now() < deadline, "{}", s3_lines(&r.scrape().await));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let t = r.wait_for("the good object", |t| objects(t, "ok") >= 1.0).await;
+    let reason = |why: &str| expo::value(&t, "vpc_flow_exporter_s3_object_errors_total", &[("reason", why)]);
+    let shown = s3_lines(&t);
+    assert_eq!(reason("empty"), 2.0, "{shown}");
+    assert_eq!(reason("bad_parquet"), 2.0, "{shown}");
+    assert_eq!(reason("not_found"), 2.0, "{shown}");
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_sqs_message_errors_total", &[("reason", "bad_json")]), 2.0);
+    assert_eq!(objects(&t, "ok"), 1.0);
+    assert_eq!(lines(&t), expected_lines("default.log") as f64, "nothing of the failed objects counted");
+    assert_eq!(aws.queued(&queue).await, 0, "every message went: deleted or to the dead-letter queue");
+}
