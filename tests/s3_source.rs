@@ -660,3 +660,34 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
     assert_eq!(lines(&t), expected_lines("default.log") as f64, "nothing of the failed objects counted");
     assert_eq!(aws.queued(&queue).await, 0, "every message went: deleted or to the dead-letter queue");
 }
+
+/// `--config.check` checks the s3 section (and that a region resolves)
+/// without sending a request: an endpoint nobody listens on passes.
+#[test]
+fn config_check_covers_the_s3_section_without_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |yaml: &str| {
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Command::new(common::BIN)
+            .arg("--config.file")
+            .arg(&path)
+            .arg("--config.check")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let base = "s3:\n  queue_url: https://sqs.us-east-1.amazonaws.com/1/q\n  endpoint_url: http://127.0.0.1:1\n";
+    let out = run(&format!("{base}  region: us-east-1\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("configuration is valid\n"));
+    let out = run(base);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3.region: no AWS region found"), "{err}");
+    let out = run(&format!("{base}  region: us-east-1\n  concurrency: 0\n"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("s3.concurrency: must be between 1 and 256, got 0"));
+}
