@@ -11,6 +11,15 @@
 //! - every dashboard variable resolves, and every query of every dashboard panel
 //!   returns data (the CloudWatch panels, which only the live poller feeds, must
 //!   be valid PromQL there);
+//! - beside the demo, under the same Prometheus and Alertmanager, a second
+//!   exporter takes the demo's traffic as Amazon Data Firehose would push it (a
+//!   generator here POSTs the demo's lines per the HTTP endpoint delivery
+//!   specification: gzip, batches of 500 records, an access key): every alert
+//!   the demo fires also fires for it (its series carry `cluster="firehose"`,
+//!   so the two are told apart), its health alerts stay silent, every Firehose
+//!   panel query of the health dashboard returns data, and every record sent
+//!   is counted exactly once (a retried request id counts once, a wrong key
+//!   none);
 //! - and, in a second test, with the exporter polling a moto_server (CloudWatch
 //!   Logs) instead of the demo, every CloudWatch panel query of the health
 //!   dashboard returns data and no health alert is active;
@@ -40,7 +49,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use flate2::write::GzEncoder;
 use serde_json::Value;
+use vpc_flow_exporter::source::demo::{Generator, DEMO_FORMAT};
 
 mod common;
 
@@ -455,6 +467,20 @@ fn start_prometheus_with(
     extra_rules: &[PathBuf],
     scrape_interval: &str,
 ) -> (Proc, u16) {
+    start_prometheus_targets(bin, dir, &[(exporter_port, None)], am_port, extra_rules, scrape_interval)
+}
+
+/// [`start_prometheus_with`] scraping several exporters in the job, each with
+/// its `cluster` label when given (the rules keep it: one set of alerts per
+/// cluster).
+fn start_prometheus_targets(
+    bin: &Path,
+    dir: &Path,
+    targets: &[(u16, Option<&str>)],
+    am_port: Option<u16>,
+    extra_rules: &[PathBuf],
+    scrape_interval: &str,
+) -> (Proc, u16) {
     let rules = std::iter::once(repo().join(RULES_GLOB))
         .chain(extra_rules.iter().cloned())
         .map(|p| format!("  - {}\n", p.display()))
@@ -462,11 +488,18 @@ fn start_prometheus_with(
     let alerting = am_port
         .map(|p| format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{p}']\n"))
         .unwrap_or_default();
+    let static_configs = targets
+        .iter()
+        .map(|(port, cluster)| {
+            let labels = cluster.map(|c| format!("        labels: {{cluster: {c}}}\n")).unwrap_or_default();
+            format!("      - targets: ['127.0.0.1:{port}']\n{labels}")
+        })
+        .collect::<String>();
     let config = format!(
         "global:\n  scrape_interval: {scrape_interval}\n  scrape_timeout: {scrape_interval}\n  evaluation_interval: 1s\n\
          rule_files:\n{rules}\
          {alerting}\
-         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n{static_configs}"
     );
     start_prometheus_at(bin, dir, &config, &["--rules.alert.resend-delay=1s"])
 }
@@ -511,6 +544,127 @@ fn test_alertmanager_config(webhook_port: u16) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Firehose: a second exporter fed the demo's traffic as Firehose pushes it
+// ---------------------------------------------------------------------------
+
+/// The `cluster` label of the Firehose exporter's series in the demo test.
+const FIREHOSE_CLUSTER: &str = "firehose";
+const FIREHOSE_KEY: &str = "stack-test-access-key-0123456789";
+/// Records per request, as a delivery stream batches them.
+const FIREHOSE_BATCH: usize = 500;
+/// Base (background) demo lines generated per second.
+const FIREHOSE_BASE_RATE: usize = 200;
+
+/// A live exporter whose only source is a `firehose` section (the demo's
+/// detection settings, the demo's log format, one access key).
+fn start_firehose_exporter(dir: &Path) -> (Proc, u16, u16) {
+    let dir = dir.join("firehose");
+    fs::create_dir_all(&dir).unwrap();
+    let (metrics_port, port) = (free_port(), free_port());
+    fs::write(
+        dir.join("config.yml"),
+        format!(
+            "{DEMO_CONFIG}firehose:\n  listen_address: \"127.0.0.1:{port}\"\n  access_keys: [\"{FIREHOSE_KEY}\"]\n  \
+             log_format: \"{DEMO_FORMAT}\"\n"
+        ),
+    )
+    .unwrap();
+    (start_live_exporter(Path::new(BIN), &dir, metrics_port), metrics_port, port)
+}
+
+/// What the pusher sent and what came back.
+#[derive(Default, Debug)]
+struct PushStats {
+    /// Requests answered 200 whose records count (first attempts).
+    applied_requests: u64,
+    /// Records in those requests.
+    applied_records: u64,
+    /// Answers other than the expected ones, with their request id.
+    unexpected: Vec<String>,
+}
+
+/// Pushes the demo generator's lines (scenarios 10 s after the start, then
+/// every minute) to the receiver at `port`, one line per record, gzip,
+/// requests of [`FIREHOSE_BATCH`] records, until `stop`. Its first request is
+/// sent twice (a retry: 200, counted once) and then once with a wrong key
+/// (401, not counted).
+fn start_firehose_pusher(port: u16, stop: Arc<std::sync::atomic::AtomicBool>) -> thread::JoinHandle<PushStats> {
+    thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        let http = client();
+        let url = format!("http://127.0.0.1:{port}/");
+        let mut generator = Generator::new(0x5eed);
+        let mut stats = PushStats::default();
+        let started = Instant::now();
+        let mut next_round = started + Duration::from_secs(10);
+        let mut seq = 0u64;
+        let mut first = true;
+        while !stop.load(Ordering::Relaxed) {
+            let tick = Instant::now();
+            let play = tick >= next_round;
+            if play {
+                next_round += Duration::from_secs(60);
+            }
+            let end = (now_ms() / 1000) as u64;
+            let lines: Vec<String> = generator
+                .batch(FIREHOSE_BASE_RATE, play, end)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            for chunk in lines.chunks(FIREHOSE_BATCH) {
+                seq += 1;
+                let id = format!("stack-e2e-{seq:08}");
+                let body = firehose_body(&id, chunk);
+                let status = firehose_post(&http, &url, &id, FIREHOSE_KEY, &body);
+                if status == 200 {
+                    stats.applied_requests += 1;
+                    stats.applied_records += chunk.len() as u64;
+                } else {
+                    stats.unexpected.push(format!("{id}: {status}"));
+                }
+                if first {
+                    first = false;
+                    for (key, want) in [(FIREHOSE_KEY, 200), ("wrong-key", 401)] {
+                        let status = firehose_post(&http, &url, &id, key, &body);
+                        if status != want {
+                            stats.unexpected.push(format!("{id} again with key {key}: {status}, want {want}"));
+                        }
+                    }
+                }
+            }
+            thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+        }
+        stats
+    })
+}
+
+/// A gzip request body per the Firehose HTTP endpoint delivery specification.
+fn firehose_body(id: &str, lines: &[String]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<Value> = lines.iter().map(|l| serde_json::json!({"data": b64.encode(l.as_bytes())})).collect();
+    let doc = serde_json::json!({"requestId": id, "timestamp": now_ms(), "records": records});
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(doc.to_string().as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// POSTs a request with Firehose's headers; the status (0 when it failed).
+fn firehose_post(http: &reqwest::blocking::Client, url: &str, id: &str, key: &str, body: &[u8]) -> u16 {
+    http.post(url)
+        .header("X-Amz-Firehose-Protocol-Version", "1.0")
+        .header("X-Amz-Firehose-Request-Id", id)
+        .header("X-Amz-Firehose-Access-Key", key)
+        .header("X-Amz-Firehose-Source-Arn", "arn:aws:firehose:us-east-1:123456789012:deliverystream/flow-logs")
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(body.to_vec())
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
 
@@ -546,17 +700,31 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         dir,
     );
 
+    // The Firehose phase, in the same stack: a live exporter with only a
+    // firehose section, fed the demo's traffic by a pusher.
+    let (mut firehose, firehose_metrics_port, firehose_port) = start_firehose_exporter(dir);
+
     // Prometheus with the shipped rules and the demo's threshold overrides,
-    // 1 s scrapes and evaluations (the shipped groups keep their 1m interval).
+    // 1 s scrapes and evaluations (the shipped groups keep their 1m interval);
+    // the Firehose exporter's series carry cluster="firehose".
     let overrides = dir.join("demo-overrides.yml");
     fs::write(&overrides, DEMO_OVERRIDES).unwrap();
-    let (mut prometheus, prom_port) =
-        start_prometheus_with(&prometheus_bin, dir, exporter_port, Some(am_port), &[overrides], "1s");
+    let (mut prometheus, prom_port) = start_prometheus_targets(
+        &prometheus_bin,
+        dir,
+        &[(exporter_port, None), (firehose_metrics_port, Some(FIREHOSE_CLUSTER))],
+        Some(am_port),
+        &[overrides],
+        "1s",
+    );
     let rules = repo().join(RULES_GLOB);
 
     wait_ready(&http, &mut alertmanager, &format!("http://127.0.0.1:{am_port}/-/ready"));
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
+    wait_ready(&http, &mut firehose, &format!("http://127.0.0.1:{firehose_metrics_port}/-/ready"));
     wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
+    let stop_pusher = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = start_firehose_pusher(firehose_port, stop_pusher.clone());
     let prom = Prom { http: http.clone(), base: format!("http://127.0.0.1:{prom_port}") };
     let logs = |procs: &[&Proc]| procs.iter().map(|p| p.log_tail()).collect::<Vec<_>>().join("\n");
 
@@ -596,8 +764,12 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // expected. The health alerts are watched from the first evaluation after
     // the first successful scrape on.
     let scraped = Instant::now() + Duration::from_secs(60);
-    while prom.query_count(&format!("up{{job=\"{JOB}\"}} == 1")) != Ok(1) {
-        assert!(Instant::now() < scraped, "Prometheus never scraped the exporter\n{}", logs(&[&exporter, &prometheus]));
+    while prom.query_count(&format!("up{{job=\"{JOB}\"}} == 1")) != Ok(2) {
+        assert!(
+            Instant::now() < scraped,
+            "Prometheus never scraped both exporters\n{}",
+            logs(&[&exporter, &firehose, &prometheus])
+        );
         thread::sleep(Duration::from_millis(200));
     }
     thread::sleep(Duration::from_secs(3));
@@ -605,6 +777,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
 
     // Wait for every demo alert at the webhook, watching the health alerts.
     let mut first_seen: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut firehose_seen: BTreeMap<String, Duration> = BTreeMap::new();
     let mut health_seen: Vec<String> = Vec::new();
     let mut failed_scrapes: Vec<String> = Vec::new();
     loop {
@@ -624,22 +797,36 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         }
         for r in received.lock().unwrap().iter() {
             let name = r.labels.get("alertname").cloned().unwrap_or_default();
-            first_seen.entry(name).or_insert_with(|| started.elapsed());
+            let seen = match r.labels.get("cluster").map(String::as_str) {
+                None => &mut first_seen,
+                Some(FIREHOSE_CLUSTER) => &mut firehose_seen,
+                Some(_) => continue,
+            };
+            seen.entry(name).or_insert_with(|| started.elapsed());
         }
-        let missing: Vec<&str> = DEMO_ALERTS.iter().copied().filter(|n| !first_seen.contains_key(*n)).collect();
+        let missing: Vec<String> = DEMO_ALERTS
+            .iter()
+            .filter(|n| !first_seen.contains_key(**n))
+            .map(|n| format!("{n} (demo)"))
+            .chain(DEMO_ALERTS.iter().filter(|n| !firehose_seen.contains_key(**n)).map(|n| format!("{n} (firehose)")))
+            .collect();
         if missing.is_empty() {
             break;
         }
         if let Some(status) = exporter.exited() {
             panic!("the exporter exited ({status})\n{}", logs(&[&exporter]));
         }
+        if let Some(status) = firehose.exited() {
+            panic!("the Firehose exporter exited ({status})\n{}", logs(&[&firehose]));
+        }
         if started.elapsed() > ALERT_DEADLINE {
             panic!(
-                "after {:?}, these alerts never reached the webhook: {missing:?}\nreceived: {:?}\nactive in Prometheus: {:#?}\n{}",
+                "after {:?}, these alerts never reached the webhook: {missing:?}\nreceived: {:?} (firehose: {:?})\nactive in Prometheus: {:#?}\n{}",
                 started.elapsed(),
                 first_seen,
+                firehose_seen,
                 prom.active_alerts(),
-                logs(&[&exporter, &prometheus, &alertmanager])
+                logs(&[&exporter, &firehose, &prometheus, &alertmanager])
             );
         }
         thread::sleep(Duration::from_secs(1));
@@ -651,9 +838,15 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     if !failed_scrapes.is_empty() {
         println!("note: failed scrapes made VpcFlowExporterDown pending (not firing): {failed_scrapes:#?}");
     }
+    for (name, at) in &firehose_seen {
+        println!(
+            "  {name:<30} after {:>6.1} s  (cluster=\"{FIREHOSE_CLUSTER}\", through the Firehose receiver)",
+            at.as_secs_f64()
+        );
+    }
     for (name, at) in &first_seen {
         let got = received.lock().unwrap();
-        let first = got.iter().find(|r| r.labels.get("alertname") == Some(name));
+        let first = got.iter().find(|r| r.labels.get("alertname") == Some(name) && !r.labels.contains_key("cluster"));
         let (receiver, group) =
             first.map(|r| (r.receiver.clone(), format!("{:?}", r.group_labels))).unwrap_or_default();
         println!("  {name:<30} after {:>6.1} s  receiver {receiver:<6} group {group}", at.as_secs_f64());
@@ -667,6 +860,10 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         let (_, severity) = &alert_rules[*name];
         let subject = subject_label(name);
         for r in got.iter().filter(|r| r.labels.get("alertname").map(String::as_str) == Some(*name)) {
+            let cluster = r.labels.get("cluster").cloned();
+            if cluster.as_deref().is_some_and(|c| c != FIREHOSE_CLUSTER) {
+                problems.push(format!("{name}: unexpected cluster label {cluster:?}"));
+            }
             if r.status != "firing" {
                 problems.push(format!("{name}: status {}", r.status));
             }
@@ -690,7 +887,10 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             if r.receiver != want {
                 problems.push(format!("{name}: severity {severity} went to receiver {:?}, want {want:?}", r.receiver));
             }
-            let want_group = BTreeMap::from([("alertname".to_string(), name.to_string())]);
+            let mut want_group = BTreeMap::from([("alertname".to_string(), name.to_string())]);
+            if let Some(c) = &cluster {
+                want_group.insert("cluster".to_string(), c.clone());
+            }
             if r.group_labels != want_group {
                 problems.push(format!("{name}: notification grouped by {:?}, want {want_group:?}", r.group_labels));
             }
@@ -739,6 +939,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     let mut cloudwatch_only = Vec::new();
     let mut history_only = Vec::new();
     let mut checked = 0;
+    let mut firehose_checked = 0;
     for dash in dashboards() {
         println!("dashboard {} ({})", dash.file, dash.json["uid"]);
         let vars = resolve_variables(&prom, &dash, &mut problems);
@@ -755,6 +956,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                 let expr = t["expr"].as_str().unwrap_or_default();
                 let query = substitute(expr, &vars);
                 let needs_cloudwatch = expr.contains("vpc_flow_exporter_cloudwatch_");
+                let needs_s3 = expr.contains("vpc_flow_exporter_s3_") || expr.contains("vpc_flow_exporter_sqs_");
                 // The seasonal baselines need a day of history: empty in a fresh stack.
                 let needs_history = expr.contains("_baseline");
                 checked += 1;
@@ -767,7 +969,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                 }
                 match result {
                     Err(e) => problems.push(format!("{}: panel {title:?} [{}]: {query}: {e}", dash.file, t["refId"])),
-                    Ok(0) if needs_cloudwatch => {
+                    Ok(0) if needs_cloudwatch || needs_s3 => {
                         cloudwatch_only.push(format!("{}: {title} [{}]", dash.file, t["refId"]));
                     }
                     Ok(0) if needs_history => {
@@ -775,15 +977,54 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                     }
                     Ok(0) => problems
                         .push(format!("{}: panel {title:?} [{}] returns no data: {query}", dash.file, t["refId"])),
-                    Ok(n) => println!("  {:<4} series  {title} [{}]", n, t["refId"].as_str().unwrap_or_default()),
+                    Ok(n) => {
+                        if expr.contains("vpc_flow_exporter_firehose_") {
+                            firehose_checked += 1;
+                        }
+                        println!("  {:<4} series  {title} [{}]", n, t["refId"].as_str().unwrap_or_default())
+                    }
                 }
             }
         }
     }
     println!(
-        "{checked} panel queries checked; valid but without data until the exporter polls CloudWatch \
-         (see cloudwatch_stack_feeds_health_panels):"
+        "{checked} panel queries checked ({firehose_checked} Firehose queries with data); valid but without data \
+         until the exporter polls CloudWatch (see cloudwatch_stack_feeds_health_panels) or reads S3:"
     );
+    if firehose_checked == 0 {
+        problems.push("no Firehose panel query was checked: the health dashboard has no Firehose row".to_string());
+    }
+
+    // The Firehose receiver counted every record it answered 200 for, once:
+    // the retried request id and the wrong key added nothing.
+    stop_pusher.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pushed = pusher.join().expect("Firehose pusher");
+    let text = http
+        .get(format!("http://127.0.0.1:{firehose_metrics_port}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("Firehose exporter /metrics");
+    let value = |series: &str| {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(-1.0)
+    };
+    println!(
+        "Firehose: {} requests, {} records applied; unexpected answers: {:?}",
+        pushed.applied_requests, pushed.applied_records, pushed.unexpected
+    );
+    if !pushed.unexpected.is_empty() {
+        problems.push(format!("Firehose answers not as expected: {:?}", pushed.unexpected));
+    }
+    for (series, want) in [
+        ("vpc_flow_exporter_firehose_records_total{kind=\"lines\"}", pushed.applied_records),
+        ("vpc_flow_exporter_firehose_lines_total", pushed.applied_records),
+        ("vpc_flow_exporter_firehose_requests_total{code=\"200\"}", pushed.applied_requests + 1),
+        ("vpc_flow_exporter_firehose_duplicate_requests_total", 1),
+        ("vpc_flow_exporter_firehose_auth_failures_total", 1),
+    ] {
+        if value(series) != want as f64 {
+            problems.push(format!("Firehose exporter: {series} = {}, want {want}", value(series)));
+        }
+    }
     for p in &cloudwatch_only {
         println!("  {p}");
     }
@@ -800,7 +1041,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         "{} problem(s):\n  {}\n{}",
         problems.len(),
         problems.join("\n  "),
-        logs(&[&exporter, &prometheus, &alertmanager])
+        logs(&[&exporter, &firehose, &prometheus, &alertmanager])
     );
 }
 
