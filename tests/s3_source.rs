@@ -691,3 +691,48 @@ fn config_check_covers_the_s3_section_without_requests() {
     let out = run(&format!("{base}  region: us-east-1\n  concurrency: 0\n"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("s3.concurrency: must be between 1 and 256, got 0"));
 }
+
+/// Not ready until the queue answered: with no endpoint listening, `/-/ready`
+/// says 503 and the failed receives are counted as connection errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_queue_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut r = Replica::start(dir.path(), "unready", &config(&dead, &format!("{dead}/1/q"), ""));
+    let t = r
+        .wait_for("a failed receive", |t| {
+            expo::value(
+                t,
+                "vpc_flow_exporter_s3_request_errors_total",
+                &[("operation", "ReceiveMessage"), ("error", "connection")],
+            ) >= 1.0
+        })
+        .await;
+    assert_eq!(r.get("/-/ready").await.unwrap().0, 503, "{}", s3_lines(&t));
+}
+
+/// EventBridge events carry keys as they are; one that arrives URL-encoded
+/// anyway (`%20`) is read with the decoded key after S3's NoSuchKey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_eventbridge_key_is_retried_decoded() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    aws.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+    let queue = aws.sqs.create_queue().queue_name("eventbridge").send().await.unwrap().queue_url.unwrap();
+    aws.put_file("AWSLogs/a b.log", "default.log").await;
+    aws.put_file("AWSLogs/plain.log", "v5.log").await;
+    for key in ["AWSLogs/a%20b.log", "AWSLogs/plain.log"] {
+        let body = format!(
+            r#"{{"version":"0","id":"1","detail-type":"Object Created","source":"aws.s3","time":"2026-12-01T00:00:00Z","region":"us-east-1","detail":{{"bucket":{{"name":"{BUCKET}"}},"object":{{"key":"{key}","size":1}}}}}}"#
+        );
+        aws.sqs.send_message().queue_url(&queue).message_body(body).send().await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::start(dir.path(), "eb", &config(&moto.endpoint, &queue, ""));
+    let t = r.wait_for("both objects", |t| objects(t, "ok") >= 2.0).await;
+    assert_eq!(lines(&t), (expected_lines("default.log") + expected_lines("v5.log")) as f64);
+    assert_eq!(objects(&t, "error"), 0.0);
+    let gets = expo::value(&t, "vpc_flow_exporter_s3_requests_total", &[("operation", "GetObject")]);
+    assert_eq!(gets, 3.0, "the encoded key tried once more, decoded");
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_lag_seconds_count", &[]), 2.0, "lag observed per object");
+}
