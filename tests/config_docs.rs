@@ -1,14 +1,14 @@
 //! The configurations that the README, docs/ and deploy/exporter/ show load
 //! as they are when copied: every ```yaml block of README.md and docs/*.md
 //! whose top-level keys are the exporter's (`log_format`, `detections`,
-//! `geoip`, `limits`, `cloudwatch`) and every deploy/exporter/*.yml. Blocks of
+//! `geoip`, `limits`, `cloudwatch`, `firehose`) and every deploy/exporter/*.yml. Blocks of
 //! other files (Prometheus rules, web configuration) are left out by their keys.
 
 use std::path::{Path, PathBuf};
 
 use vpc_flow_exporter::config::Config;
 
-const KEYS: [&str; 5] = ["log_format", "detections", "geoip", "limits", "cloudwatch"];
+const KEYS: [&str; 6] = ["log_format", "detections", "geoip", "limits", "cloudwatch", "firehose"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
