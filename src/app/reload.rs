@@ -6,9 +6,9 @@
 //! every window whose settings are unchanged; an unchanged file is a no-op. A
 //! file that does not validate, a timeout or a panic while loading is logged,
 //! counted in the reload gauges ([`reload::ReloadMetrics`]) and the running
-//! configuration kept. Changes to `cloudwatch` take effect at the next
-//! restart. With neither file, a reload only logs that there is nothing to
-//! reload.
+//! configuration kept. Changes to `cloudwatch` and `firehose` take effect at
+//! the next restart. With neither file, a reload only logs that there is
+//! nothing to reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use super::error::AppError;
 use super::ingest::{Ingest, Prepared};
 use super::BIN_TARGET;
 use crate::config::{self, Config};
@@ -74,7 +75,8 @@ impl Reloader {
         let load = move || -> Result<Loaded, LoadError> {
             let config = match &path {
                 Some(path) => {
-                    let config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let config =
+                        Config::load(path).map_err(|error| AppError::Config { path: path.to_path_buf(), error })?;
                     let d = digest(path, Some(&config));
                     let fresh = Prepared::new(&config, Some(path), demo)?;
                     Some((config, fresh, d))
@@ -100,6 +102,9 @@ impl Reloader {
         super::warn_unknown_fields(&config);
         if config.cloudwatch != self.running.cloudwatch {
             tracing::warn!(target: BIN_TARGET, "The cloudwatch section changed; it takes effect at the next restart");
+        }
+        if config.firehose != self.running.firehose {
+            tracing::warn!(target: BIN_TARGET, "The firehose section changed; it takes effect at the next restart");
         }
         self.ingest.replace(fresh);
         *last = d;
