@@ -485,6 +485,11 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Fails the requests of each operation whose number (from 1) is in `fail`.
     async fn start(upstream: &str, fail: &'static [u64]) -> FaultProxy {
+        FaultProxy::with_delay(upstream, fail, Duration::ZERO).await
+    }
+
+    /// The same, the first GetObject held for `delay` before it is forwarded.
+    async fn with_delay(upstream: &str, fail: &'static [u64], delay: Duration) -> FaultProxy {
         use std::collections::HashMap;
         use std::sync::{Arc, Mutex};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -500,7 +505,9 @@ impl FaultProxy {
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (client, upstream, seen) = (client.clone(), upstream.clone(), seen.clone());
                         async move {
-                            Ok::<_, std::convert::Infallible>(proxy_one(req, &client, &upstream, &seen, fail).await)
+                            Ok::<_, std::convert::Infallible>(
+                                proxy_one(req, &client, &upstream, &seen, (fail, delay)).await,
+                            )
                         }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -517,7 +524,7 @@ async fn proxy_one(
     client: &reqwest::Client,
     upstream: &str,
     seen: &std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    fail: &[u64],
+    (fail, delay): (&[u64], Duration),
 ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     use http_body_util::BodyExt;
     let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -535,6 +542,9 @@ async fn proxy_one(
         *c += 1;
         *c
     };
+    if op == "GetObject" && n == 1 {
+        tokio::time::sleep(delay).await;
+    }
     let faulty = ["ReceiveMessage", "DeleteMessage", "GetObject", "PutItem", "UpdateItem"].contains(&op.as_str());
     if faulty && fail.contains(&n) {
         let (status, body, ctype) = match target.as_deref() {
@@ -735,4 +745,35 @@ async fn an_encoded_eventbridge_key_is_retried_decoded() {
     let gets = expo::value(&t, "vpc_flow_exporter_s3_requests_total", &[("operation", "GetObject")]);
     assert_eq!(gets, 3.0, "the encoded key tried once more, decoded");
     assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_lag_seconds_count", &[]), 2.0, "lag observed per object");
+}
+
+/// A slow object (its GetObject held 20 s by the proxy, past half the 30 s
+/// visibility timeout) has its visibility extended, never blocks the next
+/// object, and is counted once: no redelivery while it was in work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_object_is_extended_and_blocks_no_other() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-slow").await;
+    let proxy = FaultProxy::with_delay(&moto.endpoint, &[], Duration::from_secs(20)).await;
+    aws.put_file("AWSLogs/slow.log.gz", "default.log.gz").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::start(
+        dir.path(),
+        "slow",
+        &config(&proxy.endpoint, &queue, "").replace("concurrency: 4", "concurrency: 2"),
+    );
+    r.wait_for("the slow object in work", |t| expo::value(t, "vpc_flow_exporter_s3_objects_in_work", &[]) >= 1.0).await;
+    aws.put_file("AWSLogs/fast.log", "v5.log").await;
+    let t = r.wait_for("the fast object", |t| objects(t, "ok") >= 1.0).await;
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_objects_in_work", &[]), 1.0, "the slow one still in work");
+    assert_eq!(lines(&t), expected_lines("v5.log") as f64);
+    let t = r.wait_for("the slow object", |t| objects(t, "ok") >= 2.0).await;
+    assert!(expo::value(&t, "vpc_flow_exporter_sqs_visibility_extensions_total", &[]) >= 1.0, "{}", s3_lines(&t));
+    assert_eq!(lines(&t), (expected_lines("v5.log") + expected_lines("default.log.gz")) as f64);
+    // Still once after the first visibility timeout would have passed.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let t = r.scrape().await;
+    assert_eq!(objects(&t, "ok") + objects(&t, "duplicate"), 2.0, "{}", s3_lines(&t));
+    assert_eq!(aws.queued(&queue).await, 0);
 }
