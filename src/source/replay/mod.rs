@@ -124,8 +124,8 @@ impl Parallelism {
 
 /// Reads every input to its end into `agg` (normally empty), with lines in
 /// `format` unless a file's header says otherwise, on the available cores
-/// ([`Parallelism::from_env`]). The result is the one [`replay`] gives on one
-/// thread: the counts of every line, merged in input order. Inputs are opened
+/// ([`Parallelism::from_env`]). The result is the one a single-threaded read
+/// gives: the counts of every line, merged in input order. Inputs are opened
 /// first, so that an unreadable file fails before anything is counted; a
 /// read error fails the run, naming the input (the first in input order when
 /// several fail).
@@ -178,24 +178,6 @@ fn open_all(inputs: &[Input]) -> Result<Vec<Opened>, ReplayError> {
             Ok(Opened { name, kind })
         })
         .collect()
-}
-
-/// Reads every input to its end into `agg`, on this thread. Inputs are opened
-/// first, so that an unreadable file fails before anything is counted.
-pub fn replay(inputs: &[Input], parser: &mut LineParser, agg: &mut Aggregator) -> Result<(), ReplayError> {
-    let mut readers = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let r = input.open().map_err(|source| ReplayError { name: input.name(), source })?;
-        readers.push((input.name(), r));
-    }
-    let mut buf = vec![0u8; BLOCK];
-    for (name, mut r) in readers {
-        parser.reset();
-        // Invalid-line diagnostics name the file.
-        agg.set_source(&std::sync::Arc::from(name.as_str()));
-        read_lines(&mut *r, &mut buf, parser, agg).map_err(|source| ReplayError { name, source })?;
-    }
-    Ok(())
 }
 
 /// Feeds one reader's lines to the aggregator: complete lines of each block are
