@@ -24,6 +24,7 @@ use vpc_flow_exporter::aggregate::{Aggregator, SharedAggregator};
 use vpc_flow_exporter::config::Config;
 use vpc_flow_exporter::expose::{self, Readiness, ServerConfig, ServerLimits, WebConfig};
 use vpc_flow_exporter::parse::{Format, Line, LineParser, ParseError, KNOWN_FIELDS, MAX_LINE_LEN};
+use vpc_flow_exporter::pipeline::Pipeline;
 use vpc_flow_exporter::source::cloudwatch::checkpoint::{self, Checkpoint, GroupCheckpoint, KeyBucket, ScanCheckpoint};
 use vpc_flow_exporter::source::cloudwatch::client::{ApiError, ErrorKind, FilterRequest, LogEvent, LogsApi, Page};
 use vpc_flow_exporter::source::cloudwatch::clock::Clock;
@@ -995,7 +996,7 @@ struct Cw {
     rt: tokio::runtime::Runtime,
     shared: Shared<FuzzLogs>,
     clock: Arc<FuzzClock>,
-    agg: SharedAggregator,
+    pipeline: Pipeline,
     seen: Arc<Mutex<Vec<String>>>,
     fields: Vec<String>,
     cap: usize,
@@ -1020,14 +1021,14 @@ impl Cw {
             clock: clock.clone(),
             settings,
         };
-        let agg = Aggregator::new(&config_with_rules()).into_shared();
+        let pipeline = Pipeline::new(&config_with_rules()).expect("pipeline");
         let fields = version_fields(2).into_iter().map(str::to_string).collect();
-        Cw { rt, shared, clock, agg, seen: Arc::default(), fields, cap }
+        Cw { rt, shared, clock, pipeline, seen: Arc::default(), fields, cap }
     }
 
     fn poller(&self, name: &str) -> GroupPoller<CheckedSink> {
         let sink = CheckedSink {
-            inner: AggregatorSink::new(self.agg.clone(), LineParser::for_stream(Format::default_v2()), "g"),
+            inner: AggregatorSink::for_group(&self.pipeline, "g", Format::default_v2()),
             seen: self.seen.clone(),
         };
         let mut p = GroupPoller::new(name.to_string(), None, sink, &self.shared.metrics, self.shared.settings.margin);
@@ -1040,10 +1041,8 @@ impl Cw {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.shared.client.responses.lock().unwrap_or_else(|e| e.into_inner()) = responses;
         let served_before = self.shared.client.served_events.load(Ordering::SeqCst);
-        let (lines_before, errors_before): (u64, Vec<u64>) = {
-            let a = self.agg.lock().unwrap_or_else(|e| e.into_inner());
-            (a.lines(), a.parse_errors().map(|(_, n)| n).collect())
-        };
+        let (lines_before, errors_before): (u64, Vec<u64>) =
+            self.pipeline.inspect(|a| (a.lines(), a.parse_errors().map(|(_, n)| n).collect()));
         let keys_before = p.window().len();
         let cancel = tokio_util::sync::CancellationToken::new();
         let res = self.rt.block_on(p.poll(&self.shared, &cancel, &NoSave));
@@ -1082,9 +1081,10 @@ impl Cw {
                 *a += b;
             }
         }
-        let a = self.agg.lock().unwrap_or_else(|e| e.into_inner());
-        assert_eq!(a.lines() - lines_before, tally.lines(), "lines counted from the events");
-        let got: Vec<u64> = a.parse_errors().zip(&errors_before).map(|((_, n), b)| n - b).collect();
+        let (lines, got): (u64, Vec<u64>) = self
+            .pipeline
+            .inspect(|a| (a.lines(), a.parse_errors().zip(&errors_before).map(|((_, n), b)| n - b).collect()));
+        assert_eq!(lines - lines_before, tally.lines(), "lines counted from the events");
         assert_eq!(got, tally.invalid.to_vec(), "invalid events by reason");
     }
 }

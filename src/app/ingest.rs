@@ -1,12 +1,11 @@
 //! The builder's only door to the ingest side: the [`Pipeline`] built from
-//! the configuration, and the sources' runs over it. A source that still
-//! takes the shared aggregates (demo, CloudWatch) gets them here, so that
-//! moving it onto the pipeline's inputs is an edit of this file alone.
+//! the configuration, and the sources' runs over it. Every source counts
+//! through the pipeline's inputs and never sees the parser or the aggregates.
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
@@ -47,9 +46,9 @@ impl Prepared {
         } else {
             paths.iter().map(|p| replay::Input::from_arg(p)).collect()
         };
-        let empty = Pipeline::start(self.0).aggregate().lock().unwrap_or_else(PoisonError::into_inner).shard();
-        let counted = replay::run(&inputs, &config.log_format, empty)?;
-        Ok(Pipeline::from_shared(counted.into_shared()).exposition())
+        let pipeline = Pipeline::start(self.0);
+        pipeline.replay_with(|empty| replay::run(&inputs, &config.log_format, empty))?;
+        Ok(pipeline.exposition())
     }
 }
 
@@ -75,11 +74,9 @@ impl Ingest {
     }
 
     pub(crate) fn demo(&self, rate: u32, interfaces: usize, shutdown: CancellationToken) -> SourceTask {
-        let agg = self.pipeline.aggregate().clone();
-        // Invalid-line diagnostics name the source (reloads keep the name).
-        agg.lock().unwrap_or_else(PoisonError::into_inner).set_source(&Arc::from("demo"));
+        let pipeline = self.pipeline.clone();
         Box::pin(async move {
-            demo::run(agg, rate, interfaces, shutdown).await;
+            demo::run_pipeline(&pipeline, rate, interfaces, shutdown).await;
             Ok(())
         })
     }
@@ -90,8 +87,8 @@ impl Ingest {
         ready: Readiness,
         shutdown: CancellationToken,
     ) -> SourceTask {
-        let agg = self.pipeline.aggregate().clone();
-        Box::pin(async move { source.run(agg, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
+        let pipeline = self.pipeline.clone();
+        Box::pin(async move { source.run(pipeline, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
     }
 
     /// The Firehose receiver counting into the pipeline.

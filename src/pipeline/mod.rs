@@ -92,12 +92,6 @@ impl Pipeline {
         Pipeline { live: prepared.agg.into_shared(), countries: prepared.countries }
     }
 
-    /// A pipeline over aggregates already shared (the wiring before the
-    /// pipeline existed; tests).
-    pub fn from_shared(live: SharedAggregator) -> Pipeline {
-        Pipeline { live, countries: None }
-    }
-
     /// An input for a stream of one record per line in `format`; `name`
     /// (a log group, a delivery stream, `demo`) names it in diagnostics.
     pub fn stream(&self, name: &str, format: Format) -> StreamInput {
@@ -159,9 +153,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The shared aggregates, for wiring that predates the pipeline and for tests.
-    pub fn aggregate(&self) -> &SharedAggregator {
-        &self.live
+    /// `replay`'s whole run: `count` takes an empty shard of the live
+    /// aggregates (the same rules, limits and windows) and returns it with
+    /// every input counted (on its own workers, without the lock); the result
+    /// then stands in for the live aggregates, exactly as counted (a merge
+    /// would fold the trackers' windows). Meant for a pipeline that has
+    /// counted nothing yet: counts made meanwhile are replaced.
+    pub fn replay_with<E>(&self, count: impl FnOnce(Aggregator) -> Result<Aggregator, E>) -> Result<(), E> {
+        let counted = count(self.lock().shard())?;
+        *self.lock() = counted;
+        Ok(())
+    }
+
+    /// Reads the live aggregates under the lock (checks in tests and fuzzers).
+    pub fn inspect<R>(&self, read: impl FnOnce(&Aggregator) -> R) -> R {
+        read(&self.lock())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregator> {

@@ -15,7 +15,6 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use crate::aggregate::SharedAggregator;
 use crate::config::{Config, Detections};
 use crate::parse::Format;
 use crate::pipeline::Pipeline;
@@ -413,12 +412,6 @@ impl Generator {
         }
         &self.out
     }
-}
-
-/// Runs the generator until `shutdown` into `agg` (the wiring before the
-/// pipeline: see [`run_pipeline`]).
-pub async fn run(agg: SharedAggregator, rate: u32, interfaces: usize, shutdown: CancellationToken) {
-    run_pipeline(&Pipeline::from_shared(agg), rate, interfaces, shutdown).await;
 }
 
 /// Runs the generator until `shutdown`, into a stream input of `pipeline`

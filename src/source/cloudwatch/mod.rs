@@ -30,10 +30,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aggregate::SharedAggregator;
 use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::expose::Readiness;
-use crate::parse::LineParser;
+use crate::pipeline::Pipeline;
 
 use checkpoint::{Checkpoint, GroupCheckpoint};
 use client::{LogsApi, SdkLogsClient};
@@ -86,19 +85,16 @@ impl CloudWatchSource {
         self.inner.set_dedup_margin(margin);
     }
 
-    /// Polls every log group until `shutdown`, then saves the checkpoint and returns.
+    /// Polls every log group into `pipeline` (a stream input per group, in
+    /// its log format) until `shutdown`, then saves the checkpoint and returns.
     pub async fn run(
         self,
-        agg: SharedAggregator,
+        pipeline: Pipeline,
         ready: Readiness,
         shutdown: CancellationToken,
     ) -> Result<(), CloudWatchError> {
         self.inner
-            .run_with_sinks(
-                |g| AggregatorSink::new(agg.clone(), LineParser::for_stream(g.log_format.clone()), &g.name),
-                ready,
-                shutdown,
-            )
+            .run_with_sinks(|g| AggregatorSink::for_group(&pipeline, &g.name, g.log_format.clone()), ready, shutdown)
             .await
     }
 }

@@ -27,9 +27,8 @@ use super::dedup::{event_key, SeenWindow, Verdict, WindowTimes};
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;
 use super::retry::{Backoff, MAX_ATTEMPTS};
-use crate::aggregate::SharedAggregator;
 use crate::expose::Readiness;
-use crate::parse::{Format, LineParser};
+use crate::parse::Format;
 use crate::pipeline::{Pipeline, StreamInput};
 
 /// Least time between two saves of a scan in progress.
@@ -70,12 +69,6 @@ impl AggregatorSink {
     /// A sink into `pipeline`, named by the log group in diagnostics.
     pub fn for_group(pipeline: &Pipeline, log_group: &str, format: Format) -> AggregatorSink {
         AggregatorSink { input: pipeline.stream(log_group, format) }
-    }
-
-    /// A sink into shared aggregates with a parser already built (the wiring
-    /// before the pipeline: see [`AggregatorSink::for_group`]).
-    pub fn new(agg: SharedAggregator, parser: LineParser, log_group: &str) -> AggregatorSink {
-        AggregatorSink { input: StreamInput::new(agg, parser, log_group) }
     }
 }
 
