@@ -19,6 +19,24 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A boxed error from a loader: printed with its whole chain.
 pub type LoadError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Why a reload failed (the running configuration is kept); logged with
+/// [`crate::errors::chain`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reading the configuration took longer than {}s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("the configuration loader panicked")]
+    Panicked,
+    #[error("the configuration loader stopped")]
+    Stopped(#[source] tokio::task::JoinError),
+    /// The loader's error: the file, or something it names, is wrong.
+    #[error(transparent)]
+    Load(LoadError),
+    /// The loaded configuration could not be applied.
+    #[error(transparent)]
+    Apply(LoadError),
+}
+
 /// The reload outcome metrics.
 #[derive(Debug, Clone)]
 pub struct ReloadMetrics {
@@ -71,18 +89,19 @@ where
 {
     let task = tokio::task::spawn_blocking(load);
     let outcome = match tokio::time::timeout(timeout, task).await {
-        Err(_) => Err(format!("reading the configuration took longer than {}s", timeout.as_secs())),
-        Ok(Err(join)) if join.is_panic() => Err("the configuration loader panicked".to_owned()),
-        Ok(Err(join)) => Err(format!("the configuration loader stopped: {join}")),
-        Ok(Ok(Err(e))) => Err(crate::errors::chain(e.as_ref())),
-        Ok(Ok(Ok(loaded))) => apply(loaded).map_err(|e| crate::errors::chain(e.as_ref())),
+        Err(_) => Err(ReloadError::Timeout(timeout)),
+        Ok(Err(join)) if join.is_panic() => Err(ReloadError::Panicked),
+        Ok(Err(join)) => Err(ReloadError::Stopped(join)),
+        Ok(Ok(Err(e))) => Err(ReloadError::Load(e)),
+        Ok(Ok(Ok(loaded))) => apply(loaded).map_err(ReloadError::Apply),
     };
     match outcome {
         Ok(()) => {
             metrics.succeeded();
             true
         }
-        Err(error) => {
+        Err(e) => {
+            let error = crate::errors::chain(&e);
             metrics.failed();
             tracing::error!(error, "Configuration reload failed; keeping the running configuration");
             false

@@ -188,7 +188,7 @@ impl Running {
 
     /// Waits until the exporter stops; the first source error, if any.
     pub async fn wait(self) -> Result<(), AppError> {
-        self.task.await.map_err(|e| AppError::Task(e.to_string()))?
+        self.task.await.map_err(AppError::Task)?
     }
 
     /// Shuts down and waits.
@@ -377,7 +377,7 @@ async fn serve_until_stopped(
     }
     let mut first = None;
     while let Some(joined) = set.join_next().await {
-        if let Err(e) = joined.map_err(|e| AppError::Task(e.to_string())).and_then(|r| r) {
+        if let Err(e) = joined.map_err(AppError::Task).and_then(|r| r) {
             shutdown.cancel();
             first.get_or_insert(e);
         }

@@ -34,7 +34,7 @@ impl Prepared {
     /// prefixed with the configuration's `path`); `demo` uses the demo's
     /// country table.
     pub(crate) fn new(config: &Config, path: Option<&Path>, demo: bool) -> Result<Prepared, AppError> {
-        let prepared = pipeline::Prepared::new(config).map_err(|e| AppError::in_config(path, e.to_string()))?;
+        let prepared = pipeline::Prepared::new(config).map_err(|e| AppError::in_config(path, e))?;
         Ok(Prepared(if demo { prepared.with_countries(Arc::new(geo::demo_countries())) } else { prepared }))
     }
 

@@ -33,9 +33,9 @@ pub(crate) async fn check(config: &Config, path: Option<&Path>) -> Result<(), Ap
 /// every core; the exposition.
 pub(crate) fn replay(pipeline: Pipeline, config: &Config, urls: &[String]) -> Result<String, AppError> {
     if let Some(other) = urls.iter().find(|u| !u.starts_with("s3://")) {
-        return Err(AppError::Defaults(format!(
-            "replay: {other:?}: one replay reads either files or s3:// URLs, not both"
-        )));
+        return Err(AppError::Defaults(
+            format!("replay: {other:?}: one replay reads either files or s3:// URLs, not both").into(),
+        ));
     }
     let target = config.s3.as_ref().map(Target::of).unwrap_or_default();
     let format = config.s3.as_ref().map_or(&config.log_format, |s| &s.log_format).clone();
