@@ -28,6 +28,7 @@ set -euo pipefail
 # so that other work on a shared machine (builds) skews the figures less.
 if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
     export BENCH_PRIORITY_SET=1
+    # shellcheck disable=SC2016 # $$ and "$@" are the inner shell's
     exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
 fi
 cd "$(dirname "$0")/.."
