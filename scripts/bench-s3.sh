@@ -78,10 +78,15 @@ make_parquet() {
 }
 
 moto_pid=
+helper=
 pids="$dir/s3-replica-pids"
 : > "$pids"
 cleanup() {
     local pid
+    if [ -n "$helper" ]; then
+        kill "$helper" 2>/dev/null || true   # it stops its replicas
+        wait "$helper" 2>/dev/null || true
+    fi
     while read -r pid; do
         kill "$pid" 2>/dev/null || true
     done < "$pids"
@@ -109,8 +114,12 @@ moto_pin() { taskset -a -p -c "$1" "$moto_pid" > /dev/null; }
 bench() {
     local extra=()
     [ -z "${5:-}" ] || extra=(--concurrency "$5")
+    # In the background so that a SIGTERM reaches the trap at once.
     "$python" scripts/bench_s3.py run --endpoint "$endpoint" --binary "$binary" --name "$1" \
-        --object "$2" --count "$3" --cpus "$4" --pids "$pids" --result "$dir/s3-$1.json" "${extra[@]}"
+        --object "$2" --count "$3" --cpus "$4" --pids "$pids" --result "$dir/s3-$1.json" "${extra[@]}" &
+    helper=$!
+    wait "$helper"
+    helper=
 }
 rate() { "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["rate"])' "$dir/s3-$1.json"; }
 

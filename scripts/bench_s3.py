@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def run(args):
                 p.kill()
     if errors:
         sys.exit(f"bench-s3: {args.name}: {errors:.0f} objects in error; see {workdir}")
+    shutil.rmtree(workdir, ignore_errors=True)
     rate = records / secs
     print(f"bench-s3: {args.name:<14} {len(procs)} replica(s) on core(s) {args.cpus}, concurrency {conc}: "
           f"{args.count} objects ({args.count * size / 1e6:.0f} MB, per replica {per}), {records:,.0f} records "
