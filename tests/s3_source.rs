@@ -6,7 +6,8 @@
 //! fixtures' lines and rows), duplicates once, a corrupt object is an error
 //! whose message stays on the queue, keys outside `key_prefix` are skipped,
 //! two replicas with a dedup table count each object once, SIGTERM exits 0,
-//! and `replay s3://` counts what the queue path counts.
+//! `replay s3://` counts what the queue path counts, and three replicas sum
+//! to exactly what `replay s3://` counts for the same objects.
 
 mod common;
 
@@ -776,4 +777,123 @@ async fn a_slow_object_is_extended_and_blocks_no_other() {
     let t = r.scrape().await;
     assert_eq!(objects(&t, "ok") + objects(&t, "duplicate"), 2.0, "{}", s3_lines(&t));
     assert_eq!(aws.queued(&queue).await, 0);
+}
+
+/// Every flow counter family summed by its `action` or `reason` label (the
+/// other labels summed away), zeros left out: the figures to compare.
+fn flow_totals(t: &str) -> std::collections::BTreeMap<String, f64> {
+    const FAMILIES: [&str; 5] = [
+        "vpc_flow_records_total",
+        "vpc_flow_bytes_total",
+        "vpc_flow_packets_total",
+        "vpc_flow_exporter_lines_total",
+        "vpc_flow_exporter_parse_errors_total",
+    ];
+    let mut out = std::collections::BTreeMap::new();
+    for (name, labels, v) in t.lines().filter_map(expo::parse_sample) {
+        if !FAMILIES.contains(&name) {
+            continue;
+        }
+        let by = labels.iter().find(|(k, _)| k == "action" || k == "reason");
+        let key = by.map_or(name.to_owned(), |(k, val)| format!("{name}{{{k}=\"{val}\"}}"));
+        *out.entry(key).or_insert(0.0) += v;
+    }
+    out.retain(|_, v| *v != 0.0);
+    out
+}
+
+/// Three replicas (three processes of the real binary, concurrency 2 each)
+/// on one queue with a dedup table and 220 objects of every kind (default
+/// `.log.gz` with its header, a v5 custom-format text object under a key
+/// with a space and `+`, plain text with one bad line, Parquet in a hive
+/// layout): each object is counted by exactly one replica, every replica
+/// takes part, and the sum over the replicas of every flow counter (records,
+/// bytes and packets by action, lines, parse errors by reason) equals what
+/// `replay s3://` counts for the same objects in a second bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_sum_to_the_replay_of_the_same_objects() {
+    let Some(moto) = MotoServer::require() else { return };
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-three").await;
+    aws.dedup_table("objects").await;
+    const REFERENCE: &str = "reference";
+    aws.s3.create_bucket().bucket(REFERENCE).send().await.expect("CreateBucket reference");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n").replace("concurrency: 4", "concurrency: 2");
+    let mut replicas: Vec<Replica> = ["r1", "r2", "r3"].iter().map(|n| Replica::start(dir.path(), n, &yaml)).collect();
+    let mut bad_text = std::fs::read(data("default.log")).unwrap();
+    bad_text.extend_from_slice(b"2 123456789010 eni-1235b8ca123456789 not-an-address\n");
+    let n: usize = 220;
+    for i in 0..n {
+        let (body, key) = match i % 4 {
+            0 => (
+                std::fs::read(data("default.log.gz")).unwrap(),
+                format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i}.log.gz"),
+            ),
+            1 => (
+                std::fs::read(data("v5.log")).unwrap(),
+                format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i} v5+x.log"),
+            ),
+            2 => (bad_text.clone(), format!("AWSLogs/plain/{i}.log")),
+            _ => (
+                std::fs::read(data("default.parquet")).unwrap(),
+                format!("AWSLogs/aws-account-id=1/aws-region=us-east-1/year=2026/month=12/day=01/{i}.parquet"),
+            ),
+        };
+        let reference = aws.s3.put_object().bucket(REFERENCE).key(&key).body(ByteStream::from(body.clone())).send();
+        let (_, r) = tokio::join!(aws.put(&key, body), reference);
+        r.expect("PutObject reference");
+    }
+    let out = Command::new(common::BIN)
+        .args(["replay", &format!("s3://{REFERENCE}/AWSLogs/")])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = flow_totals(&String::from_utf8_lossy(&out.stdout));
+    let at = |k: &str| want.get(k).copied().unwrap_or(0.0);
+    // The reference itself is what the fixtures hold: 55 objects of each kind.
+    let per_kind = expected_lines("default.log.gz")
+        + expected_lines("v5.log")
+        + expected_lines("default.log")
+        + 1
+        + expected_lines("default.parquet");
+    assert_eq!(at("vpc_flow_exporter_lines_total"), (55 * per_kind) as f64, "{want:?}");
+    assert!(at("vpc_flow_exporter_parse_errors_total{reason=\"field_count\"}") >= 55.0, "{want:?}");
+    assert!(at("vpc_flow_records_total{action=\"REJECT\"}") > 0.0, "{want:?}");
+    let deadline = Instant::now() + WAIT;
+    let texts = loop {
+        let mut texts = Vec::new();
+        for r in &mut replicas {
+            if let Some(status) = r.proc.exited() {
+                panic!("a replica exited ({status})\n{}", r.proc.log_tail());
+            }
+            texts.push(r.scrape().await);
+        }
+        let ok: f64 = texts.iter().map(|t| objects(t, "ok")).sum();
+        if ok >= n as f64 && aws.queued(&queue).await == 0 {
+            break texts;
+        }
+        let shown: Vec<String> = texts.iter().map(|t| s3_lines(t)).collect();
+        assert!(Instant::now() < deadline, "{ok} of {n} objects\n{}", shown.join("\n---\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let shown = texts.iter().map(|t| s3_lines(t)).collect::<Vec<_>>().join("\n---\n");
+    let ok: Vec<f64> = texts.iter().map(|t| objects(t, "ok")).collect();
+    assert_eq!(ok.iter().sum::<f64>(), n as f64, "{shown}");
+    assert!(ok.iter().all(|&o| o > 0.0), "every replica took part: {ok:?}");
+    assert_eq!(texts.iter().map(|t| objects(t, "error")).sum::<f64>(), 0.0, "{shown}");
+    let mut got = std::collections::BTreeMap::new();
+    for t in &texts {
+        for (k, v) in flow_totals(t) {
+            *got.entry(k).or_insert(0.0) += v;
+        }
+    }
+    assert_eq!(got, want, "the sum over the replicas against the replay\n{shown}");
 }
