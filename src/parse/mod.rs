@@ -27,7 +27,7 @@ use std::net::IpAddr;
 pub use fields::{is_known_field, KnownField, KNOWN_FIELDS};
 pub use format::{Format, FormatError};
 
-use fields::Slot;
+pub(crate) use fields::{field_id, Slot};
 
 /// The longest line read (after its line end is cut); longer lines are
 /// [`ParseError::TooLong`]. A record with every AWS field is well under 2 KiB.

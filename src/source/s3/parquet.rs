@@ -19,7 +19,7 @@ use ::parquet::file::reader::FileReader;
 use ::parquet::file::serialized_reader::SerializedFileReader;
 
 use super::object::ObjectSink;
-use crate::parse::{Action, LogStatus, ParseError, Record};
+use crate::parse::{field_id, Action, KnownField, LogStatus, ParseError, Record, Slot, KNOWN_FIELDS};
 
 /// Rows decoded per batch of column reads.
 pub const BATCH_ROWS: usize = 4096;
@@ -73,84 +73,21 @@ impl From<::parquet::errors::ParquetError> for ParquetError {
     }
 }
 
-/// A field of [`Record`] a column fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Version,
-    AccountId,
-    InterfaceId,
-    SrcAddr,
-    DstAddr,
-    SrcPort,
-    DstPort,
-    Protocol,
-    Packets,
-    Bytes,
-    Start,
-    End,
-    Action,
-    LogStatus,
-    TcpFlags,
-    PktSrcAddr,
-    PktDstAddr,
+/// The typed [`Record`] field a column of this name fills (hyphen or
+/// underscore form), from the parser's table of AWS fields; `None` for a
+/// name AWS does not define or a field kept only as text.
+fn typed_field(column: &str) -> Option<&'static KnownField> {
+    let known = field_id(column).and_then(|i| KNOWN_FIELDS.get(i))?;
+    (!matches!(known.slot, Slot::Text | Slot::Unknown)).then_some(known)
 }
 
-impl Field {
-    /// The typed field named by a column (hyphen or underscore form).
-    fn of(column: &str) -> Option<Field> {
-        let name = column.replace('_', "-");
-        Some(match name.as_str() {
-            "version" => Field::Version,
-            "account-id" => Field::AccountId,
-            "interface-id" => Field::InterfaceId,
-            "srcaddr" => Field::SrcAddr,
-            "dstaddr" => Field::DstAddr,
-            "srcport" => Field::SrcPort,
-            "dstport" => Field::DstPort,
-            "protocol" => Field::Protocol,
-            "packets" => Field::Packets,
-            "bytes" => Field::Bytes,
-            "start" => Field::Start,
-            "end" => Field::End,
-            "action" => Field::Action,
-            "log-status" => Field::LogStatus,
-            "tcp-flags" => Field::TcpFlags,
-            "pkt-srcaddr" => Field::PktSrcAddr,
-            "pkt-dstaddr" => Field::PktDstAddr,
-            _ => return None,
-        })
-    }
-
-    /// The largest value of an integer field; `None` for a text field.
-    fn max(self) -> Option<u64> {
-        match self {
-            Field::Version | Field::Protocol | Field::TcpFlags => Some(u8::MAX.into()),
-            Field::SrcPort | Field::DstPort => Some(u16::MAX.into()),
-            Field::Packets | Field::Bytes | Field::Start | Field::End => Some(u64::MAX),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Field::Version => "version",
-            Field::AccountId => "account-id",
-            Field::InterfaceId => "interface-id",
-            Field::SrcAddr => "srcaddr",
-            Field::DstAddr => "dstaddr",
-            Field::SrcPort => "srcport",
-            Field::DstPort => "dstport",
-            Field::Protocol => "protocol",
-            Field::Packets => "packets",
-            Field::Bytes => "bytes",
-            Field::Start => "start",
-            Field::End => "end",
-            Field::Action => "action",
-            Field::LogStatus => "log-status",
-            Field::TcpFlags => "tcp-flags",
-            Field::PktSrcAddr => "pkt-srcaddr",
-            Field::PktDstAddr => "pkt-dstaddr",
-        }
+/// The largest value of an integer field; `None` for a text field.
+fn max(slot: Slot) -> Option<u64> {
+    match slot {
+        Slot::Version | Slot::Protocol | Slot::TcpFlags => Some(u8::MAX.into()),
+        Slot::SrcPort | Slot::DstPort => Some(u16::MAX.into()),
+        Slot::Packets | Slot::Bytes | Slot::Start | Slot::End => Some(u64::MAX),
+        _ => None,
     }
 }
 
@@ -165,7 +102,7 @@ enum Values {
 /// its value (`u32::MAX` for null).
 struct Column {
     index: usize,
-    field: Field,
+    field: &'static KnownField,
     max_def: i16,
     def: Vec<i16>,
     values: Values,
@@ -229,17 +166,17 @@ fn columns(reader: &SerializedFileReader<File>) -> Result<Vec<Column>, ParquetEr
         if descr.path().parts().len() != 1 || descr.max_rep_level() > 0 {
             continue;
         }
-        let Some(field) = Field::of(descr.name()) else { continue };
-        let values = match (descr.physical_type(), field.max()) {
+        let Some(field) = typed_field(descr.name()) else { continue };
+        let values = match (descr.physical_type(), max(field.slot)) {
             (Physical::INT32, Some(_)) => Values::I32(Vec::new()),
             (Physical::INT64, Some(_)) => Values::I64(Vec::new()),
             (Physical::BYTE_ARRAY, _) => Values::Bytes(Vec::new()),
             (found, _) => {
-                let (column, field) = (descr.name().to_owned(), field.name());
+                let (column, field) = (descr.name().to_owned(), field.name);
                 return Err(ParquetError::ColumnType { column, field, found: found.to_string() });
             }
         };
-        out.retain(|c| c.field != field);
+        out.retain(|c| c.field.slot != field.slot);
         out.push(Column { index, field, max_def: descr.max_def_level(), def: Vec::new(), values, at: Vec::new() });
     }
     if out.is_empty() {
@@ -401,33 +338,33 @@ fn fill<'a>(r: &mut Record<'a>, c: &'a Column, row: usize) -> Result<(), ParseEr
     if let Cell::Null = value {
         return Ok(());
     }
-    if let Some(max) = c.field.max() {
+    if let Some(max) = max(c.field.slot) {
         let n = integer(&value, max)?;
         // Every cast is within the field's maximum, checked by `integer`.
-        match c.field {
-            Field::Version => r.version = Some(n as u8),
-            Field::Protocol => r.protocol = Some(n as u8),
-            Field::TcpFlags => r.tcp_flags = Some(n as u16),
-            Field::SrcPort => r.srcport = Some(n as u16),
-            Field::DstPort => r.dstport = Some(n as u16),
-            Field::Packets => r.packets = Some(n),
-            Field::Bytes => r.bytes = Some(n),
-            Field::Start => r.start = Some(seconds(n)),
-            Field::End => r.end = Some(seconds(n)),
+        match c.field.slot {
+            Slot::Version => r.version = Some(n as u8),
+            Slot::Protocol => r.protocol = Some(n as u8),
+            Slot::TcpFlags => r.tcp_flags = Some(n as u16),
+            Slot::SrcPort => r.srcport = Some(n as u16),
+            Slot::DstPort => r.dstport = Some(n as u16),
+            Slot::Packets => r.packets = Some(n),
+            Slot::Bytes => r.bytes = Some(n),
+            Slot::Start => r.start = Some(seconds(n)),
+            Slot::End => r.end = Some(seconds(n)),
             _ => {}
         }
         return Ok(());
     }
     let Cell::Text(t) = value else { return Err(ParseError::BadValue) };
-    match c.field {
-        Field::AccountId => r.account_id = Some(t),
-        Field::InterfaceId => r.interface_id = Some(t),
-        Field::SrcAddr => r.srcaddr = Some(addr(t)?),
-        Field::DstAddr => r.dstaddr = Some(addr(t)?),
-        Field::PktSrcAddr => r.pkt_srcaddr = Some(addr(t)?),
-        Field::PktDstAddr => r.pkt_dstaddr = Some(addr(t)?),
-        Field::Action => r.action = Some(action(t)?),
-        Field::LogStatus => r.log_status = Some(log_status(t)?),
+    match c.field.slot {
+        Slot::AccountId => r.account_id = Some(t),
+        Slot::InterfaceId => r.interface_id = Some(t),
+        Slot::SrcAddr => r.srcaddr = Some(addr(t)?),
+        Slot::DstAddr => r.dstaddr = Some(addr(t)?),
+        Slot::PktSrcAddr => r.pkt_srcaddr = Some(addr(t)?),
+        Slot::PktDstAddr => r.pkt_dstaddr = Some(addr(t)?),
+        Slot::Action => r.action = Some(action(t)?),
+        Slot::LogStatus => r.log_status = Some(log_status(t)?),
         _ => {}
     }
     Ok(())
