@@ -3,9 +3,12 @@
 //! [`Reservation`] and grows it chunk by chunk; a request that cannot grow it
 //! is answered 503 (Firehose retries it later) instead of waiting, so that
 //! half-read requests never wait on each other. Releasing is dropping.
+//! The bytes held are also kept in a gauge
+//! (`vpc_flow_exporter_firehose_bytes_in_flight` when the receiver wires it).
 
 use std::sync::Arc;
 
+use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::request::RequestError;
@@ -23,6 +26,7 @@ const MAX_STEP: usize = u32::MAX as usize;
 pub struct Budget {
     semaphore: Arc<Semaphore>,
     total: usize,
+    held: Option<IntGauge>,
 }
 
 /// Bytes held by one request; released when dropped.
@@ -31,13 +35,28 @@ pub struct Reservation {
     semaphore: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     bytes: usize,
+    held: Option<IntGauge>,
+}
+
+/// A byte count as a gauge value (every count here is at most
+/// `Semaphore::MAX_PERMITS`, which fits in an `i64`).
+fn gauge_value(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 impl Budget {
     /// A budget of `total` bytes (at most the semaphore's maximum).
     pub fn new(total: usize) -> Budget {
         let total = total.min(Semaphore::MAX_PERMITS);
-        Budget { semaphore: Arc::new(Semaphore::new(total)), total }
+        Budget { semaphore: Arc::new(Semaphore::new(total)), total, held: None }
+    }
+
+    /// A budget of `total` bytes whose bytes held are also kept in `held`
+    /// (set to 0 here, raised on each growth and lowered when a
+    /// reservation is dropped).
+    pub fn with_gauge(total: usize, held: IntGauge) -> Budget {
+        held.set(0);
+        Budget { held: Some(held), ..Budget::new(total) }
     }
 
     /// A budget that never runs out (tests, tools).
@@ -54,9 +73,14 @@ impl Budget {
         self.semaphore.available_permits()
     }
 
+    /// Bytes currently held by all reservations.
+    pub fn held(&self) -> usize {
+        self.total.saturating_sub(self.available())
+    }
+
     /// An empty reservation, grown as the body arrives.
     pub fn reserve(&self) -> Reservation {
-        Reservation { semaphore: Arc::clone(&self.semaphore), permit: None, bytes: 0 }
+        Reservation { semaphore: Arc::clone(&self.semaphore), permit: None, bytes: 0, held: self.held.clone() }
     }
 }
 
@@ -91,6 +115,9 @@ impl Reservation {
             }
         }
         self.bytes += more;
+        if let Some(held) = &self.held {
+            held.add(gauge_value(more));
+        }
         Ok(())
     }
 
@@ -100,6 +127,15 @@ impl Reservation {
             self.grow(total - self.bytes)
         } else {
             Ok(())
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // The permit goes back to the semaphore right after this.
+        if let Some(held) = &self.held {
+            held.sub(gauge_value(self.bytes));
         }
     }
 }
@@ -127,6 +163,53 @@ mod tests {
         assert_eq!(budget.available(), 700);
         drop(b);
         assert_eq!(budget.available(), 1000);
+    }
+
+    #[test]
+    fn the_gauge_follows_the_bytes_held() {
+        let gauge = IntGauge::new("held", "test").unwrap();
+        gauge.set(99);
+        let budget = Budget::with_gauge(1000, gauge.clone());
+        assert_eq!(gauge.get(), 0, "a new budget holds nothing");
+        let mut a = budget.reserve();
+        a.grow(400).unwrap();
+        a.ensure(600).unwrap();
+        let mut b = budget.reserve();
+        b.grow(300).unwrap();
+        assert_eq!((gauge.get(), budget.held()), (900, 900));
+        assert_eq!(b.grow(101), Err(RequestError::Busy));
+        assert_eq!(gauge.get(), 900, "a refused growth is not counted");
+        let c = budget.clone().reserve();
+        drop(c);
+        drop(a);
+        assert_eq!((gauge.get(), budget.held()), (300, 300));
+        drop(b);
+        assert_eq!((gauge.get(), budget.held()), (0, 0));
+    }
+
+    #[test]
+    fn concurrent_reservations_return_the_gauge_to_zero() {
+        let gauge = IntGauge::new("held", "test").unwrap();
+        let budget = Budget::with_gauge(64 * 1024, gauge.clone());
+        let peak = std::sync::atomic::AtomicI64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (budget, gauge, peak) = (&budget, &gauge, &peak);
+                s.spawn(move || {
+                    for i in 0..2000 {
+                        let mut r = budget.reserve();
+                        for _ in 0..4 {
+                            // Some growths fail when the others hold the rest.
+                            let _ = r.grow(1000 + (i * 7 + t) % 3000);
+                            peak.fetch_max(gauge.get(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let peak = peak.into_inner();
+        assert!(peak > 0 && peak <= 64 * 1024, "peak {peak}");
+        assert_eq!((gauge.get(), budget.held()), (0, 0));
     }
 
     #[test]

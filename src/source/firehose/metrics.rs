@@ -5,6 +5,7 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use super::budget::Budget;
 use super::dedup::DedupStats;
 use super::records::{InvalidReason, RecordKind, RecordStats};
 use super::request::RequestError;
@@ -35,6 +36,8 @@ pub struct Metrics {
     pub dedup_ids: IntGauge,
     pub dedup_ids_limit: IntGauge,
     pub dedup_dropped: IntCounter,
+    pub bytes_in_flight: IntGauge,
+    pub bytes_in_flight_limit: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -93,6 +96,14 @@ impl Metrics {
                 "dedup_ids_dropped_total",
                 "Applied request ids forgotten at the limit before their time (a retry of one would count again).",
             ))?,
+            bytes_in_flight: IntGauge::with_opts(opts(
+                "bytes_in_flight",
+                "Bytes of request bodies (raw and decompressed) held now under firehose.max_bytes_in_flight.",
+            ))?,
+            bytes_in_flight_limit: IntGauge::with_opts(opts(
+                "bytes_in_flight_limit",
+                "firehose.max_bytes_in_flight: beyond it requests are answered 503.",
+            ))?,
         };
         m.init_labels();
         registry.register(Box::new(m.requests.clone()))?;
@@ -107,6 +118,8 @@ impl Metrics {
         registry.register(Box::new(m.dedup_ids.clone()))?;
         registry.register(Box::new(m.dedup_ids_limit.clone()))?;
         registry.register(Box::new(m.dedup_dropped.clone()))?;
+        registry.register(Box::new(m.bytes_in_flight.clone()))?;
+        registry.register(Box::new(m.bytes_in_flight_limit.clone()))?;
         Ok(m)
     }
 
@@ -155,6 +168,15 @@ impl Metrics {
         }
     }
 
+    /// The shared byte budget of request bodies, its bytes held kept in
+    /// `bytes_in_flight` as they change and its total in
+    /// `bytes_in_flight_limit`.
+    pub fn budget(&self, total: usize) -> Budget {
+        let budget = Budget::with_gauge(total, self.bytes_in_flight.clone());
+        self.bytes_in_flight_limit.set(i64::try_from(budget.total()).unwrap_or(i64::MAX));
+        budget
+    }
+
     /// Copies the dedup set's counts (at scrape or after each request).
     pub fn observe_dedup(&self, stats: &DedupStats) {
         self.dedup_ids.set(i64::try_from(stats.applied + stats.in_work).unwrap_or(i64::MAX));
@@ -180,6 +202,9 @@ mod tests {
         m.observe_request(200, None, true);
         m.observe_error(&RequestError::InvalidAccessKey);
         m.observe_dedup(&DedupStats { applied: 2, in_work: 1, limit: 100, dropped: 4, expired: 0, duplicates: 1 });
+        let budget = m.budget(4096);
+        let mut held = budget.reserve();
+        held.grow(1500).unwrap();
         let mut out = Vec::new();
         prometheus::TextEncoder::new().encode(&registry.gather(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -194,10 +219,14 @@ mod tests {
             "vpc_flow_exporter_firehose_dedup_ids 3",
             "vpc_flow_exporter_firehose_dedup_ids_limit 100",
             "vpc_flow_exporter_firehose_dedup_ids_dropped_total 4",
+            "vpc_flow_exporter_firehose_bytes_in_flight 1500",
+            "vpc_flow_exporter_firehose_bytes_in_flight_limit 4096",
             "vpc_flow_exporter_firehose_request_bytes_bucket",
             "vpc_flow_exporter_firehose_request_duration_seconds_bucket",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        drop(held);
+        assert_eq!(m.bytes_in_flight.get(), 0);
     }
 }

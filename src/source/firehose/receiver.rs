@@ -141,7 +141,7 @@ impl Receiver {
         metrics.observe_dedup(&recent.stats());
         let formats = Formats::new(&config.log_format, groups);
         let core = Arc::new(Core { endpoint: Endpoint::new(keys, recent), pipeline, formats });
-        let budget = Budget::new(usize::try_from(config.max_bytes_in_flight).unwrap_or(usize::MAX));
+        let budget = metrics.budget(usize::try_from(config.max_bytes_in_flight).unwrap_or(usize::MAX));
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Receiver { core, budget, metrics, workers: Arc::new(Semaphore::new(cores)) })
     }
