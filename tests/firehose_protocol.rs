@@ -5,21 +5,21 @@
 //! oversized bodies and gzip bombs.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use flate2::write::GzEncoder;
 use vpc_flow_exporter::source::firehose::{
     header_request_id, respond, Accepted, AccessKeys, ApplyFailed, Budget, Endpoint, InvalidReason, LineSink, Metrics,
     RecentRequests, RecordKind, RequestError, Response, MAX_BODY_BYTES, MAX_DECOMPRESSED_BODY_BYTES, MAX_RECORDS,
 };
 
+mod common;
+
+use common::firehose::{b64, cwl, envelope, gzip, gzip_bomb, LINE};
+
 const ID: &str = "ed4acda5-034f-9f42-bba1-f29aea6d7d8f";
 const KEY: &str = "my-access-key";
 const NOW_MS: u64 = 1_578_090_903_599;
-const LINE: &str = "2 123456789012 eni-0a1b2c3d 10.0.0.1 10.0.0.2 443 49152 6 10 840 1600000000 1600000060 ACCEPT OK";
 
 /// Lines in work for one request (provisional), and those applied.
 #[derive(Default)]
@@ -49,65 +49,21 @@ impl Counting {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// A CloudWatch Logs subscription payload as CloudWatch Logs writes it.
-fn cwl(message_type: &str, group: &str, messages: &[&str]) -> Vec<u8> {
-    let events: Vec<_> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            serde_json::json!({"id": format!("{:056}", i), "timestamp": 1_510_109_208_016u64 + i as u64, "message": m})
-        })
-        .collect();
-    serde_json::json!({
-        "messageType": message_type, "owner": "123456789012", "logGroup": group,
-        "logStream": "eni-0a1b2c3d-all", "subscriptionFilters": ["to-firehose"], "logEvents": events,
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// The body Firehose sends for `records` (each already base64).
-fn body(request_id: &str, records: &[String]) -> Vec<u8> {
-    let records: Vec<_> = records.iter().map(|d| serde_json::json!({ "data": d })).collect();
-    serde_json::json!({"requestId": request_id, "timestamp": 1_578_090_901_599u64, "records": records})
-        .to_string()
-        .into_bytes()
-}
-
 struct Req {
     method: &'static str,
-    headers: Vec<(&'static str, Vec<u8>)>,
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
-/// A request with every header Firehose sends.
+/// A request with every header Firehose sends; `records` are each record's
+/// data field (base64).
 fn firehose_request(request_id: &str, key: Option<&str>, gzip_on: bool, records: &[String]) -> Req {
-    let mut headers = vec![
-        ("X-Amz-Firehose-Protocol-Version", b"1.0".to_vec()),
-        ("X-Amz-Firehose-Request-Id", request_id.as_bytes().to_vec()),
-        ("X-Amz-Firehose-Source-Arn", b"arn:aws:firehose:us-east-1:123456789012:deliverystream/flows".to_vec()),
-        ("X-Amz-Firehose-Common-Attributes", br#"{"commonAttributes":{"env":"test"}}"#.to_vec()),
-        ("Content-Type", b"application/json".to_vec()),
-    ];
-    if let Some(key) = key {
-        headers.push(("X-Amz-Firehose-Access-Key", key.as_bytes().to_vec()));
-    }
-    let mut body = body(request_id, records);
-    if gzip_on {
-        headers.push(("Content-Encoding", b"gzip".to_vec()));
-        body = gzip(&body);
-    }
+    let (headers, body) = common::firehose::request(request_id, key, gzip_on, records);
     Req { method: "POST", headers, body }
+}
+
+fn header_pairs(req: &Req) -> Vec<(&str, &[u8])> {
+    req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect()
 }
 
 fn endpoint(keys: &[&str]) -> Endpoint {
@@ -118,7 +74,7 @@ fn endpoint(keys: &[&str]) -> Endpoint {
 /// Runs one request as the wiring will: head, body under the budget,
 /// handle, response.
 fn run(ep: &Endpoint, budget: &Budget, req: &Req, sink: &mut Counting) -> (Result<Accepted, RequestError>, Response) {
-    let headers: Vec<(&str, &[u8])> = req.headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let headers = header_pairs(req);
     let head = match ep.check_head(req.method, &headers) {
         Ok(head) => head,
         Err(e) => {
@@ -290,18 +246,13 @@ fn a_gzip_bomb_stops_at_the_decompressed_cap() {
     // 2 GiB of zeros would inflate from ~2 MiB; 64 MiB + 1 MiB is enough to
     // cross the cap and keeps the test quick.
     let inflated = MAX_DECOMPRESSED_BODY_BYTES + 1024 * 1024;
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1024 * 1024];
-    for _ in 0..inflated / zeros.len() {
-        e.write_all(&zeros).unwrap();
-    }
-    let bomb = e.finish().unwrap();
+    let bomb = gzip_bomb(b"", 0, inflated, b"");
     assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
     let ep = endpoint(&[]);
     let budget = Budget::unlimited();
     let mut req = firehose_request(ID, None, true, &[]);
     req.body = bomb;
-    let headers: Vec<(&str, &[u8])> = req.headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let headers = header_pairs(&req);
     let head = ep.check_head("POST", &headers).unwrap();
     let mut reservation = budget.reserve();
     let mut sink = Counting::default();
@@ -353,7 +304,7 @@ fn a_retry_after_a_lost_response_counts_once() {
 fn a_failed_apply_is_retried_and_then_counts() {
     let ep = endpoint(&[]);
     let req = firehose_request(ID, None, false, &[b64(LINE.as_bytes())]);
-    let headers: Vec<(&str, &[u8])> = req.headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let headers = header_pairs(&req);
     let head = ep.check_head("POST", &headers).unwrap();
     let budget = Budget::unlimited();
     let mut sink = Counting::default();
@@ -396,15 +347,15 @@ fn request_ids_header_body_and_moto() {
     let ep = endpoint(&[]);
     let mut sink = Counting::default();
     let mut req = firehose_request(ID, None, false, &[b64(LINE.as_bytes())]);
-    req.body = body("another-id", &[b64(LINE.as_bytes())]);
+    req.body = envelope("another-id", &[b64(LINE.as_bytes())]);
     let (_, response) = run(&ep, &Budget::unlimited(), &req, &mut sink);
     assert_error_body(&response, 400, ID, "requestId in the body differs from X-Amz-Firehose-Request-Id");
 
     // moto posts only the body, with Content-Type: its requestId is the id.
     let moto = Req {
         method: "POST",
-        headers: vec![("Content-Type", b"application/json".to_vec())],
-        body: body("moto-id", &[b64(LINE.as_bytes())]),
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: envelope("moto-id", &[b64(LINE.as_bytes())]),
     };
     let (result, response) = run(&ep, &Budget::unlimited(), &moto, &mut sink);
     assert_eq!(result.unwrap().request_id, "moto-id");
@@ -426,7 +377,7 @@ fn method_encoding_and_body_errors() {
     assert!(response.headers().contains(&("Allow", "POST".to_owned())));
 
     let mut req = firehose_request(ID, None, false, &[]);
-    req.headers.push(("Content-Encoding", b"br".to_vec()));
+    req.headers.push(("Content-Encoding".into(), "br".into()));
     let (_, response) = run(&ep, &Budget::unlimited(), &req, &mut sink);
     assert_error_body(&response, 415, ID, "Unsupported Content-Encoding: use gzip or none");
 

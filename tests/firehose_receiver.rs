@@ -11,11 +11,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use flate2::write::GzEncoder;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -23,9 +22,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 mod common;
 
 use common::expo::value;
+use common::firehose::{b64, body, cwl, gzip, gzip_bomb, headers as firehose_headers, LINE};
 use common::{free_port, require, Proc, Tool, BIN, MOTO_SERVER};
-
-const LINE: &str = "2 123456789012 eni-0a1b2c3d 10.0.0.1 10.0.0.2 443 49152 6 10 840 1600000000 1600000060 ACCEPT OK";
 const KEY: &str = "current-key-0123456789";
 const PASSWORD: &str = "scrape-secret";
 
@@ -84,55 +82,6 @@ fn raw_request(method: &str, path: &str, headers: &[(String, String)], body: &[u
     let mut out = r.into_bytes();
     out.extend_from_slice(body);
     out
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// A CloudWatch Logs subscription payload as CloudWatch Logs writes it.
-fn cwl(message_type: &str, group: &str, messages: &[&str]) -> Vec<u8> {
-    let events: Vec<_> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| serde_json::json!({"id": format!("{:056}", i), "timestamp": 1_600_000_000_000u64, "message": m}))
-        .collect();
-    serde_json::json!({
-        "messageType": message_type, "owner": "123456789012", "logGroup": group,
-        "logStream": "eni-all", "subscriptionFilters": ["to-firehose"], "logEvents": events,
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// The body Firehose sends; `records` are each record's data before base64.
-fn body(id: &str, records: &[Vec<u8>]) -> Vec<u8> {
-    let records: Vec<_> = records.iter().map(|r| serde_json::json!({"data": b64(r)})).collect();
-    serde_json::json!({"requestId": id, "timestamp": 1_578_090_901_599u64, "records": records}).to_string().into_bytes()
-}
-
-/// The headers Firehose sends.
-fn firehose_headers(id: &str, key: Option<&str>, gzip: bool) -> Vec<(String, String)> {
-    let mut h = vec![
-        ("X-Amz-Firehose-Protocol-Version".into(), "1.0".into()),
-        ("X-Amz-Firehose-Request-Id".into(), id.into()),
-        ("X-Amz-Firehose-Source-Arn".into(), "arn:aws:firehose:us-east-1:123456789012:deliverystream/flow".into()),
-        ("Content-Type".into(), "application/json".into()),
-        ("User-Agent".into(), "Amazon Kinesis Data Firehose Agent/1.0".into()),
-    ];
-    if let Some(k) = key {
-        h.push(("X-Amz-Firehose-Access-Key".into(), k.into()));
-    }
-    if gzip {
-        h.push(("Content-Encoding".into(), "gzip".into()));
-    }
-    h
 }
 
 /// Certificates for localhost, and the web configuration that serves them
@@ -282,11 +231,9 @@ fn send_to(port: u16, tls: Option<&Arc<rustls::ClientConfig>>, request: &[u8]) -
 
 /// A whole Firehose request: `records` before base64, gzip or not.
 fn firehose_request(id: &str, key: Option<&str>, records: &[Vec<u8>], gzip_on: bool) -> Vec<u8> {
-    let mut b = body(id, records);
-    if gzip_on {
-        b = gzip(&b);
-    }
-    raw_request("POST", "/", &firehose_headers(id, key, gzip_on), &b)
+    let data: Vec<String> = records.iter().map(|r| b64(r)).collect();
+    let (headers, body) = common::firehose::request(id, key, gzip_on, &data);
+    raw_request("POST", "/", &headers, &body)
 }
 
 fn firehose(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -409,16 +356,24 @@ fn oversized_bodies_and_gzip_bombs_are_413_with_bounded_memory() {
     assert_eq!(reply.json()["errorMessage"], "Payload too large");
 
     // A 64 MiB + 1 KiB document of spaces, about 64 KiB gzipped.
-    let mut doc = b"{\"requestId\":\"bomb\",\"records\":[]".to_vec();
-    doc.resize(64 * 1024 * 1024 + 1024, b' ');
-    doc.push(b'}');
-    let mut z = GzEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&doc).unwrap();
-    let bomb = Arc::new(z.finish().unwrap());
+    let bomb = gzip_bomb(b"{\"requestId\":\"bomb\",\"records\":[]", b' ', 64 * 1024 * 1024 + 1025, b"}");
+    let bomb = Arc::new(bomb);
     assert!(bomb.len() < 200_000, "{}", bomb.len());
-    drop(doc);
     let before = r.peak_rss();
     let r = Arc::new(r);
+    // The bytes in flight, scraped while the bombs inflate.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (r, done) = (r.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0.0f64;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(firehose(&r.metrics(), "bytes_in_flight", &[]));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
     let threads: Vec<_> = (0..8)
         .map(|i| {
             let (r, bomb) = (r.clone(), bomb.clone());
@@ -426,6 +381,12 @@ fn oversized_bodies_and_gzip_bombs_are_413_with_bounded_memory() {
         })
         .collect();
     let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap().status).collect();
+    done.store(true, Ordering::Relaxed);
+    let in_flight = sampler.join().unwrap();
+    assert!(
+        (1024.0 * 1024.0..=134_217_728.0).contains(&in_flight),
+        "bytes in flight rise during the bombs, within the budget: peak {in_flight}"
+    );
     assert!(statuses.iter().all(|s| *s == 413 || *s == 503), "{statuses:?}");
     assert!(statuses.contains(&413), "{statuses:?}");
     let peak = r.peak_rss();
@@ -440,7 +401,72 @@ fn oversized_bodies_and_gzip_bombs_are_413_with_bounded_memory() {
         firehose(&m, "requests_total", &[("code", "413")]),
         1.0 + statuses.iter().filter(|s| **s == 413).count() as f64
     );
-    eprintln!("gzip bombs: {statuses:?}, peak RSS {} MiB (before {} MiB)", peak >> 20, before >> 20);
+    assert_eq!(firehose(&m, "bytes_in_flight", &[]), 0.0, "every answered request released its bytes");
+    assert_eq!(firehose(&m, "bytes_in_flight_limit", &[]), 134_217_728.0);
+    eprintln!(
+        "gzip bombs: {statuses:?}, peak RSS {} MiB (before {} MiB), peak bytes in flight {} MiB",
+        peak >> 20,
+        before >> 20,
+        in_flight as u64 >> 20
+    );
+}
+
+/// Big bodies held at once by slow uploads: the bytes in flight are their
+/// declared lengths, summed; one more that does not fit is answered 503 at
+/// once; when the uploads are closed at `request_timeout` the gauge is back
+/// to 0 and the budget takes a request again.
+#[test]
+fn bytes_in_flight_follow_concurrent_big_requests() {
+    const MIB: usize = 1024 * 1024;
+    let r = Receiver::start(
+        &format!("  allow_unauthenticated: true\n  request_timeout: 3s\n  max_bytes_in_flight: {}\n", 128 * MIB),
+        "",
+        false,
+    );
+    let m = r.metrics();
+    assert_eq!(firehose(&m, "bytes_in_flight", &[]), 0.0);
+    assert_eq!(firehose(&m, "bytes_in_flight_limit", &[]), (128 * MIB) as f64);
+    // Two uploads of 60 MiB each: the head and the first KiB, then nothing.
+    let uploads: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut headers = firehose_headers(&format!("big-{i}"), None, false);
+            headers.push(("Content-Length".into(), (60 * MIB).to_string()));
+            let mut request = raw_request("POST", "/", &headers, b"");
+            request.extend_from_slice(&[b' '; 1024]);
+            let mut tcp = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+            tcp.write_all(&request).unwrap();
+            tcp
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = 0.0;
+    while held != (120 * MIB) as f64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        held = firehose(&r.metrics(), "bytes_in_flight", &[]);
+    }
+    assert_eq!(held, (120 * MIB) as f64, "both uploads' declared lengths are held");
+    // A third does not fit in the 8 MiB left: 503 before its body is read.
+    let mut headers = firehose_headers("big-2", None, false);
+    headers.push(("Content-Length".into(), (60 * MIB).to_string()));
+    let reply = r.send(r.port, &raw_request("POST", "/", &headers, b"")).unwrap();
+    assert_eq!((reply.status, reply.json()["errorMessage"].as_str()), (503, Some("Receiver busy, retry later")));
+    assert_eq!(firehose(&r.metrics(), "bytes_in_flight", &[]), (120 * MIB) as f64, "the refused one held nothing");
+    // The uploads are closed at request_timeout and release their bytes.
+    for mut tcp in uploads {
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = Vec::new();
+        let _ = tcp.read_to_end(&mut out);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while firehose(&r.metrics(), "bytes_in_flight", &[]) != 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let m = r.metrics();
+    assert_eq!(firehose(&m, "bytes_in_flight", &[]), 0.0, "closed uploads hold nothing");
+    assert_eq!(firehose(&m, "request_errors_total", &[("reason", "busy")]), 1.0);
+    assert_eq!(firehose(&m, "http_connections_closed_total", &[("reason", "request_timeout")]), 2.0);
+    assert_eq!(r.post("after", None, &[LINE.as_bytes().to_vec()], true).status, 200);
+    assert_eq!(firehose(&r.metrics(), "bytes_in_flight", &[]), 0.0);
 }
 
 /// A client that sends its head and then dribbles its body is closed at

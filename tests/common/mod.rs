@@ -13,6 +13,7 @@
 
 pub mod expo;
 pub mod exporter;
+pub mod firehose;
 pub mod moto;
 pub mod process;
 pub mod prometheus;
