@@ -7,39 +7,28 @@
 # mtail runs scripts/mtail/vpc-flow.mtail (the exporter's default work, as
 # close as mtail allows) with --one_shot; it is installed from the Debian
 # package when missing. Not a test dependency: only this script needs it.
+# BENCH_PRIORITY, BENCH_DIR and BENCH_NO_BUILD: see scripts/bench-lib.sh.
 set -euo pipefail
-# BENCH_PRIORITY=1 (root): run in a scheduler group of its own at nice -20,
-# so that other work on a shared machine (builds) skews the figures less.
-if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
-    export BENCH_PRIORITY_SET=1
-    exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
-fi
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+bench_init "$@"
 lines=${1:-1000000}
 distinct=${2:-50000}
 reject=${3:-20}
 runs=${RUNS:-3}
 cpu=${BENCH_CPU:-0}
-# Generated files go to memory (/dev/shm) when there is one: the shared disk is
-# small, and a file there reads like one in the page cache.
-default_dir=/tmp/vpc-flow-bench
-[ -d /dev/shm ] && [ -w /dev/shm ] && default_dir=/dev/shm/vpc-flow-bench
-dir=${BENCH_DIR:-$default_dir}
-mkdir -p "$dir"
+bench_dir
 if ! command -v mtail >/dev/null; then
     echo "bench-mtail: installing mtail (Debian package)"
     sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" apt-get install -y mtail >/dev/null
 fi
-[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin vpc-flow-exporter --example gen_flows
+bench_build
 file="$dir/flows-$lines-$distinct-$reject.log"
-if [ ! -s "$file" ]; then
-    echo "bench-mtail: generating $file"
-    target/release/examples/gen_flows "$lines" "$distinct" "$reject" > "$file"
-fi
+bench_gen_flows "$file" "$lines" "$distinct" "$reject"
 cat "$file" > /dev/null   # into the page cache
-command -v taskset >/dev/null && pin=(taskset -c "$cpu") || pin=()
+bench_pin "$cpu"
 
 now() { date +%s.%N; }
 best_replay=

@@ -23,15 +23,11 @@
 # run a replica then: the two-replica figure includes moto's share).
 # CASES="gz-1core parquet-1core" runs only those (replicas is the pair).
 # Needs scripts/setup-test-deps.sh (.venv with moto, boto3, pyarrow).
+# BENCH_PRIORITY, BENCH_DIR and BENCH_NO_BUILD: see scripts/bench-lib.sh.
 set -euo pipefail
-# BENCH_PRIORITY=1 (root): run in a scheduler group of its own at nice -20,
-# so that other work on a shared machine (builds) skews the figures less.
-if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
-    export BENCH_PRIORITY_SET=1
-    # shellcheck disable=SC2016 # $$ and "$@" are the inner shell's
-    exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
-fi
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+bench_init "$@"
 lines=${1:-1000000}
 objects=${2:-12}
 big_lines=${BIG_LINES:-4200000}
@@ -42,11 +38,8 @@ port=${MOTO_PORT:-15790}
 python=.venv/bin/python
 [ -x .venv/bin/moto_server ] || { echo "bench-s3: .venv/bin/moto_server missing: run scripts/setup-test-deps.sh" >&2; exit 1; }
 command -v taskset >/dev/null || { echo "bench-s3: taskset missing (util-linux)" >&2; exit 1; }
-default_dir=/tmp/vpc-flow-bench
-[ -d /dev/shm ] && [ -w /dev/shm ] && default_dir=/dev/shm/vpc-flow-bench
-dir=${BENCH_DIR:-$default_dir}
-mkdir -p "$dir"
-[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin vpc-flow-exporter --example gen_flows
+bench_dir
+bench_build
 binary=$(realpath target/release/vpc-flow-exporter)
 
 header='version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status'
@@ -54,11 +47,7 @@ header='version account-id interface-id srcaddr dstaddr srcport dstport protocol
 # is made of) generated once; prints its path.
 make_text() {
     local text="$dir/s3-$1-$2.log"
-    if [ ! -s "$text" ]; then
-        echo "bench-s3: generating $text" >&2
-        target/release/examples/gen_flows "$1" 50000 20 "$2" > "$text.tmp"
-        mv "$text.tmp" "$text"
-    fi
+    bench_gen_flows "$text" "$1" 50000 20 "$2" >&2
     echo "$text"
 }
 make_gz() {
@@ -123,8 +112,7 @@ bench() {
 }
 rate() { "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["rate"])' "$dir/s3-$1.json"; }
 
-read -r load1 _ < /proc/loadavg
-echo "bench-s3: load average $load1 on $(nproc) cores before the runs; moto_server pid $moto_pid"
+echo "bench-s3: $(bench_load) before the runs; moto_server pid $moto_pid"
 for c in $cases; do
     case $c in
     gz-1core)

@@ -12,25 +12,17 @@
 # ONE_CORE=1 runs only the one-core figure of the single file.
 # The worker count is set with VPC_FLOW_EXPORTER_REPLAY_WORKERS, an internal
 # knob (see docs/replay.md); users get one worker per available core.
+# BENCH_PRIORITY, BENCH_DIR and BENCH_NO_BUILD: see scripts/bench-lib.sh.
 set -euo pipefail
-# BENCH_PRIORITY=1 (root): run in a scheduler group of its own at nice -20,
-# so that other work on a shared machine (builds) skews the figures less.
-if [ -n "${BENCH_PRIORITY:-}" ] && [ -z "${BENCH_PRIORITY_SET:-}" ]; then
-    export BENCH_PRIORITY_SET=1
-    exec setsid bash -c 'echo -20 > /proc/$$/autogroup 2>/dev/null || true; exec nice -n -20 "$0" "$@"' "$0" "$@"
-fi
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+bench_init "$@"
 lines=${1:-10000000}
 distinct=${2:-50000}
 reject=${3:-20}
 workers=${BENCH_WORKERS:-2}
-# Generated files go to memory (/dev/shm) when there is one: the shared disk is
-# small, and a file there reads like one in the page cache.
-default_dir=/tmp/vpc-flow-bench
-[ -d /dev/shm ] && [ -w /dev/shm ] && default_dir=/dev/shm/vpc-flow-bench
-dir=${BENCH_DIR:-$default_dir}
-mkdir -p "$dir"
-[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin vpc-flow-exporter --example gen_flows
+bench_dir
+bench_build
 geoip=${GEOIP:-}
 if [ "$geoip" = synthetic ]; then
     cargo build --release --quiet --example gen_mmdb
@@ -40,12 +32,7 @@ if [ "$geoip" = synthetic ]; then
         target/release/examples/gen_mmdb "$geoip"
     fi
 fi
-generate() { # file lines seed
-    if [ ! -s "$1" ]; then
-        echo "bench: generating $1"
-        target/release/examples/gen_flows "$2" "$distinct" "$reject" "$3" > "$1"
-    fi
-}
+generate() { bench_gen_flows "$1" "$2" "$distinct" "$reject" "$3"; } # file lines seed
 file="$dir/flows-$lines-$distinct-$reject.log"
 generate "$file" "$lines" 42
 # The two files of half the lines are removed at the end (another gigabyte).
@@ -66,15 +53,15 @@ run() {
     local name=$1 n=$2
     shift 2
     cat "$@" > /dev/null   # into the page cache
-    local pin=()
-    command -v taskset >/dev/null && pin=(taskset -c "0-$((n - 1))")
+    local pin
+    bench_pin "0-$((n - 1))"
     local start end
     start=$(date +%s.%N)
     VPC_FLOW_EXPORTER_REPLAY_WORKERS=$n /usr/bin/time -f '%M %e %U %S' -o "$dir/time.txt" "${pin[@]}" \
         target/release/vpc-flow-exporter replay "${config[@]}" "$@" > "$dir/$name.prom"
     end=$(date +%s.%N)
-    local rss_kb elapsed user sys
-    read -r rss_kb elapsed user sys < "$dir/time.txt"
+    local rss_kb user sys
+    read -r rss_kb _ user sys < "$dir/time.txt"   # %M %e %U %S
     python3 - "$name" "$n" "$lines" "$start" "$end" "$rss_kb" "$user" "$sys" "$(stat -c %s "$@" | awk '{ s += $1 } END { printf "%.0f", s }')" "$dir/$name.rate" <<'PY'
 import sys
 name, n, lines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -110,8 +97,7 @@ same() {
 speedup() { awk -v a="$(cat "$dir/$1.rate")" -v b="$(cat "$dir/$2.rate")" -v t="$3" \
     'BEGIN { printf "bench: %s: %.2fx one worker\n", t, b / a }'; }
 
-read -r load1 _ < /proc/loadavg
-echo "bench: load average $load1 on $(nproc) cores before the runs (other work skews the parallel figures)"
+echo "bench: $(bench_load) before the runs (other work skews the parallel figures)"
 run one-file-1 1 "$file"
 if [ -z "${ONE_CORE:-}" ]; then
     run one-file-n "$workers" "$file"
