@@ -148,11 +148,12 @@ local g = import '../lib/grafana.libsonnet';
             ['histogram_quantile(0.5, sum by (le) (rate(vpc_flow_exporter_firehose_request_duration_seconds_bucket{%s}[$__rate_interval])))' % f, 'p50'],
             ['histogram_quantile(0.99, sum by (le) (rate(vpc_flow_exporter_firehose_request_duration_seconds_bucket{%s}[$__rate_interval])))' % f, 'p99'],
           ]), 's', w=8, interval=mi),
-          g.timeseries(fh + 'Request size and bytes received', 'Body size as received, p50 and p99, and body bytes received per second (the load on firehose.max_bytes_in_flight).', g.targets([
+          g.timeseries(fh + 'Request size and bytes in flight', 'Body size as received, p50 and p99, and per replica the bytes of request bodies (raw and decompressed) held now; the dashed line is firehose.max_bytes_in_flight (the smallest of the selected replicas), past which requests are answered 503 (VpcFlowExporterFirehoseBusy).', g.targets([
             ['histogram_quantile(0.5, sum by (le) (rate(vpc_flow_exporter_firehose_request_bytes_bucket{%s}[$__rate_interval])))' % f, 'p50 size'],
             ['histogram_quantile(0.99, sum by (le) (rate(vpc_flow_exporter_firehose_request_bytes_bucket{%s}[$__rate_interval])))' % f, 'p99 size'],
-            ['sum(rate(vpc_flow_exporter_firehose_request_bytes_sum{%s}[$__rate_interval]))' % f, 'bytes/s received'],
-          ]), 'bytes', w=8, interval=mi),
+            ['vpc_flow_exporter_firehose_bytes_in_flight{%s}' % f, '{{instance}} in flight'],
+            ['min(vpc_flow_exporter_firehose_bytes_in_flight_limit{%s})' % f, 'threshold'],
+          ]), 'bytes', w=8, interval=mi, threshold=true),
           g.timeseries(fh + 'Remembered request ids and connections', 'Per replica: request ids remembered for retries against their cap (dedup_max_ids), ids dropped at the cap before their time (a retry of one would count again), and open connections of the listener.', g.targets([
             ['vpc_flow_exporter_firehose_dedup_ids{%s}' % f, '{{instance}} ids'],
             ['vpc_flow_exporter_firehose_dedup_ids_limit{%s}' % f, '{{instance}} limit'],
