@@ -9,7 +9,14 @@
 //! of the stall per scrape (the longest wait in each 100 ms, one scrape's
 //! period), and of the scrape's duration.
 //!
-//!   cargo bench --bench scrape_stall [-- SECONDS]
+//!   cargo bench --bench scrape_stall [-- SECONDS] [--lag]
+//!
+//! `--lag`: the trackers' newest time lags the aggregator's by half the
+//! top-K window (30 slots of the 15 m default). Every address is loaded in two
+//! slots (a ring each: 5 min ago and now), then the writer's batches are
+//! ACCEPT lines 7.5 min ahead, which move the aggregator's newest time but
+//! not the trackers' (only REJECT records feed them), as when a reject flood
+//! has stopped and accepted traffic goes on.
 //!
 //! Also prints how long the lock is held for a scrape's snapshot, timed
 //! from inside half a period after each scrape (`Aggregator::snapshot_into`,
@@ -31,9 +38,13 @@ const ADDRESSES: u32 = 50_000;
 /// One batch per period: the writer's pace.
 const PERIOD: Duration = Duration::from_micros(200);
 
-/// Batches of REJECT lines whose sources and destinations cycle through
+/// How far ahead of the trackers' records the writer's ACCEPT lines are with
+/// `--lag`: half the default top-K window.
+const LAG: u64 = 450;
+
+/// Batches of `action` lines whose sources and destinations cycle through
 /// `ADDRESSES` addresses each, at flow time `now`.
-fn batches(now: u64) -> Vec<String> {
+fn batches(now: u64, action: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0u32;
     while i < 2 * ADDRESSES {
@@ -43,7 +54,7 @@ fn batches(now: u64) -> Vec<String> {
             let src = format!("198.{}.{}.{}", 18 + (a >> 16), (a >> 8) & 255, a & 255);
             let dst = format!("10.{}.{}.{}", 1 + (a >> 16), (a >> 8) & 255, a & 255);
             let port = 1 + (i % 4000);
-            b += &format!("2 1 eni-{} {src} {dst} 40000 {port} 6 1 40 {} {now} REJECT OK\n", i % 16, now - 5);
+            b += &format!("2 1 eni-{} {src} {dst} 40000 {port} 6 1 40 {} {now} {action} OK\n", i % 16, now - 5);
             i += 1;
         }
         out.push(b);
@@ -66,14 +77,24 @@ fn percentiles(name: &str, mut v: Vec<Duration>) {
 
 fn main() {
     let secs: u64 = std::env::args().filter_map(|a| a.parse().ok()).next().unwrap_or(10);
+    let lag = std::env::args().any(|a| a == "--lag");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let config = Config::default();
     let agg = Aggregator::new(&config).into_shared();
-    let batches = batches(now);
     let mut parser = LineParser::for_stream(Format::default_v2());
+    let batches = if lag {
+        // A ring per address (two live slots), then ACCEPT traffic ahead.
+        for b in batches(now - 300, "REJECT").iter().chain(&batches(now, "REJECT")) {
+            agg.lock().unwrap().ingest_lines(&mut parser, b.as_bytes());
+        }
+        batches(now + LAG, "ACCEPT")
+    } else {
+        batches(now, "REJECT")
+    };
     for b in &batches {
         agg.lock().unwrap().ingest_lines(&mut parser, b.as_bytes());
     }
+    println!("aggregator newest flow time: now + {} s", agg.lock().unwrap().newest() - now);
     let registry = expose::registry(&agg);
     let expo = expose::encode(&registry);
     let held = |t: &str| {
@@ -101,7 +122,7 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(50).saturating_sub(t.elapsed()));
                 // Half a period later, the scrape's critical section alone,
                 // timed from inside: the lock held for the snapshot.
-                let g = agg.lock().unwrap();
+                let mut g = agg.lock().unwrap();
                 let t2 = Instant::now();
                 g.snapshot_into(&mut snap);
                 drop(g);

@@ -61,17 +61,41 @@ pub struct Snapshot {
 }
 
 impl Aggregator {
-    /// A snapshot of the exposed state.
+    /// A snapshot of the exposed state (the same as
+    /// [`snapshot_into`](Self::snapshot_into)'s, without moving the trackers'
+    /// clocks: slower when they lag).
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
-        self.snapshot_into(&mut s);
+        self.copy_into(&mut s);
         s
     }
 
     /// Overwrites `s` with the exposed state, reusing its allocations. Meant
     /// to run under the writers' lock: O(series + tracked addresses), no
-    /// sorting, no formatting.
-    pub fn snapshot_into(&self, s: &mut Snapshot) {
+    /// sorting, no formatting. The top-K trackers are first brought to the
+    /// newest record time (see [`advance_windows`](Self::advance_windows)).
+    pub fn snapshot_into(&mut self, s: &mut Snapshot) {
+        self.advance_windows();
+        self.copy_into(s);
+    }
+
+    /// Moves the top-K trackers' clocks to the newest record time, as their
+    /// next record would. They lag it whenever the newest records are not
+    /// REJECTs (only those feed them), and a tracker read at a later slot
+    /// than its own subtracts, for every address seen in two or more slots,
+    /// each slot that has left the window since: up to 60 scattered loads
+    /// per address under the writers' lock. Advancing sweeps those slots out
+    /// of the kept totals once, in sequential passes, so the snapshot reads
+    /// one number per address. Nothing exposed changes: the same addresses
+    /// are held (none is dropped here), with the same window counts and
+    /// bounds. The port-scan tracker reads a source's ports the same way at
+    /// any time and is left as is.
+    pub fn advance_windows(&mut self) {
+        self.top_sources.advance(self.newest);
+        self.top_destinations.advance(self.newest);
+    }
+
+    fn copy_into(&self, s: &mut Snapshot) {
         s.rules = Some(self.rules.clone());
         s.max_interfaces = self.limits.max_interfaces;
         s.interfaces.truncate(self.interfaces.len());
@@ -132,5 +156,49 @@ impl Aggregator {
             },
         ];
         s.port_scan_capped = ps.capped();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshot;
+    use crate::aggregate::Aggregator;
+    use crate::config::Config;
+    use crate::parse::{Format, LineParser};
+
+    fn sorted(mut v: Vec<(std::net::IpAddr, u64)>) -> Vec<(std::net::IpAddr, u64)> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_snapshot_advances_lagging_trackers_and_reports_the_same() {
+        let mut agg = Aggregator::new(&Config::default());
+        let mut p = LineParser::for_stream(Format::default_v2());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        // Each source rejected in two slots of the 15 m window (a ring each),
+        // then accepted traffic 7.5 min later: only the aggregator's clock moves.
+        for (i, t) in (0..40u64).flat_map(|i| [(i, now - 600), (i, now)]) {
+            let line = format!("2 1 eni-a 203.0.113.{i} 10.0.0.{i} 1 {} 6 1 1 {t} {t} REJECT OK", 20 + i);
+            agg.ingest_line(&mut p, line.as_bytes());
+        }
+        let later = now + 450;
+        let line = format!("2 1 eni-a 198.51.100.1 10.0.0.1 1 443 6 1 1 {later} {later} ACCEPT OK");
+        agg.ingest_line(&mut p, line.as_bytes());
+        assert!(!agg.top_sources.is_swept_at(later) && !agg.top_destinations.is_swept_at(later));
+
+        let before = agg.snapshot();
+        let mut after = Snapshot::default();
+        agg.snapshot_into(&mut after);
+        assert!(agg.top_sources.is_swept_at(later) && agg.top_destinations.is_swept_at(later));
+        assert_eq!(after.newest, later);
+        assert_eq!(after.trackers, before.trackers, "entries, evictions, deferred, bounds");
+        assert_eq!(after.trackers[0].entries, 40);
+        // The slot of `now - 600` has left the window: one record each.
+        assert_eq!(sorted(after.top_sources.clone()), sorted(before.top_sources));
+        assert_eq!(after.top_sources.len(), 40);
+        assert!(after.top_sources.iter().all(|&(_, c)| c == 1));
+        assert_eq!(sorted(after.top_destinations), sorted(before.top_destinations));
+        assert_eq!(sorted(after.port_scanners), sorted(before.port_scanners));
     }
 }

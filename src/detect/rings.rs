@@ -24,6 +24,15 @@ pub(crate) struct LiveFrom {
     n: usize,
 }
 
+impl LiveFrom {
+    /// Whether the window starts at the swept epoch: a ring's count in it is
+    /// its kept total (one load), with no column to subtract.
+    #[cfg(test)]
+    pub(crate) fn is_swept(&self) -> bool {
+        self.n == 0
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Rings {
     slots: u64,

@@ -192,6 +192,13 @@ impl WindowedTopK {
         self.rings.live_from(self.clock.first_live(newest.max(self.newest)))
     }
 
+    /// Whether a [`snapshot`](Self::snapshot) at `newest` takes the fast
+    /// path: one load per address, no slot that left the window to subtract.
+    #[cfg(test)]
+    pub(crate) fn is_swept_at(&self, newest: u64) -> bool {
+        self.view(newest).is_swept()
+    }
+
     /// Folds `other` (a tracker of the same window, e.g. a per-worker shard)
     /// into this one: the newest time becomes the later of both, and every
     /// address's per-slot counts that are live then are added, as if this
@@ -595,6 +602,34 @@ mod tests {
     }
 
     #[test]
+    fn advancing_before_a_snapshot_takes_the_fast_path_and_changes_nothing() {
+        // W = 900 s, 15 s slots. Every address in two slots: a ring each.
+        let mut t = WindowedTopK::new(Duration::from_secs(900), 100);
+        for i in 0..10u32 {
+            for time in [1000, 1300 + u64::from(i)] {
+                t.add(v4(i), time, time);
+            }
+        }
+        // Later records that were not REJECTs moved the caller's newest time
+        // on: 1000's slot has left the window, 1300's has not.
+        let newest = 2000;
+        assert!(!t.is_swept_at(newest), "a lagging tracker subtracts the slots swept since");
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        t.snapshot(newest, &mut before);
+        let held = t.len();
+        t.advance(newest);
+        assert!(t.is_swept_at(newest), "advanced: one load per address");
+        t.snapshot(newest, &mut after);
+        before.sort();
+        after.sort();
+        assert_eq!(before, after);
+        assert_eq!(after, (0..10u32).map(|i| (v4(i), 1)).collect::<Vec<_>>());
+        assert_eq!((t.len(), t.error_bound(newest)), (held, 0), "nothing dropped");
+        // A query at the newest time seen, or before it, is swept too.
+        assert!(t.is_swept_at(newest) && t.is_swept_at(1500));
+    }
+
+    #[test]
     fn merging_an_empty_tracker_changes_nothing_but_newest() {
         let mut t = WindowedTopK::new(Duration::from_secs(60), 10);
         t.add(ip("10.0.0.1"), 1000, 1000);
@@ -709,6 +744,43 @@ mod tests {
             for k in 0..20u32 {
                 prop_assert_eq!(t.count(v4(k), later), model_count(&kept, k, later, clock));
                 prop_assert_eq!(before[k as usize], model_count(&kept, k, later, clock));
+            }
+        }
+
+        #[test]
+        fn advancing_to_the_callers_newest_time_is_invisible(
+            window in 1u64..400,
+            capacity in 4usize..24,
+            steps in proptest::collection::vec((0u32..40, 0u64..60, 0u64..130, 0u8..4), 1..400),
+        ) {
+            // Twin trackers fed the same records with the caller's newest
+            // time; one is also advanced to it now and then, as a scrape does
+            // (the caller's time moves on with records that feed no tracker).
+            let w = Duration::from_secs(window);
+            let (mut plain, mut advanced) = (WindowedTopK::new(w, capacity), WindowedTopK::new(w, capacity));
+            let mut newest = 10_000u64;
+            let snap = |t: &WindowedTopK, q: u64| { let mut v = Vec::new(); t.snapshot(q, &mut v); v.sort(); v };
+            let stats = |t: &WindowedTopK, q: u64| (t.len(), t.evictions(), t.stale(), t.deferred(), t.error_bound(q));
+            for &(key, back, forward, op) in &steps {
+                if forward > 100 { newest += forward - 100; }
+                match op {
+                    0 => {
+                        prop_assert_eq!(snap(&plain, newest), snap(&advanced, newest));
+                        advanced.advance(newest);
+                        prop_assert!(advanced.is_swept_at(newest));
+                    }
+                    1 => {} // a record that feeds no tracker: only the time moved
+                    _ => {
+                        let time = newest.saturating_sub(back);
+                        plain.add(v4(key), time, newest);
+                        advanced.add(v4(key), time, newest);
+                    }
+                }
+                prop_assert_eq!(snap(&plain, newest), snap(&advanced, newest));
+                prop_assert_eq!(stats(&plain, newest), stats(&advanced, newest));
+            }
+            for later in [newest + window / 2, newest + window] {
+                prop_assert_eq!(snap(&plain, later), snap(&advanced, later));
             }
         }
 

@@ -184,7 +184,7 @@ impl Collector for AggregatorCollector {
         // still the best we have, so keep serving them.
         let mut snap = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
         {
-            let agg = self.agg.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut agg = self.agg.lock().unwrap_or_else(PoisonError::into_inner);
             agg.snapshot_into(&mut snap);
         }
         let mut families = families(&mut snap);
