@@ -150,18 +150,25 @@ CARGO_TARGET_DIR="$PWD/target" cargo build --locked --offline --quiet \
     || fail "the build context does not build (a file the crate needs is left out by .dockerignore?)"
 cp target/debug/vpc-flow-exporter "$stub/vpc-flow-exporter"
 version=$("$stub/vpc-flow-exporter" --version)
+# That build shares the tree's fingerprints (same package, same target
+# folder) but records the context's paths: without the context, cargo sees
+# them gone and rebuilds from the tree, which later edits then reach.
+rm -rf "$context"
 restore_binary
 trap - EXIT
 echo "stage 2 (the crate from the build context): built, $version"
 rm -rf "$stub"
 
 step "docker-compose config"
-for files in "docker-compose.yml" "docker-compose.yml deploy/docker-compose.aws.yml"; do
+for files in "docker-compose.yml" "docker-compose.yml deploy/docker-compose.aws.yml" \
+    "docker-compose.yml deploy/docker-compose.firehose.yml"; do
     args=()
     for f in $files; do args+=(-f "$f"); done
     docker-compose "${args[@]}" config -q
     echo "docker-compose ${args[*]} config: valid"
 done
+# The firehose profile's wiring (nginx, replicas, example configuration):
+# tests/firehose_receiver.rs, the_compose_profile_wires_the_shipped_files.
 # The overlay, merged with the environment of a fresh checkout.
 docker-compose -f docker-compose.yml -f deploy/docker-compose.aws.yml config | python3 -c '
 import os, sys, yaml

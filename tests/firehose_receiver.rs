@@ -29,6 +29,12 @@ const PASSWORD: &str = "scrape-secret";
 
 const NGINX: Tool =
     Tool { name: "nginx", executables: &["nginx"], env_var: "NGINX_BIN", package: "Debian package nginx" };
+const DOCKER_COMPOSE: Tool = Tool {
+    name: "docker-compose",
+    executables: &["docker-compose"],
+    env_var: "DOCKER_COMPOSE_BIN",
+    package: "Debian package docker-compose",
+};
 
 // ------------------------------------------------------------------ helpers
 
@@ -611,6 +617,101 @@ fn two_replicas_behind_nginx_sum_exactly() {
     assert_eq!(dup, 2.0 * n as f64, "every retry reached the replica that applied its id");
 }
 
+/// The `firehose` compose profile as docker-compose reads it over the stack:
+/// two replicas and nginx, all in the profile (the stack alone unchanged);
+/// nginx given the shipped configuration, whose upstream is those replicas
+/// at the example configuration's port and whose certificate is in the
+/// mounted folder; every mounted file or folder there; and the example
+/// configuration valid once copied with an access key, as the instructions
+/// say.
+#[test]
+fn the_compose_profile_wires_the_shipped_files() {
+    let Some(compose) = require(&DOCKER_COMPOSE) else { return };
+    let repo = common::repo();
+    let out = Command::new(&compose)
+        .current_dir(&repo)
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "deploy/docker-compose.firehose.yml",
+            "--profile",
+            "firehose",
+            "config",
+        ])
+        .env_remove("VPC_FLOW_FIREHOSE_CONFIG_DIR")
+        .env_remove("VPC_FLOW_FIREHOSE_TLS_DIR")
+        .env_remove("VPC_FLOW_FIREHOSE_ADDRESS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_norway::from_slice(&out.stdout).unwrap();
+    let services = doc["services"].as_object().unwrap();
+    for name in ["firehose-1", "firehose-2", "firehose-lb"] {
+        assert_eq!(services[name]["profiles"], serde_json::json!(["firehose"]), "{name}");
+    }
+    for name in ["exporter", "prometheus", "alertmanager", "grafana"] {
+        assert!(services[name].get("profiles").is_none(), "{name} stays in the default stack");
+    }
+    // Every bind mount, as (service, source, target); each source exists.
+    let mut mounts = Vec::new();
+    for (name, svc) in services.iter().filter(|(n, _)| n.starts_with("firehose-")) {
+        for v in svc["volumes"].as_array().unwrap() {
+            let (src, dst) = match v.as_str() {
+                Some(short) => {
+                    let mut parts = short.split(':');
+                    (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned())
+                }
+                None => (v["source"].as_str().unwrap().to_owned(), v["target"].as_str().unwrap().to_owned()),
+            };
+            assert!(Path::new(&src).exists(), "{name} mounts {src}, which does not exist");
+            mounts.push((name.clone(), src, dst));
+        }
+    }
+    let mounted = |service: &str, target: &str| {
+        mounts.iter().find(|(n, _, t)| n == service && t == target).map(|(_, s, _)| Path::new(s).to_path_buf())
+    };
+    let conf = mounted("firehose-lb", "/etc/nginx/conf.d/firehose.conf").expect("nginx gets the shipped conf");
+    assert_eq!(conf, repo.join("deploy/nginx/firehose.conf"));
+    let tls = mounted("firehose-lb", "/etc/nginx/tls").expect("nginx gets the certificate folder");
+    assert!(tls.join("README.md").is_file(), "the certificate folder says what goes in it");
+    let nginx = std::fs::read_to_string(&conf).unwrap();
+    for file in ["firehose.crt", "firehose.key"] {
+        assert!(nginx.contains(&format!("/etc/nginx/tls/{file};")), "nginx reads {file} from the mounted folder");
+        assert!(std::fs::read_to_string(tls.join("README.md")).unwrap().contains(file));
+    }
+    assert!(nginx.contains("listen 443 ssl;"));
+    assert_eq!(services["firehose-lb"]["ports"].to_string().matches("443").count(), 2, "443 published to 443");
+
+    // The replicas read config.yml from their mounted folder, whose example
+    // listens where nginx sends.
+    let example = repo.join("deploy/firehose/config.example.yml");
+    let config: serde_json::Value = serde_norway::from_slice(&std::fs::read(&example).unwrap()).unwrap();
+    let listen = config["firehose"]["listen_address"].as_str().unwrap();
+    let port = listen.rsplit(':').next().unwrap();
+    let upstream: Vec<&str> = nginx
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server ")?.strip_suffix(';'))
+        .filter(|s| !s.contains(' '))
+        .collect();
+    assert_eq!(upstream, [format!("firehose-1:{port}"), format!("firehose-2:{port}")]);
+    for name in ["firehose-1", "firehose-2"] {
+        let folder = mounted(name, "/etc/vpc-flow-exporter").expect("the configuration folder");
+        assert_eq!(folder, repo.join("deploy/firehose"));
+        let command = services[name]["command"].to_string();
+        assert!(command.contains("--config.file=/etc/vpc-flow-exporter/config.yml"), "{command}");
+        assert!(services[name]["expose"].to_string().contains(port), "{name} exposes {port}");
+    }
+    // Copied as the instructions say, with an access key beside it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&example, dir.path().join("config.yml")).unwrap();
+    std::fs::write(dir.path().join("access-key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let check =
+        Command::new(BIN).arg("--config.file").arg(dir.path().join("config.yml")).arg("--config.check").output();
+    let check = check.unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
+
 /// deploy/nginx/firehose.conf's server block, its upstream pointed at the
 /// test's replicas and its listener at `port` (plain HTTP: TLS is the
 /// deployment's certificate).
@@ -618,7 +719,7 @@ fn nginx_conf(repo: &Path, port: u16, replicas: &[u16]) -> String {
     let shipped = std::fs::read_to_string(repo.join("deploy/nginx/firehose.conf")).unwrap();
     let servers: String = replicas.iter().map(|p| format!("    server 127.0.0.1:{p};\n")).collect();
     let body = shipped
-        .replace("    server exporter-1:10191;\n    server exporter-2:10191;\n", &servers)
+        .replace("    server firehose-1:10191;\n    server firehose-2:10191;\n", &servers)
         .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
         .lines()
         .filter(|l| !l.trim_start().starts_with("ssl_"))
