@@ -6,8 +6,12 @@
 //! fixtures' lines and rows), duplicates once, a corrupt object is an error
 //! whose message stays on the queue, keys outside `key_prefix` are skipped,
 //! two replicas with a dedup table count each object once, SIGTERM exits 0,
-//! `replay s3://` counts what the queue path counts, and three replicas sum
-//! to exactly what `replay s3://` counts for the same objects.
+//! `replay s3://` counts what the queue path counts, three replicas sum
+//! to exactly what `replay s3://` counts for the same objects, a multipart
+//! upload's two notifications and a message redelivered after the
+//! visibility timeout count at most once per replica (exactly once with the
+//! dedup table), and access denied (a proxy: moto enforces no IAM) is an
+//! object error whose message reaches the dead-letter queue.
 
 mod common;
 
@@ -470,7 +474,8 @@ async fn sigterm_releases_objects_in_work_and_exits_0() {
 
 /// A proxy in front of moto_server that fails chosen requests of each
 /// operation: S3 `SlowDown` (503), DynamoDB throughput exceeded (400),
-/// SQS a bare 500. The operation is the `x-amz-target` header (SQS and
+/// SQS a bare 500; and answers `AccessDenied` (403) to every GetObject of a
+/// chosen key. The operation is the `x-amz-target` header (SQS and
 /// DynamoDB) or, for S3, a GET of an object.
 struct FaultProxy {
     endpoint: String,
@@ -483,14 +488,27 @@ impl Drop for FaultProxy {
     }
 }
 
+/// What the proxy does wrong.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// The requests of each operation whose number (from 1) is listed fail.
+    fail: &'static [u64],
+    /// Only this operation fails (all of ReceiveMessage, DeleteMessage,
+    /// GetObject, PutItem and UpdateItem when None).
+    only: Option<&'static str>,
+    /// The first GetObject is held this long before it is forwarded.
+    delay: Duration,
+    /// GetObject of a key containing this is denied (403 AccessDenied).
+    deny: Option<&'static str>,
+}
+
 impl FaultProxy {
     /// Fails the requests of each operation whose number (from 1) is in `fail`.
     async fn start(upstream: &str, fail: &'static [u64]) -> FaultProxy {
-        FaultProxy::with_delay(upstream, fail, Duration::ZERO).await
+        FaultProxy::with(upstream, Faults { fail, ..Faults::default() }).await
     }
 
-    /// The same, the first GetObject held for `delay` before it is forwarded.
-    async fn with_delay(upstream: &str, fail: &'static [u64], delay: Duration) -> FaultProxy {
+    async fn with(upstream: &str, faults: Faults) -> FaultProxy {
         use std::collections::HashMap;
         use std::sync::{Arc, Mutex};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -506,9 +524,7 @@ impl FaultProxy {
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (client, upstream, seen) = (client.clone(), upstream.clone(), seen.clone());
                         async move {
-                            Ok::<_, std::convert::Infallible>(
-                                proxy_one(req, &client, &upstream, &seen, (fail, delay)).await,
-                            )
+                            Ok::<_, std::convert::Infallible>(proxy_one(req, &client, &upstream, &seen, faults).await)
                         }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -520,12 +536,20 @@ impl FaultProxy {
     }
 }
 
+fn reply(status: u16, ctype: &str, body: &'static str) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap()
+}
+
 async fn proxy_one(
     req: hyper::Request<hyper::body::Incoming>,
     client: &reqwest::Client,
     upstream: &str,
     seen: &std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    (fail, delay): (&[u64], Duration),
+    faults: Faults,
 ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     use http_body_util::BodyExt;
     let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -544,10 +568,17 @@ async fn proxy_one(
         *c
     };
     if op == "GetObject" && n == 1 {
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(faults.delay).await;
     }
-    let faulty = ["ReceiveMessage", "DeleteMessage", "GetObject", "PutItem", "UpdateItem"].contains(&op.as_str());
-    if faulty && fail.contains(&n) {
+    if op == "GetObject" && faults.deny.is_some_and(|k| path.contains(k)) {
+        let denied = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        return reply(403, "application/xml", denied);
+    }
+    let faulty = match faults.only {
+        Some(only) => op == only,
+        None => ["ReceiveMessage", "DeleteMessage", "GetObject", "PutItem", "UpdateItem"].contains(&op.as_str()),
+    };
+    if faulty && faults.fail.contains(&n) {
         let (status, body, ctype) = match target.as_deref() {
             Some(t) if t.starts_with("DynamoDB") => (
                 400,
@@ -561,11 +592,7 @@ async fn proxy_one(
                 "application/xml",
             ),
         };
-        return hyper::Response::builder()
-            .status(status)
-            .header("content-type", ctype)
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap();
+        return reply(status, ctype, body);
     }
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
     let mut fwd = client.request(method, format!("{upstream}{path}"));
@@ -618,7 +645,8 @@ async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
 }
 
 /// Objects that cannot be read (0 bytes, truncated Parquet, deleted after
-/// the notification) and a body that is not a notification: each counted
+/// the notification, access denied by the proxy in front of moto, which
+/// enforces no IAM) and a body that is not a notification: each counted
 /// with its reason, the replica goes on, and the messages reach the
 /// dead-letter queue after the redrive count (2 receives).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,11 +680,13 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
     aws.put_file("AWSLogs/gone.log.gz", "default.log.gz").await;
     aws.s3.delete_object().bucket(BUCKET).key("AWSLogs/gone.log.gz").send().await.expect("DeleteObject");
     aws.sqs.send_message().queue_url(&queue).message_body("hello").send().await.unwrap();
+    aws.put_file("AWSLogs/denied.log.gz", "default.log.gz").await;
     aws.put_file("AWSLogs/good.log", "default.log").await;
+    let proxy = FaultProxy::with(&moto.endpoint, Faults { deny: Some("denied"), ..Faults::default() }).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Replica::start(dir.path(), "dlq", &config(&moto.endpoint, &queue, ""));
+    let mut r = Replica::start(dir.path(), "dlq", &config(&proxy.endpoint, &queue, ""));
     let deadline = Instant::now() + Duration::from_secs(150);
-    while aws.queued(&dlq).await < 4 {
+    while aws.queued(&dlq).await < 5 {
         assert!(Instant::now() < deadline, "{}", s3_lines(&r.scrape().await));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -666,6 +696,9 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
     assert_eq!(reason("empty"), 2.0, "{shown}");
     assert_eq!(reason("bad_parquet"), 2.0, "{shown}");
     assert_eq!(reason("not_found"), 2.0, "{shown}");
+    assert_eq!(reason("access_denied"), 2.0, "{shown}");
+    let denied = &[("operation", "GetObject"), ("error", "access_denied")];
+    assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_request_errors_total", denied), 2.0, "{shown}");
     assert_eq!(expo::value(&t, "vpc_flow_exporter_sqs_message_errors_total", &[("reason", "bad_json")]), 2.0);
     assert_eq!(objects(&t, "ok"), 1.0);
     assert_eq!(lines(&t), expected_lines("default.log") as f64, "nothing of the failed objects counted");
@@ -756,7 +789,7 @@ async fn a_slow_object_is_extended_and_blocks_no_other() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
     let queue = aws.bucket_and_queue("flow-logs-slow").await;
-    let proxy = FaultProxy::with_delay(&moto.endpoint, &[], Duration::from_secs(20)).await;
+    let proxy = FaultProxy::with(&moto.endpoint, Faults { delay: Duration::from_secs(20), ..Faults::default() }).await;
     aws.put_file("AWSLogs/slow.log.gz", "default.log.gz").await;
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::start(
@@ -777,6 +810,155 @@ async fn a_slow_object_is_extended_and_blocks_no_other() {
     let t = r.scrape().await;
     assert_eq!(objects(&t, "ok") + objects(&t, "duplicate"), 2.0, "{}", s3_lines(&t));
     assert_eq!(aws.queued(&queue).await, 0);
+}
+
+/// Receives and deletes the `s3:TestEvent` moto sends when the bucket's
+/// notification configuration is set, so a test's first message is its own.
+async fn drain_test_event(aws: &Aws, queue: &str) {
+    for _ in 0..10 {
+        let got = aws.sqs.receive_message().queue_url(queue).wait_time_seconds(1).send().await.expect("ReceiveMessage");
+        if let Some(m) = got.messages.unwrap_or_default().into_iter().next() {
+            let body = m.body.unwrap_or_default();
+            aws.sqs.delete_message().queue_url(queue).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+            assert!(body.contains("s3:TestEvent"), "an unexpected message: {body}");
+            return;
+        }
+    }
+    panic!("moto sent no s3:TestEvent");
+}
+
+/// A plain-text object in two parts (moto's parts are at least 5 MiB but
+/// the last): the body and the lines it counts (the header included).
+fn multipart_body() -> (Vec<u8>, Vec<u8>, u64) {
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let line = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n";
+    let mut first = header.as_bytes().to_vec();
+    let mut n = 1;
+    while first.len() < 5 * 1024 * 1024 + 1 {
+        first.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    let second = line.repeat(1000).into_bytes();
+    (first, second, n + 1000)
+}
+
+/// CreateMultipartUpload, two UploadParts, CompleteMultipartUpload; the ETag.
+async fn put_multipart(aws: &Aws, key: &str, parts: [Vec<u8>; 2]) -> String {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let up = aws.s3.create_multipart_upload().bucket(BUCKET).key(key).send().await.expect("CreateMultipartUpload");
+    let id = up.upload_id.unwrap();
+    let mut done = CompletedMultipartUpload::builder();
+    for (i, body) in parts.into_iter().enumerate() {
+        let number = i as i32 + 1;
+        let part = aws.s3.upload_part().bucket(BUCKET).key(key).upload_id(&id).part_number(number);
+        let out = part.body(ByteStream::from(body)).send().await.expect("UploadPart");
+        done = done.parts(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+    }
+    let complete = aws.s3.complete_multipart_upload().bucket(BUCKET).key(key).upload_id(&id);
+    let out = complete.multipart_upload(done.build()).send().await.expect("CompleteMultipartUpload");
+    out.e_tag.unwrap_or_default().trim_matches('"').to_owned()
+}
+
+/// A multipart upload (moto announces it twice, as `ObjectCreated:Put` and
+/// `ObjectCreated:CompleteMultipartUpload`) and the same notification
+/// resent, read by replica `a`, whose first three DeleteMessage requests
+/// fail (its own retries included): that message comes back after the 30 s
+/// visibility timeout, to `a` or to replica `b` started by then (only to
+/// `b` when `a_stops`: `a` is stopped before it comes back). Both replicas'
+/// expositions once every message is handled and gone, the number of
+/// notifications and the object's lines; None without moto_server.
+async fn multipart_and_redelivery(dedup: &str, a_stops: bool) -> Option<(String, String, f64, f64)> {
+    let moto = MotoServer::require()?;
+    let aws = Aws::new(&moto.endpoint);
+    let queue = aws.bucket_and_queue("flow-logs-redeliver").await;
+    if !dedup.is_empty() {
+        aws.dedup_table("objects").await;
+    }
+    drain_test_event(&aws, &queue).await;
+    let (first, second, want) = multipart_body();
+    let key = "AWSLogs/multi part.log";
+    let etag = put_multipart(&aws, key, [first, second]).await;
+    assert!(etag.ends_with("-2"), "a multipart ETag: {etag}");
+    let resent = notification_body(key, &etag).replace("ObjectCreated:Put", "ObjectCreated:CompleteMultipartUpload");
+    aws.sqs.send_message().queue_url(&queue).message_body(resent).send().await.expect("SendMessage");
+    let notices = aws.queued(&queue).await;
+    assert!(notices >= 3, "moto's two notifications of the multipart upload and the resent one: {notices}");
+    let notices = notices as f64;
+    let faults = Faults { fail: &[1, 2, 3], only: Some("DeleteMessage"), ..Faults::default() };
+    let proxy = FaultProxy::with(&moto.endpoint, faults).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Replica::start(dir.path(), "a", &config(&proxy.endpoint, &queue, dedup));
+    let delete_failed = |t: &str| {
+        let e = &[("operation", "DeleteMessage"), ("error", "server_error")];
+        expo::value(t, "vpc_flow_exporter_s3_request_errors_total", e)
+    };
+    let ta = a
+        .wait_for("the object counted, one delete failed", |t| {
+            // A stopping `a` need not have handled the others: `b` may get them.
+            let others = if a_stops { 0.0 } else { notices - 1.0 };
+            objects(t, "ok") == 1.0 && objects(t, "duplicate") >= others && delete_failed(t) >= 3.0
+        })
+        .await;
+    assert_eq!(objects(&ta, "ok"), 1.0, "{}", s3_lines(&ta));
+    assert_eq!(lines(&ta), want as f64, "the multipart object once: {}", s3_lines(&ta));
+    if a_stops {
+        a.proc.signal(Signal::TERM);
+        let status = a.proc.wait_exit(Duration::from_secs(20)).expect("exits after SIGTERM");
+        assert!(status.success(), "{status}");
+    }
+    let mut b = Replica::start(dir.path(), "b", &config(&moto.endpoint, &queue, dedup));
+    let deadline = Instant::now() + WAIT;
+    let handled = |t: &str| objects(t, "ok") + objects(t, "duplicate");
+    let (ta, tb) = loop {
+        let ta = if a_stops { ta.clone() } else { a.scrape().await };
+        let tb = b.scrape().await;
+        let all = if a_stops { handled(&tb) >= 1.0 } else { handled(&ta) + handled(&tb) > notices };
+        if all && aws.queued(&queue).await == 0 {
+            break (ta, tb);
+        }
+        assert!(Instant::now() < deadline, "{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = (&mut a, &mut b);
+    let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+    assert_eq!(objects(&ta, "error") + objects(&tb, "error"), 0.0, "{shown}");
+    eprintln!(
+        "{notices} notifications; handled by a {} (then stopped: {a_stops}), by b {}",
+        handled(&ta),
+        handled(&tb)
+    );
+    Some((ta, tb, notices, want as f64))
+}
+
+/// Without a dedup table: at least once, at most once per replica, nothing
+/// lost (the redelivered message is a duplicate on `a`, or counted by `b`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_dedup_table_a_redelivered_object_counts_at_most_once_per_replica() {
+    let Some((ta, tb, notices, want)) = multipart_and_redelivery("", false).await else { return };
+    let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+    assert_eq!(objects(&ta, "ok"), 1.0, "at most once on replica a: {shown}");
+    assert!(objects(&tb, "ok") <= 1.0, "at most once on replica b: {shown}");
+    assert_eq!(objects(&tb, "duplicate"), 0.0, "b knows nothing of a's objects: {shown}");
+    let again = objects(&ta, "duplicate") + objects(&tb, "ok");
+    assert_eq!(again, notices, "every notification but the first, and the redelivered one: {shown}");
+    assert_eq!(lines(&ta), want, "{shown}");
+    assert_eq!(lines(&tb), objects(&tb, "ok") * want, "{shown}");
+}
+
+/// With a dedup table: exactly once over both replicas; `a` is stopped, so
+/// `b` gets the redelivered message (and any `a` left), finds the claim
+/// done and counts it a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_dedup_table_a_redelivered_object_counts_exactly_once() {
+    let Some((ta, tb, _, want)) = multipart_and_redelivery("  dedup_table: objects\n", true).await else {
+        return;
+    };
+    let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
+    assert_eq!(objects(&ta, "ok") + objects(&tb, "ok"), 1.0, "{shown}");
+    assert!(objects(&tb, "duplicate") >= 1.0, "b got the redelivered message: {shown}");
+    let done_elsewhere = expo::value(&tb, "vpc_flow_exporter_s3_claims_total", &[("result", "done_elsewhere")]);
+    assert_eq!(done_elsewhere, 1.0, "the claim told b once, its recent set then: {shown}");
+    assert_eq!(lines(&ta) + lines(&tb), want, "{shown}");
 }
 
 /// Every flow counter family summed by its `action` or `reason` label (the
