@@ -648,7 +648,8 @@ async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
 /// the notification, access denied by the proxy in front of moto, which
 /// enforces no IAM) and a body that is not a notification: each counted
 /// with its reason, the replica goes on, and the messages reach the
-/// dead-letter queue after the redrive count (2 receives).
+/// dead-letter queue after the redrive count (2 receives). A 3 MiB line is
+/// one invalid line of an object otherwise counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue() {
     let Some(moto) = MotoServer::require() else { return };
@@ -682,6 +683,11 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
     aws.sqs.send_message().queue_url(&queue).message_body("hello").send().await.unwrap();
     aws.put_file("AWSLogs/denied.log.gz", "default.log.gz").await;
     aws.put_file("AWSLogs/good.log", "default.log").await;
+    // A 3 MiB line between good ones: one invalid line, the object counted.
+    let mut huge = std::fs::read(data("default.log")).unwrap();
+    huge.extend(std::iter::repeat_n(b'7', 3 << 20));
+    huge.extend_from_slice(b"\n2 123456789010 eni-a 10.0.0.1 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK\n");
+    aws.put("AWSLogs/huge.log", huge).await;
     let proxy = FaultProxy::with(&moto.endpoint, Faults { deny: Some("denied"), ..Faults::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::start(dir.path(), "dlq", &config(&proxy.endpoint, &queue, ""));
@@ -690,7 +696,7 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
         assert!(Instant::now() < deadline, "{}", s3_lines(&r.scrape().await));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let t = r.wait_for("the good object", |t| objects(t, "ok") >= 1.0).await;
+    let t = r.wait_for("the good objects", |t| objects(t, "ok") >= 2.0).await;
     let reason = |why: &str| expo::value(&t, "vpc_flow_exporter_s3_object_errors_total", &[("reason", why)]);
     let shown = s3_lines(&t);
     assert_eq!(reason("empty"), 2.0, "{shown}");
@@ -700,8 +706,12 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
     let denied = &[("operation", "GetObject"), ("error", "access_denied")];
     assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_request_errors_total", denied), 2.0, "{shown}");
     assert_eq!(expo::value(&t, "vpc_flow_exporter_sqs_message_errors_total", &[("reason", "bad_json")]), 2.0);
-    assert_eq!(objects(&t, "ok"), 1.0);
-    assert_eq!(lines(&t), expected_lines("default.log") as f64, "nothing of the failed objects counted");
+    assert_eq!(objects(&t, "ok"), 2.0);
+    let too_long = expo::value(&t, "vpc_flow_exporter_parse_errors_total", &[("reason", "too_long")]);
+    assert_eq!(too_long, 1.0, "{shown}");
+    assert_eq!(expo::value(&t, "vpc_flow_records_total", &[("interface_id", "eni-a")]), 1.0, "the line after it");
+    let want = 2 * expected_lines("default.log") + 2;
+    assert_eq!(lines(&t), want as f64, "nothing of the failed objects counted");
     assert_eq!(aws.queued(&queue).await, 0, "every message went: deleted or to the dead-letter queue");
 }
 
