@@ -20,6 +20,18 @@
 //!   panel query of the health dashboard returns data, and every record sent
 //!   is counted exactly once (a retried request id counts once, a wrong key
 //!   none);
+//! - beside them, two replicas of the exporter read flow logs from S3 (a
+//!   moto_server bucket whose object creations are notified to one SQS queue,
+//!   with a DynamoDB claim table), scraped as two targets of the same job with
+//!   `cluster="s3"`: an uploader writes the demo generator's lines as
+//!   `.log.gz` objects with the AWS header line, one round of scenarios split
+//!   over four objects. Every demo alert fires for `cluster="s3"` exactly once
+//!   per subject (no series per replica: no `instance` label, the same alerts
+//!   in Prometheus' ALERTS, at Alertmanager and at the webhook), both replicas
+//!   read objects, the records summed over the replicas equal the lines
+//!   uploaded, exactly, and every S3 and SQS panel query has data (tests/stack/s3.rs);
+//! - no query of the security dashboard answers per replica (no series
+//!   carries an `instance` label);
 //! - and, in a second test, with the exporter polling a moto_server (CloudWatch
 //!   Logs) instead of the demo, every CloudWatch panel query of the health
 //!   dashboard returns data and no health alert is active;
@@ -33,7 +45,8 @@
 //!   pending (their conditions hold on the live exporter's real metrics).
 //!
 //! Prometheus (Debian package `prometheus`), Alertmanager (Debian package
-//! `prometheus-alertmanager`) and moto_server (`.venv`), all from
+//! `prometheus-alertmanager`) and moto_server (`.venv`; the first test needs
+//! all three), all from
 //! scripts/setup-test-deps.sh: a test without them is skipped with a line that
 //! says so, or fails under `VPC_FLOW_EXPORTER_REQUIRE_TOOLS=1` (scripts/test.sh).
 //! `PROMETHEUS_BIN`, `ALERTMANAGER_BIN` and `MOTO_SERVER_BIN` override the
@@ -55,11 +68,14 @@ use serde_json::Value;
 use vpc_flow_exporter::source::demo::{Generator, DEMO_FORMAT};
 
 mod common;
+#[path = "stack/s3.rs"]
+mod s3_phase;
 
 use common::moto::MotoServer;
 use common::process::wait_ready;
 use common::prometheus::{start_alertmanager, start_prometheus as start_prometheus_at};
 use common::{free_port, now_ms, repo, require, require_all, Proc, ALERTMANAGER, BIN, MOTO_SERVER, PROMETHEUS};
+use s3_phase::{S3Phase, REPLICAS, S3_CLUSTER};
 
 /// Alerts that the demo's scenarios must fire (each reaches the webhook).
 /// VpcFlowTooManyRejects and VpcFlowShortConnectionSurge fire through the
@@ -246,6 +262,30 @@ impl Prom {
             Some("scalar") | Some("string") => 1,
             _ => 0,
         })
+    }
+
+    /// Instant query: the labels of each series of the result, or the error.
+    fn series(&self, expr: &str) -> Result<Vec<BTreeMap<String, String>>, String> {
+        let body = self.get("/api/v1/query", &[("query", expr)]);
+        if body["status"] != "success" {
+            return Err(format!("query error: {}", body["error"]));
+        }
+        Ok(body["data"]["result"].as_array().into_iter().flatten().map(|r| string_map(&r["metric"])).collect())
+    }
+
+    /// Instant query: the value of a one-number result (vector of one or scalar).
+    fn value(&self, expr: &str) -> Option<f64> {
+        let body = self.get("/api/v1/query", &[("query", expr)]);
+        let data = &body["data"];
+        let v = match data["resultType"].as_str() {
+            Some("vector") => match data["result"].as_array().map(Vec::as_slice) {
+                Some([one]) => one["value"][1].clone(),
+                _ => return None,
+            },
+            Some("scalar") => data["result"][1].clone(),
+            _ => return None,
+        };
+        v.as_str()?.parse().ok()
     }
 
     /// Instant (`range` None) or range query (`range`: (seconds back from now,
@@ -665,12 +705,326 @@ fn firehose_post(http: &reqwest::blocking::Client, url: &str, id: &str, key: &st
 }
 
 // ---------------------------------------------------------------------------
+// S3: two replicas on one queue, one cluster
+// ---------------------------------------------------------------------------
+
+/// Alerts of the S3 cluster whose subject the one round of scenarios makes
+/// unique (one interface, one port, one scanner), and the value each must
+/// show: the round's records of it, whole, though its lines were split over
+/// [`s3_phase::SCENARIO_PARTS`] objects read by either replica (the port scan:
+/// four parts of 10 distinct ports each, summed over the replicas). Each must
+/// fire exactly once. VpcFlowTooManyRejects and VpcFlowForbiddenPortRejected
+/// also catch the base traffic's internet noise and the port scan's rejects
+/// on the ALB and the bastion, so they name more than one interface; they
+/// must still fire once per interface (and port), never per replica.
+const S3_ONE_SUBJECT: &[(&str, f64)] = &[
+    ("VpcFlowIllegalSourceAccepted", 3.0),
+    ("VpcFlowShortConnectionSurge", 150.0),
+    ("VpcFlowNatBreach", 3.0),
+    ("VpcFlowForbiddenPortAccepted", 1.0),
+    ("VpcFlowLogSkipData", 1.0),
+    ("VpcFlowPortScan", 40.0),
+];
+
+/// The labels that tell one alert from another, as Alertmanager sees them
+/// (Prometheus adds `alertstate` to ALERTS, `last_over_time` keeps `__name__`).
+fn alert_identity(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| !["alertstate", "__name__"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+type AlertSets = BTreeMap<String, BTreeSet<BTreeMap<String, String>>>;
+/// The values of the alerts firing now, by name.
+type AlertValues = BTreeMap<String, Vec<f64>>;
+
+/// Alerts by name, each as its identity ([`alert_identity`]).
+fn by_name(sets: impl IntoIterator<Item = BTreeMap<String, String>>) -> AlertSets {
+    let mut out = AlertSets::new();
+    for labels in sets {
+        let id = alert_identity(&labels);
+        out.entry(id.get("alertname").cloned().unwrap_or_default()).or_default().insert(id);
+    }
+    out
+}
+
+/// The S3 cluster's alerts: every ALERTS series of the run in Prometheus,
+/// every alert Alertmanager holds and those of them it does not inhibit,
+/// and every alert notified to the webhook (repeated in later notifications
+/// of its group: distinct label sets); and the values of those firing now,
+/// by name.
+fn s3_alert_views(
+    prom: &Prom,
+    am_port: u16,
+    received: &Mutex<Vec<Received>>,
+) -> Result<([AlertSets; 4], AlertValues), String> {
+    let mut values = AlertValues::new();
+    for a in prom.get("/api/v1/alerts", &[])["data"]["alerts"].as_array().into_iter().flatten() {
+        if a["labels"]["cluster"] == S3_CLUSTER && a["state"] == "firing" {
+            let name = a["labels"]["alertname"].as_str().unwrap_or_default().to_string();
+            values.entry(name).or_default().push(a["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN));
+        }
+    }
+    let alerts_query = format!("last_over_time(ALERTS{{cluster=\"{S3_CLUSTER}\", alertstate=\"firing\"}}[30m])");
+    let in_prometheus = by_name(prom.series(&alerts_query).map_err(|e| format!("{alerts_query}: {e}"))?);
+    let doc = client()
+        .get(format!("http://127.0.0.1:{am_port}/api/v2/alerts"))
+        .query(&[("filter", format!("cluster=\"{S3_CLUSTER}\""))])
+        .send()
+        .and_then(|r| r.text())
+        .map_err(|e| format!("Alertmanager /api/v2/alerts: {e}"))?;
+    let doc: Value = serde_json::from_str(&doc).map_err(|e| format!("Alertmanager /api/v2/alerts: {e}: {doc}"))?;
+    let am: Vec<&Value> = doc.as_array().into_iter().flatten().collect();
+    let at_alertmanager = by_name(am.iter().map(|a| string_map(&a["labels"])));
+    let am_active = by_name(am.iter().filter(|a| a["status"]["state"] == "active").map(|a| string_map(&a["labels"])));
+    let at_webhook = by_name(
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.labels.get("cluster").map(String::as_str) == Some(S3_CLUSTER))
+            .map(|r| r.labels.clone())
+            .collect::<Vec<_>>(),
+    );
+    Ok(([in_prometheus, at_alertmanager, am_active, at_webhook], values))
+}
+
+/// Every demo alert fired for `cluster="s3"` once per subject, not once per
+/// replica: in Prometheus (ALERTS over the run, and every alert seen
+/// firing), at Alertmanager (its API: the same alerts; those it does not
+/// inhibit reached the webhook) and at the webhook; none carries `instance`.
+/// An alert that starts firing just now may not have reached Alertmanager
+/// yet, and a scenario's share read by the second replica may pass its
+/// new-series hold a rule evaluation later than the first's: the views are
+/// compared again for up to 75 s.
+fn check_s3_alerts(
+    prom: &Prom,
+    am_port: u16,
+    received: &Mutex<Vec<Received>>,
+    seen_firing: &AlertSets,
+    problems: &mut Vec<String>,
+) {
+    let checking = Instant::now();
+    let (views, values, found) = loop {
+        let (views, values) = match s3_alert_views(prom, am_port, received) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("s3: {e}"));
+                return;
+            }
+        };
+        let found = s3_alert_problems(&views, &values, seen_firing);
+        if found.is_empty() || checking.elapsed() > Duration::from_secs(75) {
+            break (views, values, found);
+        }
+        thread::sleep(Duration::from_secs(1));
+    };
+    println!("S3 alerts checked in {:?}", checking.elapsed());
+    let [in_prometheus, at_alertmanager, am_active, at_webhook] = &views;
+    println!(
+        "S3 cluster ({REPLICAS} replicas): alerts per name in ALERTS / at Alertmanager (not inhibited) / at the webhook:"
+    );
+    let count = |m: &AlertSets, name: &str| m.get(name).map_or(0, BTreeSet::len);
+    for name in DEMO_ALERTS {
+        let subjects: Vec<String> = in_prometheus
+            .get(*name)
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                l.iter()
+                    .filter(|(k, _)| ["interface_id", "srcaddr", "dstport", "action"].contains(&k.as_str()))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        println!(
+            "  {name:<30} {} / {} ({}) / {}  {subjects:?} value {:?}",
+            count(in_prometheus, name),
+            count(at_alertmanager, name),
+            count(am_active, name),
+            count(at_webhook, name),
+            values.get(*name)
+        );
+    }
+    // How the replicas shared the round (each under the threshold alone when
+    // both read parts of it; the alerts fire on the sum either way).
+    for (what, query) in [
+        (
+            "SYN+FIN short connections",
+            format!("sum by (instance) (vpc_flow_short_connections_total{{cluster=\"{S3_CLUSTER}\"}})"),
+        ),
+        (
+            "port-scan distinct ports",
+            format!("sum by (instance) (vpc_flow_top_port_scanners{{cluster=\"{S3_CLUSTER}\"}})"),
+        ),
+    ] {
+        let body = prom.get("/api/v1/query", &[("query", &query)]);
+        let shares: Vec<String> = body["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!("{} {}", r["metric"]["instance"].as_str().unwrap_or("?"), r["value"][1].as_str().unwrap_or("?"))
+            })
+            .collect();
+        println!("  {what} per replica: {shares:?}");
+    }
+    problems.extend(found);
+}
+
+/// What is wrong with the S3 cluster's alert views (see [`check_s3_alerts`]).
+fn s3_alert_problems(views: &[AlertSets; 4], values: &AlertValues, seen_firing: &AlertSets) -> Vec<String> {
+    let [in_prometheus, at_alertmanager, am_active, at_webhook] = views;
+    let mut problems = Vec::new();
+    let empty = BTreeSet::new();
+    for name in DEMO_ALERTS {
+        let get = |m: &'_ AlertSets| m.get(*name).cloned().unwrap_or_default();
+        let fired = in_prometheus.get(*name).unwrap_or(&empty);
+        if fired.is_empty() {
+            problems.push(format!("s3: {name} never fired for cluster=\"{S3_CLUSTER}\" in Prometheus"));
+        }
+        if let Some((_, want)) = S3_ONE_SUBJECT.iter().find(|(n, _)| n == name) {
+            if fired.len() != 1 {
+                problems.push(format!("s3: {name} fired {} times in ALERTS, want once: {fired:?}", fired.len()));
+            }
+            if values.get(*name) != Some(&vec![*want]) {
+                problems.push(format!("s3: {name} firing with value {:?}, want [{want}]", values.get(*name)));
+            }
+        }
+        let seen: BTreeSet<BTreeMap<String, String>> =
+            seen_firing.get(*name).map(|s| s.iter().map(alert_identity).collect()).unwrap_or_default();
+        if !seen.is_subset(fired) {
+            problems.push(format!("s3: {name}: seen firing {seen:?}, not all in ALERTS {fired:?}"));
+        }
+        if &get(at_alertmanager) != fired {
+            problems.push(format!("s3: {name}: ALERTS {fired:?} but Alertmanager holds {:?}", get(at_alertmanager)));
+        }
+        if get(at_webhook) != get(am_active) {
+            problems.push(format!(
+                "s3: {name}: Alertmanager notifies {:?} but the webhook got {:?}",
+                get(am_active),
+                get(at_webhook)
+            ));
+        }
+    }
+    for (where_, alerts) in [("ALERTS", in_prometheus), ("Alertmanager", at_alertmanager), ("the webhook", at_webhook)]
+    {
+        for labels in alerts.values().flatten() {
+            if labels.contains_key("instance") {
+                problems.push(format!("s3: a per-replica alert (with instance) in {where_}: {labels:?}"));
+            }
+        }
+    }
+    problems
+}
+
+/// No query of the security dashboard answers per replica: with the two S3
+/// replicas scraped, a series with an `instance` label would be one
+/// replica's share of a cluster's traffic.
+fn check_security_panels_not_per_replica(prom: &Prom, problems: &mut Vec<String>) {
+    let Some(dash) = dashboards().into_iter().find(|d| d.file == "vpc-flow-security.json") else {
+        problems.push("no dashboards/vpc-flow-security.json".to_string());
+        return;
+    };
+    let vars = resolve_variables(prom, &dash, problems);
+    let mut checked = 0;
+    for panel in panels(&dash.json) {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let query = substitute(t["expr"].as_str().unwrap_or_default(), &vars);
+            checked += 1;
+            match prom.series(&query) {
+                Ok(series) => {
+                    if let Some(labels) = series.iter().find(|l| l.contains_key("instance")) {
+                        problems.push(format!("{}: panel {title:?} answers per replica: {labels:?}", dash.file));
+                    }
+                }
+                Err(e) => problems.push(format!("{}: panel {title:?}: {query}: {e}", dash.file)),
+            }
+        }
+    }
+    println!("{checked} security panel queries: no series per replica (none with an instance label)");
+}
+
+/// Waits (60 s) until the replicas have counted every uploaded object, then
+/// checks that each took part and that the sums over the replicas, from
+/// their own `/metrics` and from Prometheus, equal what was uploaded.
+fn check_s3_counts(prom: &Prom, s3: &S3Phase, up: &s3_phase::Uploaded, problems: &mut Vec<String>) {
+    let http = client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let totals = loop {
+        let totals = s3.totals(&http);
+        let ok: u64 = totals.iter().map(|t| t.ok).sum();
+        let records: u64 = totals.iter().map(|t| t.records).sum();
+        if (ok >= up.objects && records >= up.lines) || Instant::now() > deadline {
+            break totals;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    let sum = |f: fn(&s3_phase::ReplicaTotals) -> u64| totals.iter().map(f).sum::<u64>();
+    println!(
+        "S3: {} objects uploaded ({} with the round of scenarios), {} lines with their headers; \
+         {} PutObject errors",
+        up.objects,
+        up.scenario_objects,
+        up.lines,
+        up.errors.len()
+    );
+    for t in &totals {
+        println!(
+            "  {}: {} objects ok, {} duplicate, {} error, {} records, {} messages received",
+            t.name, t.ok, t.duplicate, t.error, t.records, t.received
+        );
+    }
+    if !up.errors.is_empty() {
+        problems.push(format!("s3: PutObject failed: {:?}", up.errors));
+    }
+    for t in &totals {
+        if !t.scraped || t.ok == 0 {
+            problems.push(format!("s3: replica {} took no part: {t:?}", t.name));
+        }
+    }
+    for (what, got, want) in [
+        ("objects counted (ok)", sum(|t| t.ok), up.objects),
+        ("records (vpc_flow_exporter_s3_records_total)", sum(|t| t.records), up.lines),
+        ("lines (vpc_flow_exporter_lines_total)", sum(|t| t.lines), up.lines),
+        ("object errors", sum(|t| t.error), 0),
+        ("objects skipped", sum(|t| t.skipped), 0),
+    ] {
+        if got != want {
+            problems.push(format!("s3: the replicas' {what} sum to {got}, want {want}: {totals:?}"));
+        }
+    }
+    // Prometheus sums the replicas to the same, once it has scraped both.
+    let query = format!("sum(vpc_flow_exporter_s3_records_total{{cluster=\"{S3_CLUSTER}\"}})");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = prom.value(&query);
+        if got == Some(up.lines as f64) {
+            println!("  Prometheus: {query} = {}", up.lines);
+            break;
+        }
+        if Instant::now() > deadline {
+            problems.push(format!("s3: Prometheus {query} = {got:?}, want {}", up.lines));
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
 
 #[test]
 fn demo_stack_fires_alerts_and_feeds_dashboards() {
-    let Some([prometheus_bin, alertmanager_bin]) = require_all([&PROMETHEUS, &ALERTMANAGER]) else { return };
+    let Some([prometheus_bin, alertmanager_bin, moto_bin]) = require_all([&PROMETHEUS, &ALERTMANAGER, &MOTO_SERVER])
+    else {
+        return;
+    };
     let exporter_bin = PathBuf::from(BIN);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
@@ -704,27 +1058,36 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // firehose section, fed the demo's traffic by a pusher.
     let (mut firehose, firehose_metrics_port, firehose_port) = start_firehose_exporter(dir);
 
+    // The S3 phase: moto_server (bucket notifying a queue, claim table) and
+    // two replicas of the exporter on the queue, with the demo's detections.
+    let s3_setup = Instant::now();
+    let mut s3 = S3Phase::start(&moto_bin, dir, DEMO_CONFIG);
+    let s3_setup = s3_setup.elapsed();
+
     // Prometheus with the shipped rules and the demo's threshold overrides,
     // 1 s scrapes and evaluations (the shipped groups keep their 1m interval);
-    // the Firehose exporter's series carry cluster="firehose".
+    // the Firehose exporter's series carry cluster="firehose", the two S3
+    // replicas' (two targets of the one job) cluster="s3".
     let overrides = dir.join("demo-overrides.yml");
     fs::write(&overrides, DEMO_OVERRIDES).unwrap();
-    let (mut prometheus, prom_port) = start_prometheus_targets(
-        &prometheus_bin,
-        dir,
-        &[(exporter_port, None), (firehose_metrics_port, Some(FIREHOSE_CLUSTER))],
-        Some(am_port),
-        &[overrides],
-        "1s",
-    );
+    let mut targets = vec![(exporter_port, None), (firehose_metrics_port, Some(FIREHOSE_CLUSTER))];
+    targets.extend(s3.replicas.iter().map(|(_, port)| (*port, Some(S3_CLUSTER))));
+    let (mut prometheus, prom_port) =
+        start_prometheus_targets(&prometheus_bin, dir, &targets, Some(am_port), &[overrides], "1s");
     let rules = repo().join(RULES_GLOB);
 
     wait_ready(&http, &mut alertmanager, &format!("http://127.0.0.1:{am_port}/-/ready"));
     wait_ready(&http, &mut exporter, &format!("http://127.0.0.1:{exporter_port}/metrics"));
     wait_ready(&http, &mut firehose, &format!("http://127.0.0.1:{firehose_metrics_port}/-/ready"));
+    for (replica, port) in s3.replicas.iter_mut() {
+        // Ready once the queue answered.
+        wait_ready(&http, replica, &format!("http://127.0.0.1:{port}/-/ready"));
+    }
     wait_ready(&http, &mut prometheus, &format!("http://127.0.0.1:{prom_port}/-/ready"));
     let stop_pusher = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pusher = start_firehose_pusher(firehose_port, stop_pusher.clone());
+    let stop_uploader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = s3_phase::start_uploader(s3.moto.endpoint.clone(), stop_uploader.clone());
     let prom = Prom { http: http.clone(), base: format!("http://127.0.0.1:{prom_port}") };
     let logs = |procs: &[&Proc]| procs.iter().map(|p| p.log_tail()).collect::<Vec<_>>().join("\n");
 
@@ -764,13 +1127,30 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // expected. The health alerts are watched from the first evaluation after
     // the first successful scrape on.
     let scraped = Instant::now() + Duration::from_secs(60);
-    while prom.query_count(&format!("up{{job=\"{JOB}\"}} == 1")) != Ok(2) {
+    while prom.query_count(&format!("up{{job=\"{JOB}\"}} == 1")) != Ok(2 + REPLICAS) {
         assert!(
             Instant::now() < scraped,
-            "Prometheus never scraped both exporters\n{}",
-            logs(&[&exporter, &firehose, &prometheus])
+            "Prometheus never scraped every exporter\n{}\n{}",
+            logs(&[&exporter, &firehose, &prometheus]),
+            s3.log_tails()
         );
         thread::sleep(Duration::from_millis(200));
+    }
+    // An S3 replica that has received no message yet holds
+    // VpcFlowExporterS3NotReceiving's condition (no increase in 30 minutes):
+    // watched once each has received messages since Prometheus first scraped it.
+    let receiving = Instant::now() + Duration::from_secs(90);
+    let receiving_query = format!(
+        "sum by (instance) (increase(vpc_flow_exporter_sqs_messages_received_total{{cluster=\"{S3_CLUSTER}\"}}[30m])) > 0"
+    );
+    while prom.query_count(&receiving_query) != Ok(REPLICAS) {
+        assert!(
+            Instant::now() < receiving,
+            "the S3 replicas did not all receive messages within 90 s: {:?}\n{}",
+            s3.totals(&http),
+            s3.log_tails()
+        );
+        thread::sleep(Duration::from_millis(500));
     }
     thread::sleep(Duration::from_secs(3));
     let watch_from = started.elapsed();
@@ -778,10 +1158,16 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     // Wait for every demo alert at the webhook, watching the health alerts.
     let mut first_seen: BTreeMap<String, Duration> = BTreeMap::new();
     let mut firehose_seen: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut s3_seen: BTreeMap<String, Duration> = BTreeMap::new();
+    // Every firing alert of the S3 cluster as Prometheus showed it, by name.
+    let mut s3_firing: BTreeMap<String, BTreeSet<BTreeMap<String, String>>> = BTreeMap::new();
     let mut health_seen: Vec<String> = Vec::new();
     let mut failed_scrapes: Vec<String> = Vec::new();
     loop {
         for (name, state, labels) in prom.active_alerts() {
+            if state == "firing" && labels.get("cluster").map(String::as_str) == Some(S3_CLUSTER) {
+                s3_firing.entry(name.clone()).or_default().insert(labels.clone());
+            }
             if !health_alerts.contains(&name) {
                 continue;
             }
@@ -800,6 +1186,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             let seen = match r.labels.get("cluster").map(String::as_str) {
                 None => &mut first_seen,
                 Some(FIREHOSE_CLUSTER) => &mut firehose_seen,
+                Some(S3_CLUSTER) => &mut s3_seen,
                 Some(_) => continue,
             };
             seen.entry(name).or_insert_with(|| started.elapsed());
@@ -809,6 +1196,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             .filter(|n| !first_seen.contains_key(**n))
             .map(|n| format!("{n} (demo)"))
             .chain(DEMO_ALERTS.iter().filter(|n| !firehose_seen.contains_key(**n)).map(|n| format!("{n} (firehose)")))
+            .chain(DEMO_ALERTS.iter().filter(|n| !s3_seen.contains_key(**n)).map(|n| format!("{n} (s3)")))
             .collect();
         if missing.is_empty() {
             break;
@@ -819,14 +1207,22 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         if let Some(status) = firehose.exited() {
             panic!("the Firehose exporter exited ({status})\n{}", logs(&[&firehose]));
         }
+        for (replica, _) in s3.replicas.iter_mut() {
+            if let Some(status) = replica.exited() {
+                panic!("the S3 replica {} exited ({status})\n{}", replica.name, replica.log_tail());
+            }
+        }
         if started.elapsed() > ALERT_DEADLINE {
             panic!(
-                "after {:?}, these alerts never reached the webhook: {missing:?}\nreceived: {:?} (firehose: {:?})\nactive in Prometheus: {:#?}\n{}",
+                "after {:?}, these alerts never reached the webhook: {missing:?}\nreceived: {:?} (firehose: {:?}, s3: {:?})\nactive in Prometheus: {:#?}\nS3 replicas: {:?}\n{}\n{}",
                 started.elapsed(),
                 first_seen,
                 firehose_seen,
+                s3_seen,
                 prom.active_alerts(),
-                logs(&[&exporter, &firehose, &prometheus, &alertmanager])
+                s3.totals(&http),
+                logs(&[&exporter, &firehose, &prometheus, &alertmanager]),
+                s3.log_tails()
             );
         }
         thread::sleep(Duration::from_secs(1));
@@ -841,6 +1237,12 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     for (name, at) in &firehose_seen {
         println!(
             "  {name:<30} after {:>6.1} s  (cluster=\"{FIREHOSE_CLUSTER}\", through the Firehose receiver)",
+            at.as_secs_f64()
+        );
+    }
+    for (name, at) in &s3_seen {
+        println!(
+            "  {name:<30} after {:>6.1} s  (cluster=\"{S3_CLUSTER}\", {REPLICAS} replicas reading S3 objects)",
             at.as_secs_f64()
         );
     }
@@ -861,7 +1263,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         let subject = subject_label(name);
         for r in got.iter().filter(|r| r.labels.get("alertname").map(String::as_str) == Some(*name)) {
             let cluster = r.labels.get("cluster").cloned();
-            if cluster.as_deref().is_some_and(|c| c != FIREHOSE_CLUSTER) {
+            if cluster.as_deref().is_some_and(|c| c != FIREHOSE_CLUSTER && c != S3_CLUSTER) {
                 problems.push(format!("{name}: unexpected cluster label {cluster:?}"));
             }
             if r.status != "firing" {
@@ -925,6 +1327,8 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             problems.push(format!("health alert {name} {state} at the end: {labels:?}"));
         }
     }
+    check_s3_alerts(&prom, am_port, &received, &s3_firing, &mut problems);
+
     // Every rule evaluates cleanly.
     let rules_doc = prom.get("/api/v1/rules", &[]);
     for g in rules_doc["data"]["groups"].as_array().into_iter().flatten() {
@@ -940,9 +1344,15 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
     let mut history_only = Vec::new();
     let mut checked = 0;
     let mut firehose_checked = 0;
+    let mut s3_checked = 0;
+    // The S3 panels are checked with the S3 replicas selected (`$instance`),
+    // as a user looking at them would.
+    let s3_instances = s3.replicas.iter().map(|(_, port)| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join("|");
     for dash in dashboards() {
         println!("dashboard {} ({})", dash.file, dash.json["uid"]);
         let vars = resolve_variables(&prom, &dash, &mut problems);
+        let mut s3_vars = vars.clone();
+        s3_vars.insert("instance".to_string(), s3_instances.clone());
         for panel in panels(&dash.json) {
             if panel["type"] == "row" {
                 continue;
@@ -954,9 +1364,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             }
             for t in targets {
                 let expr = t["expr"].as_str().unwrap_or_default();
-                let query = substitute(expr, &vars);
                 let needs_cloudwatch = expr.contains("vpc_flow_exporter_cloudwatch_");
                 let needs_s3 = expr.contains("vpc_flow_exporter_s3_") || expr.contains("vpc_flow_exporter_sqs_");
+                let query = substitute(expr, if needs_s3 { &s3_vars } else { &vars });
                 // The seasonal baselines need a day of history: empty in a fresh stack.
                 let needs_history = expr.contains("_baseline");
                 checked += 1;
@@ -969,7 +1379,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                 }
                 match result {
                     Err(e) => problems.push(format!("{}: panel {title:?} [{}]: {query}: {e}", dash.file, t["refId"])),
-                    Ok(0) if needs_cloudwatch || needs_s3 => {
+                    Ok(0) if needs_cloudwatch => {
                         cloudwatch_only.push(format!("{}: {title} [{}]", dash.file, t["refId"]));
                     }
                     Ok(0) if needs_history => {
@@ -981,6 +1391,9 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
                         if expr.contains("vpc_flow_exporter_firehose_") {
                             firehose_checked += 1;
                         }
+                        if needs_s3 {
+                            s3_checked += 1;
+                        }
                         println!("  {:<4} series  {title} [{}]", n, t["refId"].as_str().unwrap_or_default())
                     }
                 }
@@ -988,12 +1401,16 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         }
     }
     println!(
-        "{checked} panel queries checked ({firehose_checked} Firehose queries with data); valid but without data \
-         until the exporter polls CloudWatch (see cloudwatch_stack_feeds_health_panels) or reads S3:"
+        "{checked} panel queries checked ({firehose_checked} Firehose and {s3_checked} S3 queries with data); valid \
+         but without data until the exporter polls CloudWatch (see cloudwatch_stack_feeds_health_panels):"
     );
     if firehose_checked == 0 {
         problems.push("no Firehose panel query was checked: the health dashboard has no Firehose row".to_string());
     }
+    if s3_checked == 0 {
+        problems.push("no S3 panel query was checked: the health dashboard has no S3 row".to_string());
+    }
+    check_security_panels_not_per_replica(&prom, &mut problems);
 
     // The Firehose receiver counted every record it answered 200 for, once:
     // the retried request id and the wrong key added nothing.
@@ -1025,6 +1442,12 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
             problems.push(format!("Firehose exporter: {series} = {}, want {want}", value(series)));
         }
     }
+    // The S3 replicas counted every uploaded object once between them.
+    stop_uploader.store(true, std::sync::atomic::Ordering::Relaxed);
+    let uploaded = uploader.join().expect("S3 uploader");
+    check_s3_counts(&prom, &s3, &uploaded, &mut problems);
+    println!("S3 phase set-up (moto_server, bucket, queue, table, replicas started): {s3_setup:?}");
+
     for p in &cloudwatch_only {
         println!("  {p}");
     }
@@ -1038,10 +1461,11 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
 
     assert!(
         problems.is_empty(),
-        "{} problem(s):\n  {}\n{}",
+        "{} problem(s):\n  {}\n{}\n{}",
         problems.len(),
         problems.join("\n  "),
-        logs(&[&exporter, &firehose, &prometheus, &alertmanager])
+        logs(&[&exporter, &firehose, &prometheus, &alertmanager]),
+        s3.log_tails()
     );
 }
 
