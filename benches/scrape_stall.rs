@@ -13,7 +13,8 @@
 //!
 //! `--lag`: the trackers' newest time lags the aggregator's by half the
 //! top-K window (30 slots of the 15 m default). Every address is loaded in two
-//! slots (a ring each: 5 min ago and now), then the writer's batches are
+//! slots (a ring each): now, and one of the 30 slots that the lag leaves out
+//! of the window (7.5 to 14.75 min ago). Then the writer's batches are
 //! ACCEPT lines 7.5 min ahead, which move the aggregator's newest time but
 //! not the trackers' (only REJECT records feed them), as when a reject flood
 //! has stopped and accepted traffic goes on.
@@ -43,8 +44,8 @@ const PERIOD: Duration = Duration::from_micros(200);
 const LAG: u64 = 450;
 
 /// Batches of `action` lines whose sources and destinations cycle through
-/// `ADDRESSES` addresses each, at flow time `now`.
-fn batches(now: u64, action: &str) -> Vec<String> {
+/// `ADDRESSES` addresses each, address `a` at flow time `at(a)`.
+fn batches(at: impl Fn(u32) -> u64, action: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0u32;
     while i < 2 * ADDRESSES {
@@ -53,7 +54,7 @@ fn batches(now: u64, action: &str) -> Vec<String> {
             let a = i % ADDRESSES;
             let src = format!("198.{}.{}.{}", 18 + (a >> 16), (a >> 8) & 255, a & 255);
             let dst = format!("10.{}.{}.{}", 1 + (a >> 16), (a >> 8) & 255, a & 255);
-            let port = 1 + (i % 4000);
+            let (port, now) = (1 + (i % 4000), at(a));
             b += &format!("2 1 eni-{} {src} {dst} 40000 {port} 6 1 40 {} {now} {action} OK\n", i % 16, now - 5);
             i += 1;
         }
@@ -83,18 +84,23 @@ fn main() {
     let agg = Aggregator::new(&config).into_shared();
     let mut parser = LineParser::for_stream(Format::default_v2());
     let batches = if lag {
-        // A ring per address (two live slots), then ACCEPT traffic ahead.
-        for b in batches(now - 300, "REJECT").iter().chain(&batches(now, "REJECT")) {
+        // A ring per address: one record in one of the 30 slots that the
+        // lag sweeps out, and one now; then ACCEPT traffic ahead.
+        let swept = |a: u32| now - LAG - 15 * u64::from(a % 30);
+        for b in batches(swept, "REJECT").iter().chain(&batches(|_| now, "REJECT")) {
             agg.lock().unwrap().ingest_lines(&mut parser, b.as_bytes());
         }
-        batches(now + LAG, "ACCEPT")
+        batches(|_| now + LAG, "ACCEPT")
     } else {
-        batches(now, "REJECT")
+        batches(|_| now, "REJECT")
     };
     for b in &batches {
         agg.lock().unwrap().ingest_lines(&mut parser, b.as_bytes());
     }
     println!("aggregator newest flow time: now + {} s", agg.lock().unwrap().newest() - now);
+    let t = Instant::now();
+    agg.lock().unwrap().snapshot_into(&mut Snapshot::default());
+    println!("first snapshot (its vectors allocated; with --lag, the lagging slots swept): {:?}", t.elapsed());
     let registry = expose::registry(&agg);
     let expo = expose::encode(&registry);
     let held = |t: &str| {
