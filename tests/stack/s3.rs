@@ -5,9 +5,11 @@
 //! table (`cluster="s3"` for Prometheus), and an uploader that writes the
 //! demo generator's lines as `.log.gz` objects with the AWS header line: base
 //! traffic every [`UPLOAD_EVERY`], and one round of the demo's scenarios split
-//! line by line over [`SCENARIO_PARTS`] objects, so that whichever replica
-//! reads a part sees only a share of each attack and only the sum over the
-//! replicas crosses the thresholds.
+//! line by line over [`SCENARIO_PARTS`] objects, so that a replica sees only
+//! the share of each attack in the parts it reads (two parts each: 75 of the
+//! 150 SYN+FIN connections, under the threshold of 100; about 15 of the 30
+//! rejects of the reject storm, under 20) and the alerts must fire on the
+//! sum over the replicas.
 
 use std::io::Write;
 use std::path::Path;
@@ -34,10 +36,10 @@ pub const SCENARIO_PARTS: usize = 4;
 /// One base-traffic object this often.
 pub const UPLOAD_EVERY: Duration = Duration::from_secs(2);
 /// Base-traffic lines per object: 250 a second, a little above the Firehose
-/// pusher's 200, so that the internet noise's telnet rejects on the ALB
-/// (VpcFlowForbiddenPortRejected's only subject: the scenarios' two are under
-/// its threshold of 20) cross the threshold by the rule evaluation that
-/// fires the other clusters' alerts, not a minute later.
+/// pusher's 200, so that the internet noise's telnet rejects on the ALB and
+/// the bastion (what fires VpcFlowForbiddenPortRejected: the scenarios' two
+/// are under its threshold of 20) cross the threshold by the rule evaluation
+/// that fires the other clusters' alerts, not a minute later.
 const BASE_LINES: usize = 500;
 /// When the round of scenarios is uploaded, after the first object.
 const SCENARIOS_AFTER: Duration = Duration::from_secs(10);
