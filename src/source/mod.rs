@@ -7,5 +7,6 @@
 pub mod cloudwatch;
 pub mod demo;
 pub mod firehose;
+pub(crate) mod lines;
 pub mod replay;
 pub mod s3;

@@ -17,10 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::aggregate::Aggregator;
 use crate::parse::{Format, LineParser};
+use crate::source::lines::{self, LineSink};
 use workers::{Kind, Opened};
-
-/// Size of one read; lines longer than this are still handled (the buffer grows).
-pub(crate) const BLOCK: usize = 1 << 20;
 
 /// Where lines come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,69 +178,36 @@ fn open_all(inputs: &[Input]) -> Result<Vec<Opened>, ReplayError> {
         .collect()
 }
 
-/// Feeds one reader's lines to the aggregator: complete lines of each block are
-/// parsed in place; the partial last line moves to the front of the buffer. A
-/// line longer than the whole buffer is counted once as an invalid line (the
-/// parser's `too_long`) and skipped up to its end, so memory stays bounded
-/// whatever the input.
+/// Feeds one reader's lines to the aggregator, through the line splitter
+/// the sources share (`source::lines`): the complete lines of each block are
+/// parsed in place, as one batch; a line longer than the whole buffer is
+/// counted once as an invalid line (the parser's `too_long`) and skipped up
+/// to its end, so memory stays at `buf` (grown to twice
+/// [`crate::parse::MAX_LINE_LEN`] if smaller) whatever the input.
 pub fn read_lines(
     r: &mut dyn Read,
     buf: &mut Vec<u8>,
     parser: &mut LineParser,
     agg: &mut Aggregator,
 ) -> io::Result<()> {
-    if buf.len() < 2 * crate::parse::MAX_LINE_LEN {
-        buf.resize(2 * crate::parse::MAX_LINE_LEN, 0);
+    lines::split(r, buf, &mut Ingest { parser, agg })
+}
+
+/// The aggregator as the splitter's sink, with the parser of the input.
+struct Ingest<'a> {
+    parser: &'a mut LineParser,
+    agg: &'a mut Aggregator,
+}
+
+impl LineSink for Ingest<'_> {
+    #[inline]
+    fn lines(&mut self, batch: &[u8]) {
+        self.agg.ingest_lines(self.parser, batch);
     }
-    let mut filled = 0;
-    // Inside an over-long line already counted: drop bytes up to its end.
-    let mut skipping = false;
-    loop {
-        if filled == buf.len() {
-            // A whole buffer without a newline: far longer than any valid line.
-            if !skipping {
-                agg.ingest_line(parser, &buf[..filled]);
-                skipping = true;
-            }
-            filled = 0;
-        }
-        let n = match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let end = filled + n;
-        let mut start = 0;
-        if skipping {
-            match memchr::memchr(b'\n', &buf[filled..end]) {
-                Some(i) => {
-                    skipping = false;
-                    start = filled + i + 1;
-                }
-                None => {
-                    filled = 0;
-                    continue;
-                }
-            }
-        }
-        match memchr::memrchr(b'\n', &buf[start..end]) {
-            Some(i) => {
-                let cut = start + i;
-                agg.ingest_lines(parser, &buf[start..cut]);
-                buf.copy_within(cut + 1..end, 0);
-                filled = end - cut - 1;
-            }
-            None => {
-                buf.copy_within(start..end, 0);
-                filled = end - start;
-            }
-        }
+
+    fn over_long(&mut self, head: &[u8]) {
+        self.agg.ingest_line(self.parser, head);
     }
-    if filled > 0 && !skipping {
-        agg.ingest_lines(parser, &buf[..filled]);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -281,6 +246,26 @@ mod tests {
         let too_long = agg.parse_errors().find(|(e, _)| *e == ParseError::TooLong).map(|(_, n)| n);
         assert_eq!(too_long, Some(1));
         assert_eq!(agg.lines(), 4);
+    }
+
+    #[test]
+    fn nul_and_invalid_utf8_reach_the_parser_whole_and_the_read_goes_on() {
+        let mut input = Vec::new();
+        // Interface ids are bytes: a record.
+        input.extend(LINE.replace("eni-a", "eni-\0a\u{7f}").bytes().chain(*b"\n"));
+        input.extend(LINE.replace("eni-a", "eni-\x01").bytes().map(|b| if b == 1 { 0xff } else { b }));
+        input.extend(b"\r\n\0\n\xff\xfe\n");
+        // A NUL ending the status, starting the version.
+        input.extend(format!("{LINE}\0\n\0{LINE}\n").bytes());
+        input.extend(LINE.replace("ACCEPT", "ACCE\x01T").bytes().map(|b| if b == 1 { 0xc3 } else { b }));
+        for block in [0, 1 << 20] {
+            let agg = run(&input, block);
+            assert_eq!(agg.records(crate::parse::Action::Accept), 2);
+            let errors: Vec<(ParseError, u64)> = agg.parse_errors().filter(|(_, n)| *n > 0).collect();
+            let want = [(ParseError::FieldCount, 2), (ParseError::BadNumber, 1), (ParseError::BadValue, 2)];
+            assert_eq!(errors, want);
+            assert_eq!(agg.lines(), 7);
+        }
     }
 
     #[test]

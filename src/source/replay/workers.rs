@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use super::plan::{Part, Unit};
 use super::range::{line_start, take_first_line_format, RangeReader};
-use super::{read_lines, ReplayError, BLOCK};
+use super::{read_lines, ReplayError};
 use crate::aggregate::Aggregator;
 use crate::parse::{Format, LineParser};
+use crate::source::lines::BLOCK;
 
 /// An input opened before anything is read.
 #[derive(Debug)]

@@ -13,11 +13,13 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 
-use crate::parse::{ParseError, Record, MAX_LINE_LEN};
+use crate::parse::{ParseError, Record};
+use crate::source::lines::{self, LineSink};
 
 /// The size of one read into the line buffer; lines longer than the buffer
-/// are cut and counted once as `too_long`.
-pub const READ_BLOCK: usize = 1 << 20;
+/// are cut and counted once as `too_long` (the shared splitter's
+/// `source::lines::BLOCK`).
+pub const READ_BLOCK: usize = lines::BLOCK;
 
 /// The most decompressed text one object may hold: 4 GiB. AWS writes text
 /// objects of up to about 75 MB compressed (some 1 GiB of text); a gzip
@@ -214,56 +216,47 @@ fn read_head(r: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
 #[error("more than {0} bytes of text")]
 struct TextLimit(u64);
 
-/// Cuts text into lines for the sink and returns its length. A line longer
-/// than the buffer is handed once, cut, as one line (the parser counts it
-/// `too_long`), then skipped to its end: memory stays at one buffer.
-fn read_text<R: Read, S: ObjectSink>(mut r: R, sink: &mut S, max_bytes: u64) -> io::Result<u64> {
-    let mut buf = vec![0u8; READ_BLOCK.max(2 * MAX_LINE_LEN)];
-    let (mut filled, mut total, mut skipping) = (0usize, 0u64, false);
-    loop {
-        if filled == buf.len() {
-            if !skipping {
-                sink.line(&buf);
-                skipping = true;
-            }
-            filled = 0;
-        }
-        let n = match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        total += n as u64;
-        if total > max_bytes {
-            return Err(io::Error::other(TextLimit(max_bytes)));
-        }
-        let end = filled + n;
-        let mut start = 0;
-        if skipping {
-            let Some(nl) = memchr::memchr(b'\n', &buf[filled..end]) else {
-                filled = 0;
-                continue;
-            };
-            skipping = false;
-            start = filled + nl + 1;
-        }
-        filled = match memchr::memrchr(b'\n', &buf[start..end]) {
-            Some(nl) => {
-                sink.lines(&buf[start..start + nl]);
-                buf.copy_within(start + nl + 1..end, 0);
-                end - (start + nl + 1)
-            }
-            None => {
-                buf.copy_within(start..end, 0);
-                end - start
-            }
-        };
+/// Cuts text into lines for the sink with the shared splitter
+/// ([`crate::source::lines::split`], one [`READ_BLOCK`] buffer: a line
+/// longer than it is handed once, cut, as one line, which the parser counts
+/// `too_long`, then skipped to its end) and returns the text's length, at
+/// most `max_bytes`.
+fn read_text<R: Read, S: ObjectSink>(r: R, sink: &mut S, max_bytes: u64) -> io::Result<u64> {
+    let mut text = Bounded { inner: r, total: 0, max: max_bytes };
+    lines::split(&mut text, &mut vec![0u8; READ_BLOCK], &mut Text(sink))?;
+    Ok(text.total)
+}
+
+/// The object's sink as the splitter's.
+struct Text<'a, S>(&'a mut S);
+
+impl<S: ObjectSink> LineSink for Text<'_, S> {
+    fn lines(&mut self, batch: &[u8]) {
+        self.0.lines(batch);
     }
-    if filled > 0 && !skipping {
-        sink.lines(&buf[..filled]);
+
+    fn over_long(&mut self, head: &[u8]) {
+        self.0.line(head);
     }
-    Ok(total)
+}
+
+/// The decoded text, counted, failing with [`TextLimit`] as soon as it holds
+/// more than `max` bytes (the bytes of that read are not handed over).
+struct Bounded<R> {
+    inner: R,
+    total: u64,
+    max: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.total += n as u64;
+        if self.total > self.max {
+            return Err(io::Error::other(TextLimit(self.max)));
+        }
+        Ok(n)
+    }
 }
 
 /// Copies a Parquet object to an anonymous temporary file (deleted when

@@ -1,6 +1,7 @@
 use std::io::Write as _;
 
 use super::*;
+use crate::parse::MAX_LINE_LEN;
 
 /// Collects what a decoder hands over.
 #[derive(Debug, Default)]
@@ -124,6 +125,20 @@ fn a_last_line_without_newline_and_crlf_lines() {
     r.unwrap();
     // Line ends are the parser's business: `\r` stays.
     assert_eq!(sink.lines, [b"a\r".to_vec(), b"b\r".to_vec(), b"c".to_vec()]);
+}
+
+#[test]
+fn nul_and_invalid_utf8_reach_the_sink_untouched() {
+    let data = b"a\0b\r\n\xff\xfe\n\n\0\n\xe2\x82";
+    let want = [&b"a\0b\r"[..], b"\xff\xfe", b"", b"\0", b"\xe2\x82"].map(<[u8]>::to_vec);
+    for step in [1, 3, usize::MAX] {
+        let (r, sink) = decode_all(data, "x.log", step);
+        assert_eq!(r.unwrap().decoded_bytes, data.len() as u64);
+        assert_eq!(sink.lines, want, "step {step}");
+        let (r, sink) = decode_all(&gzip(data), "x.log.gz", step);
+        assert_eq!(r.unwrap().decoded_bytes, data.len() as u64);
+        assert_eq!(sink.lines, want, "gzip, step {step}");
+    }
 }
 
 #[test]
