@@ -324,6 +324,9 @@ async fn three_sources_in_one_process() {
         .await;
     let not_ready = ex.get("/-/ready").await.expect("/-/ready answers");
     assert_eq!(not_ready.0, 503, "S3 has not received from its queue yet:\n{}", shown(&t));
+    assert_eq!(not_ready.1, "Not ready: waiting for s3 (the SQS queue answered)\n", "names only S3");
+    let (_, landing) = ex.get("/").await.expect("/ answers");
+    assert!(landing.contains("not ready yet: waiting for s3 (the SQS queue answered)"), "{landing}");
     let t = ex.scrape().await;
     assert!(receive_errors(&t) >= 1.0 && objects_ok(&t) == 0.0, "the queue is still missing:\n{}", shown(&t));
     assert_eq!(

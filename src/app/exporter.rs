@@ -313,14 +313,14 @@ impl Sources {
             if let Some(m) = margin {
                 source.set_dedup_margin(m);
             }
-            parts.push(Readiness::default());
+            parts.push(Readiness::named("cloudwatch (every log group polled once)"));
             list.push(Source::CloudWatch(Box::new(source), parts[parts.len() - 1].clone()));
         }
         let firehose = firehose::start(&settings.config, ingest, registry, server.web.clone(), server.limits).await?;
         let firehose_addr = firehose.as_ref().map(|f| f.addr);
         if let Some(listener) = firehose {
             modes.push(format!("Amazon Data Firehose receiver on {}", listener.addr));
-            parts.push(Readiness::default());
+            parts.push(Readiness::named("firehose (listening)"));
             list.push(Source::Firehose(Box::new(listener), parts[parts.len() - 1].clone()));
         }
         if let Some(s3) = settings.config.s3.clone() {
@@ -329,7 +329,7 @@ impl Sources {
                 crate::source::cloudwatch::client::redact_url(&s3.queue_url)
             ));
             let source = S3Source::new(s3, registry).await.map_err(|e| AppError::Source(e.into()))?;
-            parts.push(Readiness::default());
+            parts.push(Readiness::named("s3 (the SQS queue answered)"));
             list.push(Source::S3(Box::new(source), parts[parts.len() - 1].clone()));
         }
         if list.is_empty() {

@@ -22,27 +22,47 @@ pub use web_config::{WebConfig, WebConfigError, WebConfigHandle};
 
 use crate::aggregate::SharedAggregator;
 
-/// Readiness as `/-/ready` reports it: set once every source is up (for the
-/// CloudWatch poller: every log group polled successfully once), or the
-/// conjunction of several sources' ([`Readiness::all`]).
+/// Readiness as `/-/ready` reports it: set once a source is up (for the
+/// CloudWatch poller: every log group polled successfully once; S3: the
+/// queue answered; Firehose: listening), or the conjunction of several
+/// sources' ([`Readiness::all`]). A source's readiness has a name, so that a
+/// 503 can say which sources are still waited for.
 #[derive(Debug, Default, Clone)]
-pub struct Readiness(pub Arc<AtomicBool>, Option<Arc<[Readiness]>>);
+pub struct Readiness {
+    flag: Arc<AtomicBool>,
+    name: &'static str,
+    parts: Option<Arc<[Readiness]>>,
+}
 
 impl Readiness {
     pub fn ready() -> Readiness {
-        Readiness(Arc::new(AtomicBool::new(true)), None)
+        Readiness { flag: Arc::new(AtomicBool::new(true)), name: "", parts: None }
+    }
+    /// A source's readiness, not ready until [`set`](Self::set).
+    pub fn named(name: &'static str) -> Readiness {
+        Readiness { flag: Arc::new(AtomicBool::new(false)), name, parts: None }
     }
     /// Ready when every one of `parts` is (each source sets its own).
     pub fn all(parts: Vec<Readiness>) -> Readiness {
-        Readiness(Arc::new(AtomicBool::new(true)), Some(parts.into()))
+        Readiness { flag: Arc::new(AtomicBool::new(true)), name: "", parts: Some(parts.into()) }
     }
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.flag.store(ready, Ordering::Release);
     }
     pub fn is_ready(&self) -> bool {
-        match &self.1 {
+        match &self.parts {
             Some(parts) => parts.iter().all(Readiness::is_ready),
-            None => self.0.load(Ordering::Acquire),
+            None => self.flag.load(Ordering::Acquire),
+        }
+    }
+    /// The names of the sources not ready yet, in the order they were
+    /// configured (`source` for an unnamed one).
+    pub fn waiting(&self) -> Vec<&'static str> {
+        match &self.parts {
+            Some(parts) => parts.iter().flat_map(Readiness::waiting).collect(),
+            None if self.is_ready() => Vec::new(),
+            None if self.name.is_empty() => vec!["source"],
+            None => vec![self.name],
         }
     }
 }
@@ -83,4 +103,25 @@ pub fn encode(registry: &Registry) -> String {
         tracing::error!(error = %e, "Cannot encode the metrics");
     }
     String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn waiting_names_the_sources_not_ready_in_order() {
+        let (cw, s3) = (Readiness::named("cloudwatch"), Readiness::named("s3"));
+        let all = Readiness::all(vec![cw.clone(), Readiness::ready(), s3.clone()]);
+        assert!(!all.is_ready());
+        assert_eq!(all.waiting(), ["cloudwatch", "s3"]);
+        cw.set(true);
+        assert_eq!(all.waiting(), ["s3"]);
+        s3.set(true);
+        assert!(all.is_ready() && all.waiting().is_empty());
+        s3.set(false);
+        assert_eq!(all.waiting(), ["s3"], "a source may become unready again");
+        assert_eq!(Readiness::default().waiting(), ["source"], "an unnamed part");
+        assert!(Readiness::all(Vec::new()).is_ready(), "no source: nothing to wait for");
+    }
 }

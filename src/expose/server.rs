@@ -790,8 +790,12 @@ fn handle(config: &ServerConfig, req: Request<Incoming>) -> Response<Full<Bytes>
     match path {
         "/" => landing(config),
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
-        "/-/ready" if config.readiness.is_ready() => text(StatusCode::OK, "Ready\n"),
-        "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: not every log group has been polled yet\n"),
+        "/-/ready" => match config.readiness.waiting() {
+            waiting if waiting.is_empty() => text(StatusCode::OK, "Ready\n"),
+            waiting => {
+                text(StatusCode::SERVICE_UNAVAILABLE, format!("Not ready: waiting for {}\n", waiting.join(", ")))
+            }
+        },
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
     }
 }
@@ -818,10 +822,11 @@ fn metrics(config: &ServerConfig, gzip: bool) -> Response<Full<Bytes>> {
 fn landing(config: &ServerConfig) -> Response<Full<Bytes>> {
     let path = html_escape(&config.telemetry_path);
     let mode = html_escape(&config.mode);
-    let ready = if config.readiness.is_ready() {
-        "ready (every source has been read at least once)"
+    let waiting = config.readiness.waiting();
+    let ready = if waiting.is_empty() {
+        "ready (every source has been read at least once)".to_owned()
     } else {
-        "not ready yet: not every log group has been polled"
+        html_escape(&format!("not ready yet: waiting for {}", waiting.join(", ")))
     };
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>VPC Flow Exporter</title></head>\n<body>\n<h1>VPC Flow Exporter</h1>\n\
@@ -835,8 +840,8 @@ fn landing(config: &ServerConfig) -> Response<Full<Bytes>> {
     r
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r

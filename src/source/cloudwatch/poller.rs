@@ -452,14 +452,14 @@ pub struct ReadyCount {
 impl ReadyCount {
     pub fn new(groups: usize, ready: Readiness) -> ReadyCount {
         if groups == 0 {
-            ready.0.store(true, Ordering::SeqCst);
+            ready.set(true);
         }
         ReadyCount { remaining: AtomicUsize::new(groups), ready }
     }
 
     fn mark_one(&self) {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.ready.0.store(true, Ordering::SeqCst);
+            self.ready.set(true);
             info!("Every log group polled once: ready");
         }
     }
@@ -845,7 +845,7 @@ mod tests {
         cancel.cancel();
         t1.await.expect("t1");
         t2.await.expect("t2");
-        assert!(!ready.0.load(Ordering::SeqCst), "not ready while a group fails");
+        assert!(!ready.is_ready(), "not ready while a group fails");
         let m = &sh.metrics;
         assert_eq!(m.polls.with_label_values(&["g", "success"]).get(), 11);
         let failed = m.polls.with_label_values(&["missing", "error"]).get();
