@@ -17,9 +17,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use aws_sdk_sqs::types::QueueAttributeName;
+use common::aws::{child_env, Aws};
 use common::expo::value;
 use common::firehose::{b64, cwl, gzip};
 use common::moto::MotoServer;
@@ -66,74 +64,33 @@ fn line(eni: &str, n: usize, start_s: i64) -> String {
     )
 }
 
-/// The test's own SDK clients, with explicit test credentials.
-struct Aws {
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    logs: aws_sdk_cloudwatchlogs::Client,
+/// The log group, one stream, and `CW_EVENTS` events of `CW_ENI` from the
+/// last minute.
+async fn log_group(aws: &Aws) {
+    aws.logs.create_log_group().log_group_name(GROUP).send().await.expect("CreateLogGroup");
+    let stream = aws.logs.create_log_stream().log_group_name(GROUP).log_stream_name(STREAM);
+    stream.send().await.expect("CreateLogStream");
+    let first = now_ms() - 60_000;
+    let events: Vec<_> = (0..CW_EVENTS)
+        .map(|i| {
+            let ts = first + i as i64 * 100;
+            let message = line(CW_ENI, i, ts / 1000);
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(ts).message(message).build().unwrap()
+        })
+        .collect();
+    let put = aws.logs.put_log_events().log_group_name(GROUP).log_stream_name(STREAM);
+    put.set_log_events(Some(events)).send().await.expect("PutLogEvents");
 }
 
-impl Aws {
-    fn new(endpoint: &str) -> Aws {
-        let shared = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"),
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
-        Aws {
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&shared),
-        }
+/// A gzip text object: the header line, then `S3_RECORDS` lines of `S3_ENI`.
+fn s3_object() -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    writeln!(gz, "{HEADER}").unwrap();
+    let start = now_ms() / 1000 - 120;
+    for i in 0..S3_RECORDS {
+        writeln!(gz, "{}", line(S3_ENI, i, start)).unwrap();
     }
-
-    /// The log group, one stream, and `CW_EVENTS` events of `CW_ENI` from
-    /// the last minute.
-    async fn log_group(&self) {
-        self.logs.create_log_group().log_group_name(GROUP).send().await.expect("CreateLogGroup");
-        let stream = self.logs.create_log_stream().log_group_name(GROUP).log_stream_name(STREAM);
-        stream.send().await.expect("CreateLogStream");
-        let first = now_ms() - 60_000;
-        let events: Vec<_> = (0..CW_EVENTS)
-            .map(|i| {
-                let ts = first + i as i64 * 100;
-                let message = line(CW_ENI, i, ts / 1000);
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(ts).message(message).build().unwrap()
-            })
-            .collect();
-        let put = self.logs.put_log_events().log_group_name(GROUP).log_stream_name(STREAM);
-        put.set_log_events(Some(events)).send().await.expect("PutLogEvents");
-    }
-
-    /// Creates the queue (its URL must be the one the exporter was given)
-    /// and has the bucket announce every object creation on it.
-    async fn queue_and_notification(&self, want_url: &str) {
-        let url = self.sqs.create_queue().queue_name(QUEUE).send().await.expect("CreateQueue").queue_url.unwrap();
-        assert_eq!(url, want_url, "moto names the queue as the exporter was told");
-        let attrs = self.sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
-        let attrs = attrs.send().await.expect("GetQueueAttributes").attributes.unwrap();
-        let arn = attrs[&QueueAttributeName::QueueArn].clone();
-        let q = QueueConfiguration::builder().queue_arn(arn).events(Event::S3ObjectCreated).build().unwrap();
-        let conf = NotificationConfiguration::builder().queue_configurations(q).build();
-        let put = self.s3.put_bucket_notification_configuration().bucket(BUCKET).notification_configuration(conf);
-        put.send().await.expect("PutBucketNotificationConfiguration");
-    }
-
-    /// A gzip text object: the header line, then `S3_RECORDS` lines of `S3_ENI`.
-    async fn put_object(&self) {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        writeln!(gz, "{HEADER}").unwrap();
-        let start = now_ms() / 1000 - 120;
-        for i in 0..S3_RECORDS {
-            writeln!(gz, "{}", line(S3_ENI, i, start)).unwrap();
-        }
-        let body = ByteStream::from(gz.finish().unwrap());
-        self.s3.put_object().bucket(BUCKET).key(OBJECT).body(body).send().await.expect("PutObject");
-    }
+    gz.finish().unwrap()
 }
 
 /// The exporter with all three sources.
@@ -158,14 +115,8 @@ impl Exporter {
         cmd.arg("--config.file")
             .arg(&config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--metrics.new-series-hold", "0s"])
-            .args(["--log.level", "debug"])
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL");
+            .args(["--log.level", "debug"]);
+        child_env(&mut cmd);
         let proc = Proc::spawn("exporter", cmd, dir.join("exporter.log"));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         Exporter {
@@ -306,7 +257,7 @@ async fn three_sources_in_one_process() {
     let Some(moto) = MotoServer::require() else { return };
     let t0 = Instant::now();
     let aws = Aws::new(&moto.endpoint);
-    aws.log_group().await;
+    log_group(&aws).await;
     aws.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
     // The queue does not exist yet: ReceiveMessage fails until it does, so
     // the S3 source cannot be ready while the other two are.
@@ -341,8 +292,10 @@ async fn three_sources_in_one_process() {
     );
     eprintln!("mixed_sources: not ready (503) while the queue is missing, at {:?}", t0.elapsed());
 
-    aws.queue_and_notification(&queue_url).await;
-    aws.put_object().await;
+    // The queue, and the bucket announcing every object creation on it.
+    let url = aws.notify_new_queue(BUCKET, QUEUE).await;
+    assert_eq!(url, queue_url, "moto names the queue as the exporter was told");
+    aws.put(BUCKET, OBJECT, s3_object()).await;
     let t = ex.wait_for("the S3 object", |t| objects_ok(t) >= 1.0).await;
     assert_eq!(objects_ok(&t), 1.0, "{}", shown(&t));
     let deadline = Instant::now() + WAIT;
@@ -396,7 +349,7 @@ async fn three_sources_in_one_process() {
 async fn sigterm_stops_a_backing_off_source_and_a_half_sent_request() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    aws.log_group().await;
+    log_group(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let queue_url = format!("{}/{ACCOUNT}/{QUEUE}", moto.endpoint);
     let mut ex = Exporter::start(dir.path(), &moto.endpoint, &queue_url);

@@ -20,8 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
+use common::aws::{child_env, replay_env, Aws};
 use common::process::{free_port, Proc, Signal};
 use common::{expo, moto::MotoServer};
 
@@ -48,104 +48,9 @@ fn expected_lines(name: &str) -> u64 {
     }
 }
 
-/// The test's own SDK clients, with explicit test credentials.
-struct Aws {
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    ddb: aws_sdk_dynamodb::Client,
-}
-
-impl Aws {
-    fn new(endpoint: &str) -> Aws {
-        let shared = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"),
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
-        Aws {
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            ddb: aws_sdk_dynamodb::Client::new(&shared),
-        }
-    }
-
-    /// A bucket whose object creations are announced on a new queue; the queue URL.
-    async fn bucket_and_queue(&self, queue: &str) -> String {
-        self.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
-        let url = self.sqs.create_queue().queue_name(queue).send().await.expect("CreateQueue").queue_url.unwrap();
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes");
-        let arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
-        let q = QueueConfiguration::builder().queue_arn(arn).events(Event::S3ObjectCreated).build().unwrap();
-        let conf = NotificationConfiguration::builder().queue_configurations(q).build();
-        self.s3
-            .put_bucket_notification_configuration()
-            .bucket(BUCKET)
-            .notification_configuration(conf)
-            .send()
-            .await
-            .expect("PutBucketNotificationConfiguration");
-        url
-    }
-
-    /// PutObject; the ETag.
-    async fn put(&self, key: &str, body: Vec<u8>) -> String {
-        let out = self.s3.put_object().bucket(BUCKET).key(key).body(ByteStream::from(body)).send().await;
-        out.expect("PutObject").e_tag.unwrap_or_default().trim_matches('"').to_owned()
-    }
-
-    async fn put_file(&self, key: &str, name: &str) -> String {
-        self.put(key, std::fs::read(data(name)).unwrap()).await
-    }
-
-    async fn dedup_table(&self, name: &str) {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        self.ddb
-            .create_table()
-            .table_name(name)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("object")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(KeySchemaElement::builder().attribute_name("object").key_type(KeyType::Hash).build().unwrap())
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("CreateTable");
-    }
-
-    /// Messages on the queue, visible and in flight.
-    async fn queued(&self, url: &str) -> u64 {
-        let a = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .unwrap();
-        let n = |k: QueueAttributeName| a.get(&k).map_or(0, |v| v.parse::<u64>().unwrap());
-        n(QueueAttributeName::ApproximateNumberOfMessages)
-            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-    }
+/// PutObject of the fixture `name` at `key` in [`BUCKET`]; the ETag.
+async fn put_file(aws: &Aws, key: &str, name: &str) -> String {
+    aws.put(BUCKET, key, std::fs::read(data(name)).unwrap()).await
 }
 
 /// One exporter process on the queue.
@@ -163,14 +68,8 @@ impl Replica {
         cmd.arg("--config.file")
             .arg(&config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--metrics.new-series-hold", "0s"])
-            .args(["--log.level", "debug"])
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL");
+            .args(["--log.level", "debug"]);
+        child_env(&mut cmd);
         let proc = Proc::spawn(name, cmd, dir.join(format!("{name}.log")));
         Replica { proc, base: format!("http://127.0.0.1:{port}") }
     }
@@ -234,7 +133,7 @@ fn config(endpoint: &str, queue: &str, extra: &str) -> String {
 async fn notified_objects_are_counted_exactly_once() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-events").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-events").await;
     let files = [
         ("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/a.log.gz", "default.log.gz"),
         ("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/many.log.gz", "many.log.gz"),
@@ -245,12 +144,12 @@ async fn notified_objects_are_counted_exactly_once() {
     let want: u64 = files.iter().map(|(_, f)| expected_lines(f)).sum();
     let mut etags = Vec::new();
     for (key, file) in files {
-        etags.push(aws.put_file(key, file).await);
+        etags.push(put_file(&aws, key, file).await);
     }
-    aws.put_file("elsewhere/default.log", "default.log").await;
+    put_file(&aws, "elsewhere/default.log", "default.log").await;
     let mut corrupt = std::fs::read(data("default.log.gz")).unwrap();
     corrupt.truncate(corrupt.len() / 2);
-    aws.put("AWSLogs/broken.log.gz", corrupt).await;
+    aws.put(BUCKET, "AWSLogs/broken.log.gz", corrupt).await;
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::start(dir.path(), "one", &config(&moto.endpoint, &queue, "  key_prefix: AWSLogs/\n"));
     let t = r
@@ -302,7 +201,7 @@ fn notification_body(key: &str, etag: &str) -> String {
 async fn two_replicas_with_a_dedup_table_count_each_object_once() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-shared").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-shared").await;
     aws.dedup_table("objects").await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n");
@@ -317,7 +216,7 @@ async fn two_replicas_with_a_dedup_table_count_each_object_once() {
             _ => ("default.parquet", format!("AWSLogs/{i}.parquet")),
         };
         want += expected_lines(file);
-        let etag = aws.put_file(&key, file).await;
+        let etag = put_file(&aws, &key, file).await;
         if i % 4 == 0 {
             // The same notification resent twice.
             for _ in 0..2 {
@@ -347,6 +246,14 @@ async fn two_replicas_with_a_dedup_table_count_each_object_once() {
     assert!(objects(&ta, "ok") > 0.0 && objects(&tb, "ok") > 0.0, "both replicas took part");
 }
 
+/// `vpc-flow-exporter replay ARGS` against moto_server at `endpoint`, run
+/// to its end.
+fn replay(endpoint: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(common::BIN);
+    cmd.arg("replay").args(args);
+    replay_env(&mut cmd, endpoint).output().unwrap()
+}
+
 /// `replay s3://bucket/prefix/` counts what the queue path counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_of_an_s3_prefix() {
@@ -355,32 +262,15 @@ async fn replay_of_an_s3_prefix() {
     aws.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
     let files = ["default.log.gz", "many.log.gz", "v5.log", "default.parquet", "many.parquet"];
     for f in files {
-        aws.put_file(&format!("AWSLogs/x/{f}"), f).await;
+        put_file(&aws, &format!("AWSLogs/x/{f}"), f).await;
     }
-    aws.put_file("other/default.log", "default.log").await;
+    put_file(&aws, "other/default.log", "default.log").await;
     let want: u64 = files.iter().map(|f| expected_lines(f)).sum();
-    let out = Command::new(common::BIN)
-        .args(["replay", &format!("s3://{BUCKET}/AWSLogs/")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        .output()
-        .unwrap();
+    let out = replay(&moto.endpoint, &[&format!("s3://{BUCKET}/AWSLogs/")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(lines(&text), want as f64, "{text}");
-    let out = Command::new(common::BIN)
-        .args(["replay", &format!("s3://{BUCKET}/nothing-here/"), "s3://no-such-bucket/x"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .output()
-        .unwrap();
+    let out = replay(&moto.endpoint, &[&format!("s3://{BUCKET}/nothing-here/"), "s3://no-such-bucket/x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listing s3://no-such-bucket/x failed: not_found"), "{err}");
@@ -409,13 +299,13 @@ async fn wait_in_work(r: &mut Replica) {
 async fn a_replica_killed_mid_object_is_taken_over_after_its_claim_expires() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-kill").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-kill").await;
     aws.dedup_table("objects").await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n");
     let mut a = Replica::start(dir.path(), "a", &yaml);
     let (body, want) = slow_object(3_000_000);
-    aws.put("AWSLogs/slow.log.gz", body).await;
+    aws.put(BUCKET, "AWSLogs/slow.log.gz", body).await;
     wait_in_work(&mut a).await;
     a.proc.signal(Signal::KILL);
     a.proc.wait_exit(Duration::from_secs(10)).expect("killed");
@@ -450,12 +340,12 @@ async fn a_replica_killed_mid_object_is_taken_over_after_its_claim_expires() {
 async fn sigterm_releases_objects_in_work_and_exits_0() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-term").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-term").await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(&moto.endpoint, &queue, "").replace("shutdown_grace: 5s", "shutdown_grace: 0s");
     let mut a = Replica::start(dir.path(), "a", &yaml);
     let (body, want) = slow_object(3_000_000);
-    aws.put("AWSLogs/slow.log.gz", body).await;
+    aws.put(BUCKET, "AWSLogs/slow.log.gz", body).await;
     wait_in_work(&mut a).await;
     a.proc.signal(Signal::TERM);
     let status = a.proc.wait_exit(Duration::from_secs(20)).expect("exits after SIGTERM");
@@ -618,14 +508,14 @@ async fn proxy_one(
 async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-faults").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-faults").await;
     aws.dedup_table("objects").await;
     let proxy = FaultProxy::start(&moto.endpoint, &[2, 5]).await;
     let mut want = 0;
     for i in 0..12 {
         let file = ["default.log.gz", "v5.log", "default.parquet"][i % 3];
         want += expected_lines(file);
-        aws.put_file(&format!("AWSLogs/{i}-{file}"), file).await;
+        put_file(&aws, &format!("AWSLogs/{i}-{file}"), file).await;
     }
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(&proxy.endpoint, &queue, "  dedup_table: objects\n");
@@ -654,19 +544,9 @@ async fn throttling_and_server_errors_are_counted_and_counts_stay_exact() {
 async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-dlq").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-dlq").await;
     let dlq = aws.sqs.create_queue().queue_name("flow-logs-dead").send().await.unwrap().queue_url.unwrap();
-    let dlq_arn = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let dlq_arn = aws.queue_arn(&dlq).await;
     let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#);
     aws.sqs
         .set_queue_attributes()
@@ -675,19 +555,19 @@ async fn unreadable_objects_are_errors_by_reason_and_reach_the_dead_letter_queue
         .send()
         .await
         .expect("SetQueueAttributes");
-    aws.put("AWSLogs/empty.log", Vec::new()).await;
+    aws.put(BUCKET, "AWSLogs/empty.log", Vec::new()).await;
     let parquet = std::fs::read(data("default.parquet")).unwrap();
-    aws.put("AWSLogs/truncated.parquet", parquet[..parquet.len() / 2].to_vec()).await;
-    aws.put_file("AWSLogs/gone.log.gz", "default.log.gz").await;
+    aws.put(BUCKET, "AWSLogs/truncated.parquet", parquet[..parquet.len() / 2].to_vec()).await;
+    put_file(&aws, "AWSLogs/gone.log.gz", "default.log.gz").await;
     aws.s3.delete_object().bucket(BUCKET).key("AWSLogs/gone.log.gz").send().await.expect("DeleteObject");
     aws.sqs.send_message().queue_url(&queue).message_body("hello").send().await.unwrap();
-    aws.put_file("AWSLogs/denied.log.gz", "default.log.gz").await;
-    aws.put_file("AWSLogs/good.log", "default.log").await;
+    put_file(&aws, "AWSLogs/denied.log.gz", "default.log.gz").await;
+    put_file(&aws, "AWSLogs/good.log", "default.log").await;
     // A 3 MiB line between good ones: one invalid line, the object counted.
     let mut huge = std::fs::read(data("default.log")).unwrap();
     huge.extend(std::iter::repeat_n(b'7', 3 << 20));
     huge.extend_from_slice(b"\n2 123456789010 eni-a 10.0.0.1 10.0.0.2 1 2 6 1 1 1418530010 1418530070 ACCEPT OK\n");
-    aws.put("AWSLogs/huge.log", huge).await;
+    aws.put(BUCKET, "AWSLogs/huge.log", huge).await;
     let proxy = FaultProxy::with(&moto.endpoint, Faults { deny: Some("denied"), ..Faults::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::start(dir.path(), "dlq", &config(&proxy.endpoint, &queue, ""));
@@ -773,8 +653,8 @@ async fn an_encoded_eventbridge_key_is_retried_decoded() {
     let aws = Aws::new(&moto.endpoint);
     aws.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
     let queue = aws.sqs.create_queue().queue_name("eventbridge").send().await.unwrap().queue_url.unwrap();
-    aws.put_file("AWSLogs/a b.log", "default.log").await;
-    aws.put_file("AWSLogs/plain.log", "v5.log").await;
+    put_file(&aws, "AWSLogs/a b.log", "default.log").await;
+    put_file(&aws, "AWSLogs/plain.log", "v5.log").await;
     for key in ["AWSLogs/a%20b.log", "AWSLogs/plain.log"] {
         let body = format!(
             r#"{{"version":"0","id":"1","detail-type":"Object Created","source":"aws.s3","time":"2026-12-01T00:00:00Z","region":"us-east-1","detail":{{"bucket":{{"name":"{BUCKET}"}},"object":{{"key":"{key}","size":1}}}}}}"#
@@ -798,9 +678,9 @@ async fn an_encoded_eventbridge_key_is_retried_decoded() {
 async fn a_slow_object_is_extended_and_blocks_no_other() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-slow").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-slow").await;
     let proxy = FaultProxy::with(&moto.endpoint, Faults { delay: Duration::from_secs(20), ..Faults::default() }).await;
-    aws.put_file("AWSLogs/slow.log.gz", "default.log.gz").await;
+    put_file(&aws, "AWSLogs/slow.log.gz", "default.log.gz").await;
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::start(
         dir.path(),
@@ -808,7 +688,7 @@ async fn a_slow_object_is_extended_and_blocks_no_other() {
         &config(&proxy.endpoint, &queue, "").replace("concurrency: 4", "concurrency: 2"),
     );
     r.wait_for("the slow object in work", |t| expo::value(t, "vpc_flow_exporter_s3_objects_in_work", &[]) >= 1.0).await;
-    aws.put_file("AWSLogs/fast.log", "v5.log").await;
+    put_file(&aws, "AWSLogs/fast.log", "v5.log").await;
     let t = r.wait_for("the fast object", |t| objects(t, "ok") >= 1.0).await;
     assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_objects_in_work", &[]), 1.0, "the slow one still in work");
     assert_eq!(lines(&t), expected_lines("v5.log") as f64);
@@ -880,7 +760,7 @@ async fn put_multipart(aws: &Aws, key: &str, parts: [Vec<u8>; 2]) -> String {
 async fn multipart_and_redelivery(dedup: &str, a_stops: bool) -> Option<(String, String, f64, f64)> {
     let moto = MotoServer::require()?;
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-redeliver").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-redeliver").await;
     if !dedup.is_empty() {
         aws.dedup_table("objects").await;
     }
@@ -1006,7 +886,7 @@ fn flow_totals(t: &str) -> std::collections::BTreeMap<String, f64> {
 async fn three_replicas_sum_to_the_replay_of_the_same_objects() {
     let Some(moto) = MotoServer::require() else { return };
     let aws = Aws::new(&moto.endpoint);
-    let queue = aws.bucket_and_queue("flow-logs-three").await;
+    let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-three").await;
     aws.dedup_table("objects").await;
     const REFERENCE: &str = "reference";
     aws.s3.create_bucket().bucket(REFERENCE).send().await.expect("CreateBucket reference");
@@ -1033,20 +913,10 @@ async fn three_replicas_sum_to_the_replay_of_the_same_objects() {
             ),
         };
         let reference = aws.s3.put_object().bucket(REFERENCE).key(&key).body(ByteStream::from(body.clone())).send();
-        let (_, r) = tokio::join!(aws.put(&key, body), reference);
+        let (_, r) = tokio::join!(aws.put(BUCKET, &key, body), reference);
         r.expect("PutObject reference");
     }
-    let out = Command::new(common::BIN)
-        .args(["replay", &format!("s3://{REFERENCE}/AWSLogs/")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        .output()
-        .unwrap();
+    let out = replay(&moto.endpoint, &[&format!("s3://{REFERENCE}/AWSLogs/")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want = flow_totals(&String::from_utf8_lossy(&out.stdout));
     let at = |k: &str| want.get(k).copied().unwrap_or(0.0);

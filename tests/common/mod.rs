@@ -11,6 +11,7 @@
 //! never skips) turns the skip into a failure. See docs/testing.md.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod expo;
 pub mod exporter;
 pub mod firehose;

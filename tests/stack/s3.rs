@@ -20,10 +20,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use aws_sdk_sqs::types::QueueAttributeName;
 use vpc_flow_exporter::source::demo::{Generator, DEMO_FORMAT};
 
+use crate::common::aws::{child_env, Aws};
 use crate::common::moto::MotoServer;
 use crate::common::{expo, free_port, now_ms, Proc, BIN};
 
@@ -48,75 +47,6 @@ const QUEUE: &str = "stack-flow-logs-events";
 const TABLE: &str = "stack-flow-log-objects";
 const KEY_PREFIX: &str = "AWSLogs/123456789012/vpcflowlogs/us-east-1/";
 
-/// The test's own SDK clients (explicit test credentials), for one runtime.
-struct Aws {
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    ddb: aws_sdk_dynamodb::Client,
-}
-
-impl Aws {
-    fn new(endpoint: &str) -> Aws {
-        let shared = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "stack-e2e"),
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
-        Aws {
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            ddb: aws_sdk_dynamodb::Client::new(&shared),
-        }
-    }
-
-    /// The bucket, the queue its object creations are notified to, and the
-    /// claim table; the queue URL.
-    async fn create(&self) -> String {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        self.s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
-        let url = self.sqs.create_queue().queue_name(QUEUE).send().await.expect("CreateQueue").queue_url.unwrap();
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes");
-        let arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
-        let q = QueueConfiguration::builder().queue_arn(arn).events(Event::S3ObjectCreated).build().unwrap();
-        self.s3
-            .put_bucket_notification_configuration()
-            .bucket(BUCKET)
-            .notification_configuration(NotificationConfiguration::builder().queue_configurations(q).build())
-            .send()
-            .await
-            .expect("PutBucketNotificationConfiguration");
-        let attribute = AttributeDefinition::builder()
-            .attribute_name("object")
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap();
-        let key = KeySchemaElement::builder().attribute_name("object").key_type(KeyType::Hash).build().unwrap();
-        self.ddb
-            .create_table()
-            .table_name(TABLE)
-            .attribute_definitions(attribute)
-            .key_schema(key)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("CreateTable");
-        url
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
@@ -135,7 +65,12 @@ impl S3Phase {
     /// configurations and logs in `dir/s3`.
     pub fn start(moto_bin: &Path, dir: &Path, detections: &str) -> S3Phase {
         let moto = MotoServer::start(moto_bin);
-        let queue = runtime().block_on(Aws::new(&moto.endpoint).create());
+        let aws = Aws::new(&moto.endpoint);
+        let queue = runtime().block_on(async {
+            let url = aws.bucket_notifying_queue(BUCKET, QUEUE).await;
+            aws.dedup_table(TABLE).await;
+            url
+        });
         let dir = dir.join("s3");
         std::fs::create_dir_all(&dir).unwrap();
         // Sharded replicas export a scanner from half the alert's 20 ports
@@ -154,16 +89,8 @@ impl S3Phase {
             .map(|name| {
                 let port = free_port();
                 let mut cmd = Command::new(BIN);
-                cmd.arg("--config.file")
-                    .arg(&config_file)
-                    .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-                    .env("AWS_ACCESS_KEY_ID", "testing")
-                    .env("AWS_SECRET_ACCESS_KEY", "testing")
-                    .env("AWS_EC2_METADATA_DISABLED", "true")
-                    .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-                    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-                    .env_remove("AWS_PROFILE")
-                    .env_remove("AWS_ENDPOINT_URL");
+                cmd.arg("--config.file").arg(&config_file).args(["--web.listen-address", &format!("127.0.0.1:{port}")]);
+                child_env(&mut cmd);
                 (Proc::spawn(name, cmd, dir.join(format!("{name}.log"))), port)
             })
             .collect();
