@@ -306,7 +306,13 @@ async fn a_replica_killed_mid_object_is_taken_over_after_its_claim_expires() {
     let mut a = Replica::start(dir.path(), "a", &yaml);
     let (body, want) = slow_object(3_000_000);
     aws.put(BUCKET, "AWSLogs/slow.log.gz", body).await;
-    wait_in_work(&mut a).await;
+    // In work and claimed: `objects_in_work` rises before the claim is
+    // written, and a kill before it would leave nothing to take over.
+    let claimed = |t: &str| expo::value(t, "vpc_flow_exporter_s3_claims_total", &[("result", "won")]) >= 1.0;
+    a.wait_for("the object claimed and in work", |t| {
+        claimed(t) && expo::value(t, "vpc_flow_exporter_s3_objects_in_work", &[]) >= 1.0
+    })
+    .await;
     a.proc.signal(Signal::KILL);
     a.proc.wait_exit(Duration::from_secs(10)).expect("killed");
     let killed = Instant::now();
