@@ -111,19 +111,13 @@ impl Binary {
         let port = free_port();
         let stderr_path = log_dir.join(format!("exporter-{port}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+        let child = crate::common::aws::child_env(&mut cmd)
             .arg("--config.file")
             .arg(config)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
             // The counts are checked as soon as they are made: no 0 first.
             .args(["--metrics.new-series-hold", "0s"])
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_REGION")
             .env_remove("AWS_DEFAULT_REGION")
             .envs(env.iter().copied())
