@@ -833,6 +833,8 @@ async fn without_a_dedup_table_a_redelivered_object_counts_at_most_once_per_repl
     let Some((ta, tb, notices, want)) = multipart_and_redelivery("", false).await else { return };
     let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
     assert_eq!(objects(&ta, "ok"), 1.0, "at most once on replica a: {shown}");
+    assert_eq!(expo::value(&ta, "vpc_flow_exporter_s3_recent_objects", &[]), 1.0, "a remembers it: {shown}");
+    assert_eq!(expo::value(&ta, "vpc_flow_exporter_s3_recent_objects_forgotten_total", &[]), 0.0, "{shown}");
     assert!(objects(&tb, "ok") <= 1.0, "at most once on replica b: {shown}");
     assert_eq!(objects(&tb, "duplicate"), 0.0, "b knows nothing of a's objects: {shown}");
     let again = objects(&ta, "duplicate") + objects(&tb, "ok");

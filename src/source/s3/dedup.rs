@@ -58,18 +58,22 @@ impl RecentObjects {
         self.in_work.insert(h)
     }
 
-    /// The object is no longer in work; `counted`: remember it.
-    pub fn finish(&mut self, key: &str, counted: bool) {
+    /// The object is no longer in work; `counted`: remember it. The number
+    /// of older objects forgotten to keep the set within its bound.
+    pub fn finish(&mut self, key: &str, counted: bool) -> usize {
         let h = self.hash(key);
         self.in_work.remove(&h);
+        let mut forgotten = 0;
         if counted && self.set.insert(h) {
             self.order.push_back(h);
             while self.order.len() > self.cap {
                 if let Some(old) = self.order.pop_front() {
                     self.set.remove(&old);
+                    forgotten += 1;
                 }
             }
         }
+        forgotten
     }
 
     pub fn len(&self) -> usize {
@@ -95,15 +99,15 @@ mod tests {
         let mut r = RecentObjects::new(2);
         assert!(r.start("a"));
         assert!(!r.start("a"), "the same object twice at once");
-        r.finish("a", true);
+        assert_eq!(r.finish("a", true), 0);
         assert!(r.seen("a") && r.start("a"));
-        r.finish("a", true);
-        r.finish("b", true);
-        r.finish("c", true);
+        assert_eq!(r.finish("a", true), 0, "already remembered");
+        assert_eq!(r.finish("b", true), 0);
+        assert_eq!(r.finish("c", true), 1, "a forgotten");
         assert!(!r.seen("a") && r.seen("b") && r.seen("c"));
         assert_eq!(r.len(), 2);
         r.start("d");
-        r.finish("d", false);
+        assert_eq!(r.finish("d", false), 0);
         assert!(!r.seen("d"), "a failed object is not remembered");
         assert_ne!(owner_id(), owner_id());
     }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub extensions: IntCounter,
     pub released: IntCounter,
     pub concurrency: IntGauge,
+    pub recent: IntGauge,
+    pub recent_forgotten: IntCounter,
 }
 
 fn s3(name: &str, help: &str) -> Opts {
@@ -93,6 +95,8 @@ impl Metrics {
             Box::new(m.extensions.clone()),
             Box::new(m.released.clone()),
             Box::new(m.concurrency.clone()),
+            Box::new(m.recent.clone()),
+            Box::new(m.recent_forgotten.clone()),
         ];
         for c in all {
             registry.register(c)?;
@@ -124,6 +128,8 @@ impl Metrics {
             extensions: IntCounter::with_opts(sqs("visibility_extensions_total", "Visibility timeouts extended while an object was in work."))?,
             released: IntCounter::with_opts(sqs("messages_released_total", "Messages made visible again at shutdown (visibility 0) because their objects did not finish within the grace."))?,
             concurrency: IntGauge::with_opts(s3("concurrency", "The configured number of objects in work at once."))?,
+            recent: IntGauge::with_opts(s3("recent_objects", "Objects this replica remembers as counted (at most 100,000): a notification of one of them again is a duplicate."))?,
+            recent_forgotten: IntCounter::with_opts(s3("recent_objects_forgotten_total", "Objects dropped from the remembered set, oldest first, to keep it within 100,000: a later notification of one of them counts it again unless dedup_table is set."))?,
         })
     }
 

@@ -339,7 +339,12 @@ async fn process_object<C: S3Api>(
     let fate = claimed(sh, pipeline, o, &key, held, abort).await;
     sh.metrics.in_work.dec();
     let counted = fate == Fate::Done;
-    sh.recent.lock().unwrap_or_else(PoisonError::into_inner).finish(&key, counted);
+    let (forgotten, remembered) = {
+        let mut recent = sh.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        (recent.finish(&key, counted), recent.len())
+    };
+    sh.metrics.recent_forgotten.inc_by(forgotten as u64);
+    sh.metrics.recent.set(remembered as i64);
     fate
 }
 
