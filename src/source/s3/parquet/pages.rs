@@ -35,7 +35,8 @@ pub enum PageError {
 pub fn check_chunk(file: &File, start: u64, len: u64) -> Result<(), PageError> {
     let end = start.saturating_add(len);
     let mut pos = start;
-    let mut f = file.try_clone()?;
+    // `&File` reads and seeks: no second descriptor per chunk.
+    let mut f = file;
     while pos < end {
         f.seek(SeekFrom::Start(pos))?;
         let mut r = Counted { inner: BufReader::with_capacity(8192, (&mut f).take(MAX_HEADER_BYTES)), n: 0 };
