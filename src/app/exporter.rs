@@ -77,7 +77,7 @@ impl Exporter {
             _ => &[],
         };
         let text = if paths.iter().any(|p| p.starts_with("s3://")) {
-            Ingest::replay_s3(self.prepared, &self.settings.config, paths)?
+            self.prepared.replay_s3(&self.settings.config, paths)?
         } else {
             self.prepared.replay(&self.settings.config, paths)?
         };
@@ -235,15 +235,7 @@ async fn check_cloudwatch(path: Option<&Path>, config: &Config) -> Result<(), Ap
     let Some(cw) = &config.cloudwatch else {
         return Err(in_file(NO_CLOUDWATCH));
     };
-    if cw.region.is_none()
-        && aws_config::meta::region::ProvideRegion::region(&aws_config::default_provider::region::default_provider())
-            .await
-            .is_none()
-    {
-        return Err(in_file(
-            "cloudwatch.region: no AWS region found: set cloudwatch.region, the AWS_REGION variable or a region in the AWS profile",
-        ));
-    }
+    region_resolves("cloudwatch", cw.region.as_deref(), path).await?;
     if let Some(state) = &cw.state_file {
         let names = cw.log_groups.iter().map(|g| g.name.as_str());
         let shown = |e: checkpoint::CheckpointError| in_file(&crate::errors::chain(&e));
@@ -251,6 +243,22 @@ async fn check_cloudwatch(path: Option<&Path>, config: &Config) -> Result<(), Ap
         checkpoint::check_writable_dir(state).map_err(shown)?;
     }
     Ok(())
+}
+
+/// That a `section` (`cloudwatch`, `s3`) has a region: its own `region`, else
+/// one the AWS default chain finds (environment, profile); no request is sent.
+pub(super) async fn region_resolves(section: &str, region: Option<&str>, path: Option<&Path>) -> Result<(), AppError> {
+    if region.is_some()
+        || aws_config::meta::region::ProvideRegion::region(&aws_config::default_provider::region::default_provider())
+            .await
+            .is_some()
+    {
+        return Ok(());
+    }
+    let message = format!(
+        "{section}.region: no AWS region found: set {section}.region, the AWS_REGION variable or a region in the AWS profile"
+    );
+    Err(AppError::in_config(path, message))
 }
 
 /// The sources of the mode, built (clients made, checkpoints read), not running.

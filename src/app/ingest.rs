@@ -50,6 +50,12 @@ impl Prepared {
         pipeline.replay_with(|empty| replay::run(&inputs, &config.log_format, empty))?;
         Ok(pipeline.exposition())
     }
+
+    /// `replay s3://...`: the objects under the prefixes `urls`, counted on
+    /// every core; the exposition.
+    pub(crate) fn replay_s3(self, config: &Config, urls: &[String]) -> Result<String, AppError> {
+        super::s3::replay(Pipeline::start(self.0), config, urls)
+    }
 }
 
 /// The running pipeline that sources count into and scrapes read.
@@ -105,12 +111,6 @@ impl Ingest {
     pub(crate) fn s3(&self, source: S3Source, ready: Readiness, shutdown: CancellationToken) -> SourceTask {
         let pipeline = self.pipeline.clone();
         Box::pin(async move { source.run(pipeline, ready, shutdown).await.map_err(|e| AppError::Source(e.into())) })
-    }
-
-    /// `replay s3://...`: the objects under the prefixes, counted on every
-    /// core into the pipeline of `self`; the exposition.
-    pub(crate) fn replay_s3(prepared: Prepared, config: &Config, urls: &[String]) -> Result<String, AppError> {
-        super::s3::replay(Pipeline::start(prepared.0), config, urls)
     }
 
     /// Serves the Firehose listener until shutdown; ready once serving.

@@ -15,18 +15,7 @@ use crate::source::s3::replay;
 /// The region check of the s3 section.
 pub(crate) async fn check(config: &Config, path: Option<&Path>) -> Result<(), AppError> {
     let Some(s3) = &config.s3 else { return Ok(()) };
-    if s3.region.is_none()
-        && aws_config::meta::region::ProvideRegion::region(&aws_config::default_provider::region::default_provider())
-            .await
-            .is_none()
-    {
-        return Err(AppError::in_config(
-            path,
-            "s3.region: no AWS region found: set s3.region, the AWS_REGION variable or a region in the AWS profile"
-                .to_owned(),
-        ));
-    }
-    Ok(())
+    super::exporter::region_resolves("s3", s3.region.as_deref(), path).await
 }
 
 /// Reads every object under the `urls` (all `s3://`) into `pipeline` on
