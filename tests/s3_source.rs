@@ -120,9 +120,16 @@ fn lines(t: &str) -> f64 {
     expo::value(t, "vpc_flow_exporter_lines_total", &[])
 }
 
+/// A replica's configuration: 4 objects at once, 5 s of shutdown grace,
+/// `extra` lines of the s3 section.
 fn config(endpoint: &str, queue: &str, extra: &str) -> String {
+    config_with(endpoint, queue, (4, "5s"), extra)
+}
+
+/// The same with `concurrency` and `shutdown_grace` chosen.
+fn config_with(endpoint: &str, queue: &str, (concurrency, grace): (usize, &str), extra: &str) -> String {
     format!(
-        "s3:\n  queue_url: {queue}\n  region: us-east-1\n  endpoint_url: {endpoint}\n  visibility_timeout: 30s\n  concurrency: 4\n  shutdown_grace: 5s\n{extra}"
+        "s3:\n  queue_url: {queue}\n  region: us-east-1\n  endpoint_url: {endpoint}\n  visibility_timeout: 30s\n  concurrency: {concurrency}\n  shutdown_grace: {grace}\n{extra}"
     )
 }
 
@@ -205,8 +212,8 @@ async fn two_replicas_with_a_dedup_table_count_each_object_once() {
     aws.dedup_table("objects").await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n");
-    let mut a = Replica::start(dir.path(), "a", &yaml);
-    let mut b = Replica::start(dir.path(), "b", &yaml);
+    let a = Replica::start(dir.path(), "a", &yaml);
+    let b = Replica::start(dir.path(), "b", &yaml);
     let n: usize = 40;
     let mut want = 0;
     for i in 0..n {
@@ -226,7 +233,6 @@ async fn two_replicas_with_a_dedup_table_count_each_object_once() {
         }
     }
     let sum = |ta: &str, tb: &str, f: &dyn Fn(&str) -> f64| f(ta) + f(tb);
-    let _ = (&mut a, &mut b);
     let deadline = Instant::now() + WAIT;
     let (ta, tb) = loop {
         let (ta, tb) = (a.scrape().await, b.scrape().await);
@@ -348,7 +354,7 @@ async fn sigterm_releases_objects_in_work_and_exits_0() {
     let aws = Aws::new(&moto.endpoint);
     let queue = aws.bucket_notifying_queue(BUCKET, "flow-logs-term").await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(&moto.endpoint, &queue, "").replace("shutdown_grace: 5s", "shutdown_grace: 0s");
+    let yaml = config_with(&moto.endpoint, &queue, (4, "0s"), "");
     let mut a = Replica::start(dir.path(), "a", &yaml);
     let (body, want) = slow_object(3_000_000);
     aws.put(BUCKET, "AWSLogs/slow.log.gz", body).await;
@@ -688,12 +694,8 @@ async fn a_slow_object_is_extended_and_blocks_no_other() {
     let proxy = FaultProxy::with(&moto.endpoint, Faults { delay: Duration::from_secs(20), ..Faults::default() }).await;
     put_file(&aws, "AWSLogs/slow.log.gz", "default.log.gz").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Replica::start(
-        dir.path(),
-        "slow",
-        &config(&proxy.endpoint, &queue, "").replace("concurrency: 4", "concurrency: 2"),
-    );
-    r.wait_for("the slow object in work", |t| expo::value(t, "vpc_flow_exporter_s3_objects_in_work", &[]) >= 1.0).await;
+    let mut r = Replica::start(dir.path(), "slow", &config_with(&proxy.endpoint, &queue, (2, "5s"), ""));
+    wait_in_work(&mut r).await;
     put_file(&aws, "AWSLogs/fast.log", "v5.log").await;
     let t = r.wait_for("the fast object", |t| objects(t, "ok") >= 1.0).await;
     assert_eq!(expo::value(&t, "vpc_flow_exporter_s3_objects_in_work", &[]), 1.0, "the slow one still in work");
@@ -802,7 +804,7 @@ async fn multipart_and_redelivery(dedup: &str, a_stops: bool) -> Option<(String,
         let status = a.proc.wait_exit(Duration::from_secs(20)).expect("exits after SIGTERM");
         assert!(status.success(), "{status}");
     }
-    let mut b = Replica::start(dir.path(), "b", &config(&moto.endpoint, &queue, dedup));
+    let b = Replica::start(dir.path(), "b", &config(&moto.endpoint, &queue, dedup));
     let deadline = Instant::now() + WAIT;
     let handled = |t: &str| objects(t, "ok") + objects(t, "duplicate");
     let (ta, tb) = loop {
@@ -815,7 +817,6 @@ async fn multipart_and_redelivery(dedup: &str, a_stops: bool) -> Option<(String,
         assert!(Instant::now() < deadline, "{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = (&mut a, &mut b);
     let shown = format!("{}\n---\n{}", s3_lines(&ta), s3_lines(&tb));
     assert_eq!(objects(&ta, "error") + objects(&tb, "error"), 0.0, "{shown}");
     eprintln!(
@@ -899,30 +900,23 @@ async fn three_replicas_sum_to_the_replay_of_the_same_objects() {
     const REFERENCE: &str = "reference";
     aws.s3.create_bucket().bucket(REFERENCE).send().await.expect("CreateBucket reference");
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(&moto.endpoint, &queue, "  dedup_table: objects\n").replace("concurrency: 4", "concurrency: 2");
+    let yaml = config_with(&moto.endpoint, &queue, (2, "5s"), "  dedup_table: objects\n");
     let mut replicas: Vec<Replica> = ["r1", "r2", "r3"].iter().map(|n| Replica::start(dir.path(), n, &yaml)).collect();
     let mut bad_text = std::fs::read(data("default.log")).unwrap();
     bad_text.extend_from_slice(b"2 123456789010 eni-1235b8ca123456789 not-an-address\n");
+    let [gz, v5, parquet] = ["default.log.gz", "v5.log", "default.parquet"].map(|f| std::fs::read(data(f)).unwrap());
     let n: usize = 220;
     for i in 0..n {
         let (body, key) = match i % 4 {
-            0 => (
-                std::fs::read(data("default.log.gz")).unwrap(),
-                format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i}.log.gz"),
-            ),
-            1 => (
-                std::fs::read(data("v5.log")).unwrap(),
-                format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i} v5+x.log"),
-            ),
+            0 => (gz.clone(), format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i}.log.gz")),
+            1 => (v5.clone(), format!("AWSLogs/1/vpcflowlogs/us-east-1/2026/12/01/{i} v5+x.log")),
             2 => (bad_text.clone(), format!("AWSLogs/plain/{i}.log")),
             _ => (
-                std::fs::read(data("default.parquet")).unwrap(),
+                parquet.clone(),
                 format!("AWSLogs/aws-account-id=1/aws-region=us-east-1/year=2026/month=12/day=01/{i}.parquet"),
             ),
         };
-        let reference = aws.s3.put_object().bucket(REFERENCE).key(&key).body(ByteStream::from(body.clone())).send();
-        let (_, r) = tokio::join!(aws.put(BUCKET, &key, body), reference);
-        r.expect("PutObject reference");
+        tokio::join!(aws.put(BUCKET, &key, body.clone()), aws.put(REFERENCE, &key, body));
     }
     let out = replay(&moto.endpoint, &[&format!("s3://{REFERENCE}/AWSLogs/")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
