@@ -1428,9 +1428,7 @@ fn demo_stack_fires_alerts_and_feeds_dashboards() {
         .send()
         .and_then(|r| r.text())
         .expect("Firehose exporter /metrics");
-    let value = |series: &str| {
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(-1.0)
-    };
+    let value = |series: &str| common::expo::sample(&text, series).unwrap_or(-1.0);
     println!(
         "Firehose: {} requests, {} records applied; unexpected answers: {:?}",
         pushed.applied_requests, pushed.applied_records, pushed.unexpected

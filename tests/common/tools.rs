@@ -3,8 +3,9 @@
 //!
 //! Lookup, in order: the tool's own override variable (`PROMETHEUS_BIN`, ...);
 //! then the directories of `VPC_FLOW_EXPORTER_TOOL_PATH` if it is set (only
-//! those: a way to hide installed tools), else `PATH` and the repository's
-//! `.venv/bin` (where `scripts/setup-test-deps.sh` puts moto_server).
+//! those: a way to hide installed tools), else `PATH`, the repository's
+//! `.venv/bin` (where `scripts/setup-test-deps.sh` puts moto_server) and
+//! `/usr/sbin` (Debian's nginx, which a user's `PATH` may lack).
 //!
 //! Missing: the test prints one line `skipped: needs <tool> (install: ...)`
 //! and returns (it passes, doing nothing), unless
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 
 /// Set (not `0`): a missing tool fails the test instead of skipping it.
 pub const REQUIRE_VAR: &str = "VPC_FLOW_EXPORTER_REQUIRE_TOOLS";
-/// Set: the only directories searched for tools (instead of PATH and .venv/bin).
+/// Set: the only directories searched for tools (instead of PATH, .venv/bin and /usr/sbin).
 pub const TOOL_PATH_VAR: &str = "VPC_FLOW_EXPORTER_TOOL_PATH";
 /// What installs every tool.
 pub const INSTALL: &str = "scripts/setup-test-deps.sh";
@@ -72,7 +73,7 @@ pub fn locate(tool: &Tool) -> Result<PathBuf, String> {
         Some(only) => std::env::split_paths(&only).filter(|d| !d.as_os_str().is_empty()).collect(),
         None => {
             let path = std::env::var_os("PATH").unwrap_or_default();
-            std::env::split_paths(&path).chain([super::repo().join(".venv/bin")]).collect()
+            std::env::split_paths(&path).chain([super::repo().join(".venv/bin"), PathBuf::from("/usr/sbin")]).collect()
         }
     };
     dirs.iter()
